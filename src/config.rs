@@ -1,0 +1,845 @@
+//! The config file: YAML -> raw serde structs (`deny_unknown_fields`) -> [`compile`] -> one immutable
+//! [`Snapshot`] that the request path reads without locks.
+//!
+//! Everything that can be decided from the file is decided here, once: TLS server configs, the
+//! route table, upstream clients, header names. `serde_yaml` stays confined to this module.
+
+use crate::auth::{AuthPolicy, Authenticator, AuthnDef};
+use crate::forward::Upstream;
+use crate::locate::Locator;
+use crate::router::{HostMatch, PathMatch, Route, Router};
+use crate::tls;
+use crate::values::{Dur, Num, S};
+use ipnet::IpNet;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+// ---------------------------------------------------------------------------------------------
+// Raw schema (SPEC section 2). Field names are the contract.
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub listeners: Vec<RawListener>,
+    #[serde(default)]
+    pub limits: RawLimits,
+    #[serde(default)]
+    pub logging: RawLogging,
+    #[serde(default)]
+    pub trusted_proxies: Vec<S>,
+    #[serde(default)]
+    pub upstreams: BTreeMap<String, RawUpstream>,
+    #[serde(default)]
+    pub authenticators: BTreeMap<String, RawAuthenticator>,
+    #[serde(default)]
+    pub routes: Vec<RawRoute>,
+    pub workers: Option<Num>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct RawListener {
+    pub name: S,
+    pub bind: S,
+    pub tls: Option<RawTls>,
+}
+
+#[derive(Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub cert: Option<S>,
+    pub key: Option<S>,
+    pub self_signed: Option<Vec<S>>,
+    /// Development: when `cert`, `key` and `client_auth.ca` are all missing, `run` writes a dev
+    /// PKI (as `portcullis dev-pki` does) into the folder of `cert` first.
+    pub generate_missing: Option<bool>,
+    pub client_auth: Option<RawClientAuth>,
+}
+
+#[derive(Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawClientAuth {
+    pub mode: ClientAuthMode,
+    pub ca: Option<S>,
+    pub crl: Option<S>,
+}
+
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuthMode {
+    None,
+    Optional,
+    Required,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLimits {
+    pub header_timeout: Dur,
+    pub idle_timeout: Dur,
+    pub max_header_bytes: Num,
+    pub max_body_bytes: Num,
+    pub max_connections: Num,
+    pub shutdown_timeout: Dur,
+}
+
+impl Default for RawLimits {
+    fn default() -> Self {
+        RawLimits {
+            header_timeout: Dur(Duration::from_secs(10)),
+            idle_timeout: Dur(Duration::from_secs(60)),
+            max_header_bytes: Num(16384),
+            max_body_bytes: Num(10 * 1024 * 1024),
+            max_connections: Num(10_000),
+            shutdown_timeout: Dur(Duration::from_secs(30)),
+        }
+    }
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLogging {
+    pub format: LogFormat,
+    pub level: S,
+}
+
+impl Default for RawLogging {
+    fn default() -> Self {
+        RawLogging {
+            format: LogFormat::Json,
+            level: S("info".into()),
+        }
+    }
+}
+
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+#[derive(Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstream {
+    pub url: Option<S>,
+    pub echo: Option<bool>,
+    pub connect_timeout: Option<Dur>,
+    pub timeout: Option<Dur>,
+    /// PEM bundle of CAs trusted for an https upstream (default: none, so set it for https).
+    pub ca: Option<S>,
+    /// Speak HTTP/2 with prior knowledge (h2c) to a plain-http upstream.
+    pub http2: Option<bool>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum RawAuthenticator {
+    Mtls {},
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    pub name: S,
+    #[serde(rename = "match")]
+    pub matcher: RawMatch,
+    pub upstream: S,
+    pub auth: RawAuth,
+    pub max_body_bytes: Option<Num>,
+    pub forward_credentials: Option<bool>,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawMatch {
+    pub host: Option<S>,
+    pub path: Option<S>,
+    pub path_prefix: Option<S>,
+    pub methods: Option<Vec<S>>,
+}
+
+/// `auth: none`, or a block.
+#[derive(Debug)]
+pub enum RawAuth {
+    None,
+    Block(RawAuthBlock),
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuthBlock {
+    #[serde(default)]
+    pub any_of: Vec<S>,
+    #[serde(default)]
+    pub require_client_cert: bool,
+}
+
+impl<'de> Deserialize<'de> for RawAuth {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawAuth;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("`none` or an auth block such as `{ any_of: [...] }`")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawAuth, E> {
+                if v == "none" {
+                    Ok(RawAuth::None)
+                } else {
+                    Err(E::custom(format!(
+                        "`{v}`: expected `none` or an auth block such as `{{ any_of: [...] }}`"
+                    )))
+                }
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawAuth, A::Error> {
+                RawAuthBlock::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(RawAuth::Block)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+
+/// One problem in a config file, with the field path and, where known, its position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigIssue {
+    pub path: String,
+    pub message: String,
+    pub at: Option<(usize, usize)>,
+}
+
+/// Every problem found in one config file. Displays as `FILE:LINE:COL: field.path: message` lines.
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct ConfigErrors {
+    pub file: PathBuf,
+    pub issues: Vec<ConfigIssue>,
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, issue) in self.issues.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{}", self.file.display())?;
+            if let Some((line, col)) = issue.at {
+                write!(f, ":{line}:{col}")?;
+            }
+            if issue.path.is_empty() {
+                write!(f, ": {}", issue.message)?;
+            } else {
+                write!(f, ": {}: {}", issue.path, issue.message)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Default)]
+struct Issues(Vec<ConfigIssue>);
+
+impl Issues {
+    fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push(ConfigIssue {
+            path: path.into(),
+            message: message.into(),
+            at: None,
+        });
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The compiled snapshot
+
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub header_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_header_bytes: usize,
+    pub max_body_bytes: u64,
+    pub max_connections: usize,
+    pub shutdown_timeout: Duration,
+}
+
+pub struct ListenerCfg {
+    pub name: Arc<str>,
+    pub bind: SocketAddr,
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// The raw TLS block, kept so a reload can tell whether the certificate source changed.
+    pub raw_tls: Option<RawTls>,
+}
+
+pub struct LoggingCfg {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+/// The trusted-proxy set: only these peers may set `X-Forwarded-For` and friends.
+#[derive(Debug, Default, Clone)]
+pub struct TrustedProxies(Vec<IpNet>);
+
+impl TrustedProxies {
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = canonical_ip(ip);
+        self.0.iter().any(|n| n.contains(&ip))
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// `::ffff:10.0.0.1` is `10.0.0.1` for every trust decision.
+pub fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map(IpAddr::V4)
+            .unwrap_or(IpAddr::V6(v6)),
+        v4 => v4,
+    }
+}
+
+pub struct Snapshot {
+    pub source: PathBuf,
+    pub listeners: Vec<ListenerCfg>,
+    pub limits: Limits,
+    pub logging: LoggingCfg,
+    pub trusted_proxies: TrustedProxies,
+    pub router: Router,
+    pub upstreams: BTreeMap<String, Arc<Upstream>>,
+    pub workers: usize,
+}
+
+impl Snapshot {
+    pub fn listener(&self, name: &str) -> Option<&ListenerCfg> {
+        self.listeners.iter().find(|l| &*l.name == name)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Loading
+
+/// Reads, parses and compiles `file`. `prev` lets unchanged parts (upstream connection pools) be
+/// carried over on reload.
+/// `Run` may create development files (`tls.generate_missing`); `Check` only looks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Run,
+    Check,
+}
+
+pub fn load(file: &Path, prev: Option<&Snapshot>) -> Result<Snapshot, ConfigErrors> {
+    load_mode(file, prev, Mode::Run)
+}
+
+pub fn load_mode(
+    file: &Path,
+    prev: Option<&Snapshot>,
+    mode: Mode,
+) -> Result<Snapshot, ConfigErrors> {
+    let src = std::fs::read_to_string(file).map_err(|e| ConfigErrors {
+        file: file.to_path_buf(),
+        issues: vec![ConfigIssue {
+            path: String::new(),
+            message: format!("cannot read the config file: {e}"),
+            at: None,
+        }],
+    })?;
+    load_str(file, &src, prev, mode)
+}
+
+pub fn load_str(
+    file: &Path,
+    src: &str,
+    prev: Option<&Snapshot>,
+    mode: Mode,
+) -> Result<Snapshot, ConfigErrors> {
+    let fail = |issues: Vec<ConfigIssue>| ConfigErrors {
+        file: file.to_path_buf(),
+        issues,
+    };
+    let raw = parse(src).map_err(|i| fail(vec![i]))?;
+    let base = file
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    compile(raw, file, &base, prev, mode).map_err(|mut issues| {
+        let locator = Locator::new(src);
+        for i in &mut issues {
+            i.at = locator.find(&i.path);
+        }
+        fail(issues)
+    })
+}
+
+/// YAML -> raw structs; serde stops at the first error, which it locates itself.
+pub fn parse(src: &str) -> Result<RawConfig, ConfigIssue> {
+    if src.trim().is_empty() {
+        return Ok(RawConfig::default());
+    }
+    serde_yaml::from_str::<RawConfig>(src).map_err(|e| {
+        let at = e.location().map(|l| (l.line(), l.column()));
+        let mut text = e.to_string();
+        if let Some(cut) = text.rfind(" at line ") {
+            text.truncate(cut);
+        }
+        // serde_yaml prefixes the field path as `path: message` (no spaces in the path).
+        let (path, message) = match text.split_once(": ") {
+            Some((p, m)) if !p.contains(' ') && !p.is_empty() => (p.to_owned(), m.to_owned()),
+            _ => (String::new(), text),
+        };
+        ConfigIssue { path, message, at }
+    })
+}
+
+/// Raw -> snapshot, reporting every problem found (not just the first).
+pub fn compile(
+    raw: RawConfig,
+    file: &Path,
+    base: &Path,
+    prev: Option<&Snapshot>,
+    mode: Mode,
+) -> Result<Snapshot, Vec<ConfigIssue>> {
+    let mut issues = Issues::default();
+
+    let d = RawLimits::default();
+    let limits = Limits {
+        header_timeout: raw.limits.header_timeout.0,
+        idle_timeout: raw.limits.idle_timeout.0,
+        max_header_bytes: raw.limits.max_header_bytes.0 as usize,
+        max_body_bytes: raw.limits.max_body_bytes.0,
+        max_connections: raw.limits.max_connections.0 as usize,
+        shutdown_timeout: raw.limits.shutdown_timeout.0,
+    };
+    if limits.header_timeout.is_zero() {
+        issues.add("limits.header_timeout", "must be greater than 0");
+    }
+    if limits.idle_timeout.is_zero() {
+        issues.add("limits.idle_timeout", "must be greater than 0");
+    }
+    // hyper's HTTP/1 read buffer cannot be smaller than 8 KiB.
+    if !(8192..=1 << 20).contains(&limits.max_header_bytes) {
+        issues.add(
+            "limits.max_header_bytes",
+            format!(
+                "must be between 8192 and 1048576 (default {})",
+                d.max_header_bytes.0
+            ),
+        );
+    }
+    if limits.max_connections == 0 || limits.max_connections > 1_000_000 {
+        issues.add("limits.max_connections", "must be between 1 and 1000000");
+    }
+
+    // Listeners
+    let mut listeners = Vec::new();
+    if raw.listeners.is_empty() {
+        issues.add("listeners", "at least one listener is required");
+    }
+    let mut names = HashSet::new();
+    let mut binds = HashSet::new();
+    for (i, l) in raw.listeners.iter().enumerate() {
+        let p = format!("listeners[{i}]");
+        if l.name.0.is_empty() {
+            issues.add(format!("{p}.name"), "must not be empty");
+        } else if !names.insert(l.name.0.clone()) {
+            issues.add(
+                format!("{p}.name"),
+                format!("duplicate listener name `{}`", l.name),
+            );
+        }
+        let bind = match l.bind.0.parse::<SocketAddr>() {
+            Ok(a) => {
+                if a.port() != 0 && !binds.insert(a) {
+                    issues.add(format!("{p}.bind"), format!("`{a}` is bound twice"));
+                }
+                Some(a)
+            }
+            Err(_) => {
+                issues.add(
+                    format!("{p}.bind"),
+                    format!("`{}` is not an address:port (e.g. 0.0.0.0:8443)", l.bind),
+                );
+                None
+            }
+        };
+        let tls_cfg = match &l.tls {
+            None => None,
+            Some(t)
+                if t.generate_missing == Some(true)
+                    && !dev_files_ready(t, base, mode, &p, &mut issues) =>
+            {
+                None
+            }
+            Some(t) => {
+                // Unchanged TLS source on reload still re-reads the files: SIGHUP is how a renewed
+                // certificate gets picked up.
+                match tls::server_config(t, base, &format!("{p}.tls")) {
+                    Ok(c) => Some(c),
+                    Err(errs) => {
+                        for (path, msg) in errs {
+                            issues.add(path, msg);
+                        }
+                        None
+                    }
+                }
+            }
+        };
+        if let Some(bind) = bind {
+            listeners.push(ListenerCfg {
+                name: Arc::from(l.name.0.as_str()),
+                bind,
+                tls: tls_cfg,
+                raw_tls: l.tls.clone(),
+            });
+        }
+    }
+
+    // Trusted proxies
+    let mut nets = Vec::new();
+    for (i, t) in raw.trusted_proxies.iter().enumerate() {
+        match t.0.parse::<IpNet>() {
+            Ok(n) => nets.push(n),
+            Err(_) => match t.0.parse::<IpAddr>() {
+                Ok(ip) => nets.push(IpNet::from(ip)),
+                Err(_) => issues.add(
+                    format!("trusted_proxies[{i}]"),
+                    format!("`{t}` is not an IP address or CIDR (e.g. 10.0.0.0/8)"),
+                ),
+            },
+        }
+    }
+
+    // Upstreams
+    let mut upstreams = BTreeMap::new();
+    for (name, u) in &raw.upstreams {
+        let p = format!("upstreams.{name}");
+        let reuse = prev
+            .and_then(|s| s.upstreams.get(name))
+            .filter(|old| old.raw() == u);
+        match reuse {
+            Some(old) => {
+                upstreams.insert(name.clone(), old.clone());
+            }
+            None => match Upstream::compile(name, u, base, &p) {
+                Ok(up) => {
+                    upstreams.insert(name.clone(), Arc::new(up));
+                }
+                Err(errs) => {
+                    for (path, msg) in errs {
+                        issues.add(path, msg);
+                    }
+                }
+            },
+        }
+    }
+
+    // Authenticators
+    let mut authenticators = BTreeMap::new();
+    for (name, a) in &raw.authenticators {
+        let compiled = match a {
+            RawAuthenticator::Mtls {} => Authenticator::Mtls,
+        };
+        authenticators.insert(
+            name.clone(),
+            Arc::new(AuthnDef {
+                name: Arc::from(name.as_str()),
+                kind: compiled,
+            }),
+        );
+    }
+
+    // Routes
+    let mut routes = Vec::new();
+    let mut route_names = HashSet::new();
+    for (i, r) in raw.routes.iter().enumerate() {
+        let p = format!("routes[{i}]");
+        if r.name.0.is_empty() {
+            issues.add(format!("{p}.name"), "must not be empty");
+        } else if !route_names.insert(r.name.0.clone()) {
+            issues.add(
+                format!("{p}.name"),
+                format!("duplicate route name `{}`", r.name),
+            );
+        }
+        let upstream = upstreams.get(r.upstream.as_str()).cloned();
+        if upstream.is_none() && !raw.upstreams.contains_key(r.upstream.as_str()) {
+            issues.add(
+                format!("{p}.upstream"),
+                format!(
+                    "unknown upstream `{}` (defined: {})",
+                    r.upstream,
+                    list_names(raw.upstreams.keys())
+                ),
+            );
+        }
+        let host = match &r.matcher.host {
+            None => HostMatch::Any,
+            Some(h) => match HostMatch::parse(h.as_str()) {
+                Ok(m) => m,
+                Err(e) => {
+                    issues.add(format!("{p}.match.host"), e);
+                    HostMatch::Any
+                }
+            },
+        };
+        let path = match (&r.matcher.path, &r.matcher.path_prefix) {
+            (Some(_), Some(_)) => {
+                issues.add(
+                    format!("{p}.match"),
+                    "give either `path` or `path_prefix`, not both",
+                );
+                PathMatch::Any
+            }
+            (Some(x), None) => match PathMatch::exact(x.as_str()) {
+                Ok(m) => m,
+                Err(e) => {
+                    issues.add(format!("{p}.match.path"), e);
+                    PathMatch::Any
+                }
+            },
+            (None, Some(x)) => match PathMatch::prefix(x.as_str()) {
+                Ok(m) => m,
+                Err(e) => {
+                    issues.add(format!("{p}.match.path_prefix"), e);
+                    PathMatch::Any
+                }
+            },
+            (None, None) => PathMatch::Any,
+        };
+        let mut methods = Vec::new();
+        for (j, m) in r.matcher.methods.iter().flatten().enumerate() {
+            let up = m.as_str().to_ascii_uppercase();
+            match http::Method::from_bytes(up.as_bytes()) {
+                Ok(method) if !up.is_empty() => methods.push(method),
+                _ => issues.add(
+                    format!("{p}.match.methods[{j}]"),
+                    format!("`{m}` is not an HTTP method"),
+                ),
+            }
+        }
+        let auth = match &r.auth {
+            RawAuth::None => AuthPolicy::None,
+            RawAuth::Block(b) => {
+                let mut any_of = Vec::new();
+                for (j, a) in b.any_of.iter().enumerate() {
+                    match authenticators.get(a.as_str()) {
+                        Some(x) => any_of.push(x.clone()),
+                        None => issues.add(
+                            format!("{p}.auth.any_of[{j}]"),
+                            format!(
+                                "unknown authenticator `{a}` (defined: {})",
+                                list_names(raw.authenticators.keys())
+                            ),
+                        ),
+                    }
+                }
+                AuthPolicy::Chain {
+                    any_of,
+                    require_client_cert: b.require_client_cert,
+                }
+            }
+        };
+        if let Some(upstream) = upstream {
+            routes.push(Route {
+                name: Arc::from(r.name.0.as_str()),
+                host,
+                path,
+                methods,
+                upstream,
+                auth,
+                max_body_bytes: r.max_body_bytes.map_or(limits.max_body_bytes, |n| n.0),
+                forward_credentials: r.forward_credentials.unwrap_or(false),
+            });
+        }
+    }
+
+    let workers = match std::env::var("PORTCULLIS_WORKERS") {
+        Ok(v) => match v.trim().parse::<usize>() {
+            Ok(n) if n >= 1 => n,
+            _ => {
+                issues.add(
+                    "workers",
+                    format!("PORTCULLIS_WORKERS=`{v}` is not a positive integer"),
+                );
+                1
+            }
+        },
+        Err(_) => match raw.workers {
+            Some(Num(0)) => {
+                issues.add("workers", "must be at least 1");
+                1
+            }
+            Some(Num(n)) => n as usize,
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        },
+    };
+
+    if let Err(e) = tracing_subscriber::EnvFilter::try_new(raw.logging.level.as_str()) {
+        issues.add("logging.level", format!("invalid level: {e}"));
+    }
+
+    if !issues.0.is_empty() {
+        return Err(issues.0);
+    }
+    Ok(Snapshot {
+        source: file.to_path_buf(),
+        listeners,
+        limits,
+        logging: LoggingCfg {
+            format: raw.logging.format,
+            level: raw.logging.level.0,
+        },
+        trusted_proxies: TrustedProxies(nets),
+        router: Router::new(routes),
+        upstreams,
+        workers,
+    })
+}
+
+/// For `tls.generate_missing`: true when the files exist (possibly just written). In `Check` mode
+/// missing files are fine (run would write them) and no TLS config is built.
+fn dev_files_ready(t: &RawTls, base: &Path, mode: Mode, p: &str, issues: &mut Issues) -> bool {
+    let (Some(cert), Some(key)) = (&t.cert, &t.key) else {
+        issues.add(
+            format!("{p}.generate_missing"),
+            "needs `cert` and `key` paths to write to",
+        );
+        return false;
+    };
+    let cert = resolve(base, cert.as_str());
+    let dir = cert.parent().map(Path::to_path_buf).unwrap_or_default();
+    let mut wanted = vec![
+        (cert, "server.crt"),
+        (resolve(base, key.as_str()), "server.key"),
+    ];
+    if let Some(ca) = t.client_auth.as_ref().and_then(|c| c.ca.as_ref()) {
+        wanted.push((resolve(base, ca.as_str()), "client-ca.crt"));
+    }
+    let missing: Vec<&PathBuf> = wanted
+        .iter()
+        .filter(|(f, _)| !f.exists())
+        .map(|(f, _)| f)
+        .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    if missing.len() != wanted.len() {
+        issues.add(
+            format!("{p}.generate_missing"),
+            format!(
+                "only some files are missing ({}); generate_missing only writes a complete set: remove the others or run `portcullis dev-pki`",
+                missing.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", ")
+            ),
+        );
+        return false;
+    }
+    for (f, name) in &wanted {
+        if f.parent() != Some(dir.as_path()) || f.file_name().and_then(|n| n.to_str()) != Some(name)
+        {
+            issues.add(
+                format!("{p}.generate_missing"),
+                format!(
+                    "writes `{name}` beside `cert`; point the field at {}",
+                    dir.join(name).display()
+                ),
+            );
+            return false;
+        }
+    }
+    if mode == Mode::Check {
+        return false;
+    }
+    match crate::devpki::generate(&dir) {
+        Ok(_) => {
+            tracing::warn!(dir = %dir.display(), "wrote a development PKI (tls.generate_missing): development only");
+            true
+        }
+        Err(e) => {
+            issues.add(format!("{p}.generate_missing"), e.to_string());
+            false
+        }
+    }
+}
+
+fn list_names<'a>(names: impl Iterator<Item = &'a String>) -> String {
+    let v: Vec<&str> = names.map(String::as_str).collect();
+    if v.is_empty() {
+        "none".to_owned()
+    } else {
+        v.join(", ")
+    }
+}
+
+/// Resolves a config path: relative paths are taken from the config file's folder.
+pub fn resolve(base: &Path, p: &str) -> PathBuf {
+    let p = Path::new(p);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn issues(src: &str) -> Vec<ConfigIssue> {
+        match load_str(Path::new("t.yaml"), src, None, Mode::Check) {
+            Ok(_) => vec![],
+            Err(e) => e.issues,
+        }
+    }
+
+    const BASE: &str =
+        "listeners:\n  - name: a\n    bind: 127.0.0.1:0\nupstreams:\n  echo: { echo: true }\n";
+
+    #[test]
+    fn minimal_config_compiles() {
+        let src = format!(
+            "{BASE}routes:\n  - name: r\n    match: {{ path_prefix: / }}\n    upstream: echo\n    auth: none\n"
+        );
+        assert_eq!(issues(&src), vec![]);
+    }
+
+    #[test]
+    fn unknown_field_is_located() {
+        let src = "listeners:\n  - name: a\n    bnd: x\n";
+        let i = issues(src);
+        assert_eq!(i.len(), 1);
+        assert_eq!(i[0].path, "listeners[0]");
+        assert!(i[0].message.contains("unknown field `bnd`"), "{:?}", i[0]);
+        assert_eq!(i[0].at.map(|a| a.0), Some(3));
+    }
+
+    #[test]
+    fn every_semantic_error_is_reported() {
+        let src = format!(
+            "{BASE}routes:\n  - name: r\n    match: {{ path_prefix: /a }}\n    upstream: nope\n    auth: none\n  - name: r\n    match: {{ path: /b, methods: [G T] }}\n    upstream: echo\n    auth: {{ any_of: [ghost] }}\n"
+        );
+        let i = issues(&src);
+        let paths: Vec<&str> = i.iter().map(|x| x.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            vec![
+                "routes[0].upstream",
+                "routes[1].name",
+                "routes[1].match.methods[0]",
+                "routes[1].auth.any_of[0]"
+            ]
+        );
+        assert_eq!(i[0].at, Some((9, 5)));
+    }
+}

@@ -1,0 +1,94 @@
+//! `portcullis dev-pki`: a development CA, a server certificate (localhost, 127.0.0.1, ::1) and a
+//! client certificate, to try TLS and mTLS. Development only: the keys are written unencrypted.
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DevPkiError {
+    #[error("certificate generation failed: {0}")]
+    Gen(#[from] rcgen::Error),
+    #[error("cannot write {0}: {1}")]
+    Write(PathBuf, std::io::Error),
+}
+
+/// Files written, in order.
+pub const FILES: &[&str] = &[
+    "ca.crt",
+    "ca.key",
+    "server.crt",
+    "server.key",
+    "client.crt",
+    "client.key",
+    "client-ca.crt",
+];
+
+pub fn generate(out: &Path) -> Result<Vec<PathBuf>, DevPkiError> {
+    std::fs::create_dir_all(out).map_err(|e| DevPkiError::Write(out.to_path_buf(), e))?;
+    let ca_key = KeyPair::generate()?;
+    let mut ca = CertificateParams::new(Vec::<String>::new())?;
+    ca.distinguished_name
+        .push(DnType::CommonName, "Portcullis Development CA");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca_cert = ca.self_signed(&ca_key)?;
+    let issuer = Issuer::new(ca, &ca_key);
+
+    let server_key = KeyPair::generate()?;
+    let mut server = CertificateParams::new(vec![
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        "::1".to_string(),
+    ])?;
+    server
+        .distinguished_name
+        .push(DnType::CommonName, "localhost");
+    server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let server_cert = server.signed_by(&server_key, &issuer)?;
+
+    let client_key = KeyPair::generate()?;
+    let mut client = CertificateParams::new(Vec::<String>::new())?;
+    client
+        .distinguished_name
+        .push(DnType::CommonName, "dev-client");
+    client
+        .distinguished_name
+        .push(DnType::OrganizationName, "Portcullis Dev");
+    client.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let client_cert = client.signed_by(&client_key, &issuer)?;
+
+    let contents = [
+        ca_cert.pem(),
+        ca_key.serialize_pem(),
+        format!("{}{}", server_cert.pem(), ca_cert.pem()),
+        server_key.serialize_pem(),
+        client_cert.pem(),
+        client_key.serialize_pem(),
+        ca_cert.pem(),
+    ];
+    let mut written = Vec::new();
+    for (name, body) in FILES.iter().zip(contents) {
+        let p = out.join(name);
+        write_file(&p, &body, name.ends_with(".key"))?;
+        written.push(p);
+    }
+    Ok(written)
+}
+
+fn write_file(p: &Path, body: &str, private: bool) -> Result<(), DevPkiError> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    if private {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts
+        .open(p)
+        .map_err(|e| DevPkiError::Write(p.to_path_buf(), e))?;
+    f.write_all(body.as_bytes())
+        .map_err(|e| DevPkiError::Write(p.to_path_buf(), e))
+}

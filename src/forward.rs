@@ -1,0 +1,485 @@
+//! The trust boundary: which client headers may reach the upstream, which the gateway sets, and the
+//! pooled upstream clients.
+//!
+//! Strip before you inject (linkerd): hop-by-hop headers, the headers named in `Connection`, every
+//! client copy of an identity header (`X-Auth-*`, `X-Client-Cert-*`, in any case and with `_` or
+//! `.` for `-`) and, from peers that are not trusted proxies, every header through which upstream
+//! frameworks let a client override the URL or claim a network identity. Then add ours.
+
+use crate::auth::Identity;
+use crate::body::LimitedBody;
+use crate::config::{resolve, RawUpstream};
+use crate::tls::ClientCert;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::{Authority, Scheme};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::Duration;
+
+pub type UpstreamClient = Client<HttpsConnector<HttpConnector>, LimitedBody>;
+
+#[derive(Debug)]
+pub struct Upstream {
+    raw: RawUpstream,
+    pub name: String,
+    pub kind: UpstreamKind,
+}
+
+#[derive(Debug)]
+pub enum UpstreamKind {
+    /// The built-in echo upstream.
+    Echo,
+    Http(Box<HttpUpstream>),
+}
+
+#[derive(Debug)]
+pub struct HttpUpstream {
+    pub scheme: Scheme,
+    pub authority: Authority,
+    /// Path prefix from the URL, without trailing slash ("" for none).
+    pub base_path: String,
+    pub timeout: Duration,
+    pub client: UpstreamClient,
+}
+
+impl Upstream {
+    pub fn raw(&self) -> &RawUpstream {
+        &self.raw
+    }
+
+    pub fn compile(
+        name: &str,
+        raw: &RawUpstream,
+        base: &Path,
+        path: &str,
+    ) -> Result<Upstream, Vec<(String, String)>> {
+        let err = |field: &str, msg: String| vec![(format!("{path}{field}"), msg)];
+        let kind = match (&raw.url, raw.echo) {
+            (None, Some(true)) => {
+                if raw.ca.is_some() || raw.http2.is_some() {
+                    return Err(err("", "an echo upstream takes no `ca` or `http2`".into()));
+                }
+                UpstreamKind::Echo
+            }
+            (Some(_), Some(true)) => {
+                return Err(err(
+                    "",
+                    "give either `url` or `echo: true`, not both".into(),
+                ))
+            }
+            (None, _) => return Err(err("", "needs `url` (or `echo: true`)".into())),
+            (Some(url), _) => {
+                let uri: http::Uri = url
+                    .as_str()
+                    .parse()
+                    .map_err(|e| err(".url", format!("`{url}` is not a URL: {e}")))?;
+                let scheme = uri.scheme().cloned().unwrap_or(Scheme::HTTP);
+                if scheme != Scheme::HTTP && scheme != Scheme::HTTPS {
+                    return Err(err(
+                        ".url",
+                        format!("`{url}`: only http and https are supported"),
+                    ));
+                }
+                let authority = uri
+                    .authority()
+                    .cloned()
+                    .ok_or_else(|| err(".url", format!("`{url}` has no host")))?;
+                if uri.query().is_some() {
+                    return Err(err(".url", format!("`{url}`: a query is not allowed here")));
+                }
+                let base_path = uri.path().trim_end_matches('/').to_owned();
+                let http2 = raw.http2.unwrap_or(false);
+                if http2 && scheme == Scheme::HTTPS {
+                    return Err(err(
+                        ".http2",
+                        "https upstreams negotiate HTTP/2 by ALPN; `http2: true` is for plain http (h2c)"
+                            .into(),
+                    ));
+                }
+                let ca = match &raw.ca {
+                    Some(f) => crate::tls::load_certs(&resolve(base, f.as_str()))
+                        .map_err(|e| err(".ca", e))?,
+                    None => Vec::new(),
+                };
+                let tls = if ca.is_empty() {
+                    let mut roots = rustls_native_certs::load_native_certs().certs;
+                    roots.truncate(1000);
+                    crate::tls::upstream_client_config(&roots)
+                } else {
+                    crate::tls::upstream_client_config(&ca)
+                }
+                .map_err(|e| err(".ca", e))?;
+                let mut http = HttpConnector::new();
+                http.enforce_http(false);
+                http.set_nodelay(true);
+                http.set_connect_timeout(Some(
+                    raw.connect_timeout.map_or(Duration::from_secs(5), |d| d.0),
+                ));
+                let connector = hyper_rustls::HttpsConnectorBuilder::new()
+                    .with_tls_config(tls)
+                    .https_or_http()
+                    .enable_http1()
+                    .enable_http2()
+                    .wrap_connector(http);
+                let client = Client::builder(TokioExecutor::new())
+                    .timer(TokioTimer::new())
+                    .pool_timer(TokioTimer::new())
+                    .pool_idle_timeout(Duration::from_secs(90))
+                    .http2_only(http2)
+                    .build(connector);
+                UpstreamKind::Http(Box::new(HttpUpstream {
+                    scheme,
+                    authority,
+                    base_path,
+                    timeout: raw.timeout.map_or(Duration::from_secs(60), |d| d.0),
+                    client,
+                }))
+            }
+        };
+        Ok(Upstream {
+            raw: raw.clone(),
+            name: name.to_owned(),
+            kind,
+        })
+    }
+}
+
+/// Header names compared after lowercasing and reading `_` and `.` as `-`.
+fn canon(name: &str) -> std::borrow::Cow<'_, str> {
+    if name.bytes().any(|b| b == b'_' || b == b'.') {
+        std::borrow::Cow::Owned(name.replace(['_', '.'], "-"))
+    } else {
+        std::borrow::Cow::Borrowed(name)
+    }
+}
+
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authorization",
+    "proxy-authenticate",
+    "http2-settings",
+];
+
+/// Only a trusted proxy may send these; from anyone else they are dropped.
+const PROXY_ONLY: &[&str] = &[
+    "x-original-url",
+    "x-rewrite-url",
+    "x-forwarded-uri",
+    "x-forwarded-prefix",
+    "x-forwarded-path",
+    "x-real-ip",
+    "x-forwarded-client-cert",
+    "x-envoy-original-path",
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-forwarded-port",
+    "x-forwarded-scheme",
+    "x-scheme",
+    "client-ip",
+    "true-client-ip",
+    "x-client-ip",
+    "x-cluster-client-ip",
+];
+
+enum Fate {
+    Keep,
+    Drop,
+}
+
+fn classify(name: &str, peer_trusted: bool, strip_credentials: bool) -> Fate {
+    let c = canon(name);
+    let c = c.as_ref();
+    if HOP_BY_HOP.contains(&c)
+        || c.starts_with("x-auth-")
+        || c.starts_with("x-client-cert-")
+        || c == "x-request-id"
+    {
+        return Fate::Drop;
+    }
+    if strip_credentials && (c == "authorization" || c == "x-api-key") {
+        return Fate::Drop;
+    }
+    if PROXY_ONLY.contains(&c) || c.starts_with("x-ssl-client-") {
+        // A variant spelling (`X_Forwarded_For`) is dropped even from a trusted proxy: only the
+        // canonical name is ever trusted, so two spellings can't disagree downstream.
+        if !peer_trusted || c != name {
+            return Fate::Drop;
+        }
+    }
+    Fate::Keep
+}
+
+/// What the gateway knows about a request that the upstream should learn.
+pub struct ForwardCtx<'a> {
+    pub peer_ip: IpAddr,
+    pub peer_trusted: bool,
+    pub client_ip: IpAddr,
+    pub proto: &'static str,
+    pub host: Option<&'a str>,
+    pub request_id: &'a HeaderValue,
+    pub identity: &'a Identity,
+    pub client_cert: Option<&'a ClientCert>,
+    /// Remove `Authorization` / `X-Api-Key` (a chain consumed them and the route does not say
+    /// `forward_credentials: true`).
+    pub strip_credentials: bool,
+    /// The client's `Upgrade` value when it asked for a protocol upgrade.
+    pub upgrade: Option<HeaderValue>,
+}
+
+/// Rewrites the client's request headers into what the upstream receives.
+pub fn upstream_request_headers(h: &mut HeaderMap, ctx: &ForwardCtx<'_>) {
+    let mut drop: Vec<HeaderName> = Vec::new();
+    for v in h.get_all(header::CONNECTION) {
+        if let Ok(s) = v.to_str() {
+            for token in s.split(',') {
+                if let Ok(n) = HeaderName::from_bytes(token.trim().as_bytes()) {
+                    drop.push(n);
+                }
+            }
+        }
+    }
+    let prior_xff = if ctx.peer_trusted {
+        join_values(h, "x-forwarded-for")
+    } else {
+        None
+    };
+    for name in h.keys() {
+        if let Fate::Drop = classify(name.as_str(), ctx.peer_trusted, ctx.strip_credentials) {
+            drop.push(name.clone());
+        }
+    }
+    for n in &drop {
+        h.remove(n);
+    }
+
+    let peer = ctx.peer_ip.to_string();
+    let xff = match prior_xff {
+        Some(p) => format!("{p}, {peer}"),
+        None => peer,
+    };
+    insert_str(h, "x-forwarded-for", &xff);
+    if !(ctx.peer_trusted && h.contains_key("x-forwarded-proto")) {
+        h.insert("x-forwarded-proto", HeaderValue::from_static(ctx.proto));
+    }
+    if !(ctx.peer_trusted && h.contains_key("x-forwarded-host")) {
+        if let Some(host) = ctx.host {
+            insert_str(h, "x-forwarded-host", host);
+        }
+    }
+    insert_str(h, "x-real-ip", &ctx.client_ip.to_string());
+    h.insert("x-request-id", ctx.request_id.clone());
+
+    let id = ctx.identity;
+    h.insert(
+        "x-auth-method",
+        HeaderValue::from_static(id.method.as_str()),
+    );
+    if let Some(s) = &id.subject {
+        insert_str(h, "x-auth-subject", s);
+    }
+    if !id.scopes.is_empty() {
+        insert_str(h, "x-auth-scopes", &id.scopes.join(" "));
+    }
+    if let Some(k) = &id.key_id {
+        insert_str(h, "x-auth-key-id", k);
+    }
+    if let Some(i) = &id.issuer {
+        insert_str(h, "x-auth-issuer", i);
+    }
+    if let Some(c) = ctx.client_cert {
+        insert_str(h, "x-client-cert-subject", &c.subject);
+        insert_str(h, "x-client-cert-sha256", &c.sha256);
+    }
+    if let Some(u) = &ctx.upgrade {
+        h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        h.insert(header::UPGRADE, u.clone());
+    }
+}
+
+fn join_values(h: &HeaderMap, name: &str) -> Option<String> {
+    let mut out: Option<String> = None;
+    for v in h.get_all(name) {
+        let s = String::from_utf8_lossy(v.as_bytes());
+        match &mut out {
+            Some(o) => {
+                o.push_str(", ");
+                o.push_str(&s);
+            }
+            None => out = Some(s.into_owned()),
+        }
+    }
+    out
+}
+
+/// Inserts a value that came from data (a subject, a DN): control characters are replaced, so a
+/// value can never split a header.
+fn insert_str(h: &mut HeaderMap, name: &'static str, v: &str) {
+    let value = HeaderValue::from_str(v).or_else(|_| {
+        let cleaned: String = v
+            .chars()
+            .map(|c| if c.is_control() { '?' } else { c })
+            .collect();
+        HeaderValue::from_bytes(cleaned.as_bytes())
+    });
+    if let Ok(value) = value {
+        h.insert(name, value);
+    }
+}
+
+/// Removes hop-by-hop headers (and those named in `Connection`) from an upstream response. A 101
+/// keeps `Connection`/`Upgrade`, which carry the switch itself.
+pub fn downstream_response_headers(h: &mut HeaderMap, switching: bool) {
+    let mut drop: Vec<HeaderName> = Vec::new();
+    if !switching {
+        for v in h.get_all(header::CONNECTION) {
+            if let Ok(s) = v.to_str() {
+                for token in s.split(',') {
+                    if let Ok(n) = HeaderName::from_bytes(token.trim().as_bytes()) {
+                        drop.push(n);
+                    }
+                }
+            }
+        }
+    }
+    for name in h.keys() {
+        let n = name.as_str();
+        if HOP_BY_HOP.contains(&n) && !(switching && (n == "connection" || n == "upgrade")) {
+            drop.push(name.clone());
+        }
+    }
+    for n in &drop {
+        h.remove(n);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::Identity;
+
+    fn rewrite(pairs: &[(&str, &str)], trusted: bool) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).expect("name"),
+                HeaderValue::from_str(v).expect("value"),
+            );
+        }
+        let id = Identity::anonymous();
+        let rid = HeaderValue::from_static("rid-1");
+        let ctx = ForwardCtx {
+            peer_ip: "192.0.2.7".parse().expect("ip"),
+            peer_trusted: trusted,
+            client_ip: "192.0.2.7".parse().expect("ip"),
+            proto: "https",
+            host: Some("api.example.com"),
+            request_id: &rid,
+            identity: &id,
+            client_cert: None,
+            strip_credentials: true,
+            upgrade: None,
+        };
+        upstream_request_headers(&mut h, &ctx);
+        h
+    }
+
+    #[test]
+    fn identity_spoofs_never_pass() {
+        for name in [
+            "X-Auth-Subject",
+            "x-auth-subject",
+            "X_Auth_Subject",
+            "x.auth.subject",
+            "X-Client-Cert-Subject",
+            "x_client_cert_sha256",
+        ] {
+            let h = rewrite(&[(name, "evil")], false);
+            for (k, v) in &h {
+                assert_ne!(v, "evil", "{name} leaked as {k}");
+            }
+        }
+        let h = rewrite(
+            &[
+                ("connection", "x-auth-method, keep-alive"),
+                ("x-auth-method", "jwt"),
+            ],
+            false,
+        );
+        assert_eq!(
+            h.get("x-auth-method").map(|v| v.as_bytes()),
+            Some(&b"none"[..])
+        );
+    }
+
+    #[test]
+    fn forwarded_headers_depend_on_trust() {
+        let pairs = [
+            ("x-forwarded-for", "1.2.3.4"),
+            ("x-real-ip", "1.2.3.4"),
+            ("x-original-url", "/admin"),
+            ("forwarded", "for=1.2.3.4"),
+            ("x-forwarded-proto", "http"),
+        ];
+        let h = rewrite(&pairs, false);
+        assert_eq!(
+            h.get("x-forwarded-for").map(|v| v.as_bytes()),
+            Some(&b"192.0.2.7"[..])
+        );
+        assert_eq!(
+            h.get("x-real-ip").map(|v| v.as_bytes()),
+            Some(&b"192.0.2.7"[..])
+        );
+        assert_eq!(
+            h.get("x-forwarded-proto").map(|v| v.as_bytes()),
+            Some(&b"https"[..])
+        );
+        assert!(h.get("x-original-url").is_none());
+        assert!(h.get("forwarded").is_none());
+        let h = rewrite(&pairs, true);
+        assert_eq!(
+            h.get("x-forwarded-for").map(|v| v.as_bytes()),
+            Some(&b"1.2.3.4, 192.0.2.7"[..])
+        );
+        assert_eq!(
+            h.get("x-original-url").map(|v| v.as_bytes()),
+            Some(&b"/admin"[..])
+        );
+        assert_eq!(
+            h.get("x-forwarded-proto").map(|v| v.as_bytes()),
+            Some(&b"http"[..])
+        );
+    }
+
+    #[test]
+    fn credentials_and_hop_by_hop_removed() {
+        let h = rewrite(
+            &[
+                ("authorization", "Bearer x"),
+                ("x-api-key", "k"),
+                ("te", "trailers"),
+                ("keep-alive", "5"),
+                ("x-request-id", "client"),
+            ],
+            false,
+        );
+        for n in ["authorization", "x-api-key", "te", "keep-alive"] {
+            assert!(h.get(n).is_none(), "{n} must be removed");
+        }
+        assert_eq!(
+            h.get("x-request-id").map(|v| v.as_bytes()),
+            Some(&b"rid-1"[..])
+        );
+    }
+}

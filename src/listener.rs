@@ -1,0 +1,271 @@
+//! Accept loops: TCP accept under the `max_connections` cap, the TLS handshake with a timeout, the
+//! per-connection facts ([`ConnInfo`]), HTTP/1.1 + HTTP/2 serving, idle timeout and graceful
+//! shutdown.
+
+use crate::server::Gateway;
+use crate::tls::{client_cert_info, ClientCert};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use std::convert::Infallible;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+
+/// What is known about a connection, fixed at accept and handshake time.
+#[derive(Debug)]
+pub struct ConnInfo {
+    pub listener: Arc<str>,
+    pub peer: SocketAddr,
+    pub tls: bool,
+    /// SNI the client sent, lowercased.
+    pub sni: Option<String>,
+    pub alpn: Option<Vec<u8>>,
+    pub client_cert: Option<ClientCert>,
+    /// Activity flag and in-flight count for the idle timeout.
+    pub activity: Arc<Activity>,
+}
+
+#[derive(Debug, Default)]
+pub struct Activity {
+    touched: AtomicBool,
+    in_flight: AtomicUsize,
+}
+
+/// Decrements the in-flight count when a request's handler returns.
+pub struct InFlight(Arc<Activity>);
+
+impl Activity {
+    pub fn begin(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(self.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.0.touched.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Marks the connection active on every read and write.
+struct IdleIo<T> {
+    inner: T,
+    activity: Arc<Activity>,
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for IdleIo<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if r.is_ready() {
+            self.activity.touched.store(true, Ordering::Relaxed);
+        }
+        r
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for IdleIo<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if r.is_ready() {
+            self.activity.touched.store(true, Ordering::Relaxed);
+        }
+        r
+    }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if r.is_ready() {
+            self.activity.touched.store(true, Ordering::Relaxed);
+        }
+        r
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Runs one listener's accept loop until `shutdown` flips.
+pub async fn accept_loop(
+    listener: TcpListener,
+    name: Arc<str>,
+    gw: Arc<Gateway>,
+    conns: Arc<Semaphore>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let permit = tokio::select! {
+            p = conns.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+            _ = shutdown.changed() => return,
+        };
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = shutdown.changed() => return,
+        };
+        match accepted {
+            Ok((tcp, peer)) => {
+                let gw = gw.clone();
+                let name = name.clone();
+                let shutdown = shutdown.clone();
+                tokio::spawn(serve_conn(tcp, peer, name, gw, permit, shutdown));
+            }
+            Err(e) => {
+                // EMFILE and friends: back off briefly instead of spinning.
+                tracing::warn!(listener = %name, error = %e, "accept failed");
+                drop(permit);
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+async fn serve_conn(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    name: Arc<str>,
+    gw: Arc<Gateway>,
+    _permit: OwnedSemaphorePermit,
+    shutdown: watch::Receiver<bool>,
+) {
+    let _ = tcp.set_nodelay(true);
+    let snap = gw.snapshot();
+    let Some(lcfg) = snap.listener(&name) else {
+        return;
+    };
+    let limits = snap.limits.clone();
+    let tls = lcfg.tls.clone();
+    drop(snap);
+    let activity = Arc::new(Activity::default());
+    match tls {
+        None => {
+            let info = Arc::new(ConnInfo {
+                listener: name,
+                peer,
+                tls: false,
+                sni: None,
+                alpn: None,
+                client_cert: None,
+                activity: activity.clone(),
+            });
+            serve_http(tcp, info, gw, &limits, shutdown).await;
+        }
+        Some(cfg) => {
+            let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
+            let stream = match tokio::time::timeout(limits.header_timeout, acceptor.accept(tcp))
+                .await
+            {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::debug!(listener = %name, %peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(listener = %name, %peer, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let (_, conn) = stream.get_ref();
+            let info = Arc::new(ConnInfo {
+                listener: name,
+                peer,
+                tls: true,
+                sni: conn.server_name().map(|s| s.to_ascii_lowercase()),
+                alpn: conn.alpn_protocol().map(<[u8]>::to_vec),
+                client_cert: conn
+                    .peer_certificates()
+                    .and_then(|c| c.first())
+                    .map(client_cert_info),
+                activity: activity.clone(),
+            });
+            serve_http(stream, info, gw, &limits, shutdown).await;
+        }
+    }
+}
+
+async fn serve_http<T>(
+    io: T,
+    info: Arc<ConnInfo>,
+    gw: Arc<Gateway>,
+    limits: &crate::config::Limits,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size(limits.max_header_bytes.max(8192));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(limits.max_header_bytes as u32)
+        .max_concurrent_streams(256);
+    let io = IdleIo {
+        inner: io,
+        activity: info.activity.clone(),
+    };
+    let activity = info.activity.clone();
+    let svc = service_fn(move |req| {
+        let gw = gw.clone();
+        let info = info.clone();
+        async move { Ok::<_, Infallible>(crate::proxy::handle(gw, info, req).await) }
+    });
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
+    tokio::pin!(conn);
+    let mut idle = tokio::time::interval(limits.idle_timeout);
+    idle.tick().await;
+    let mut closing = *shutdown.borrow();
+    if closing {
+        conn.as_mut().graceful_shutdown();
+    }
+    loop {
+        tokio::select! {
+            res = conn.as_mut() => {
+                if let Err(e) = res {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+                return;
+            }
+            _ = shutdown.changed(), if !closing => {
+                closing = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            _ = idle.tick(), if !closing => {
+                let touched = activity.touched.swap(false, Ordering::Relaxed);
+                if !touched && activity.in_flight.load(Ordering::Relaxed) == 0 {
+                    closing = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+            }
+        }
+    }
+}

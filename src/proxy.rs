@@ -1,0 +1,350 @@
+//! One request: snapshot -> host and path checks -> route -> auth chain -> forward. Never returns
+//! an error to hyper (that would abort the connection): every refusal is a response.
+
+use crate::auth::{self, AuthPolicy, AuthRequest, Identity};
+use crate::body::{is_body_too_large, GwBody, LimitedBody};
+use crate::config::{canonical_ip, Snapshot};
+use crate::error::Reject;
+use crate::forward::{self, ForwardCtx, UpstreamKind};
+use crate::listener::ConnInfo;
+use crate::normalize::normalize;
+use crate::server::Gateway;
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use hyper::body::Incoming;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+pub async fn handle(
+    gw: Arc<Gateway>,
+    conn: Arc<ConnInfo>,
+    req: Request<Incoming>,
+) -> Response<GwBody> {
+    let _in_flight = conn.activity.begin();
+    let started = Instant::now();
+    let snap = gw.snapshot();
+    let request_id = gw.request_id(req.headers().get("x-request-id"));
+    let method = req.method().clone();
+    let raw_path = req.uri().path().to_owned();
+    let client_ip = client_ip(&snap, &conn, req.headers());
+    let mut route_name: Option<Arc<str>> = None;
+    let mut identity: Option<Identity> = None;
+    let result = route_and_forward(
+        &snap,
+        &conn,
+        req,
+        &request_id,
+        client_ip,
+        &mut route_name,
+        &mut identity,
+    )
+    .await;
+    let (mut resp, reason) = match result {
+        Ok(r) => (r, None),
+        Err(rej) => {
+            let reason = rej.reason;
+            (reject_response(rej, &request_id), Some(reason))
+        }
+    };
+    resp.headers_mut()
+        .insert("x-request-id", request_id.clone());
+    tracing::info!(
+        target: "access",
+        request_id = %String::from_utf8_lossy(request_id.as_bytes()),
+        listener = %conn.listener,
+        route = route_name.as_deref().unwrap_or("-"),
+        method = %method,
+        path = %raw_path,
+        client_ip = %client_ip,
+        auth = identity.as_ref().map_or("-", |i| i.method.as_str()),
+        subject = identity.as_ref().and_then(|i| i.subject.as_deref()).unwrap_or("-"),
+        status = resp.status().as_u16(),
+        reason = reason.unwrap_or("-"),
+        latency_us = started.elapsed().as_micros() as u64,
+        "request"
+    );
+    resp
+}
+
+/// The address rate limits and the audit log use: the socket peer, or, when the peer is a trusted
+/// proxy, the right-most `X-Forwarded-For` entry that is not itself a trusted proxy.
+fn client_ip(snap: &Snapshot, conn: &ConnInfo, h: &http::HeaderMap) -> IpAddr {
+    let peer = canonical_ip(conn.peer.ip());
+    if snap.trusted_proxies.is_empty() || !snap.trusted_proxies.contains(peer) {
+        return peer;
+    }
+    let mut client = peer;
+    let values: Vec<&HeaderValue> = h.get_all("x-forwarded-for").iter().collect();
+    for v in values.iter().rev() {
+        let Ok(s) = v.to_str() else { break };
+        for part in s.rsplit(',') {
+            match part.trim().parse::<IpAddr>() {
+                Ok(ip) => {
+                    client = canonical_ip(ip);
+                    if !snap.trusted_proxies.contains(client) {
+                        return client;
+                    }
+                }
+                Err(_) => return client,
+            }
+        }
+    }
+    client
+}
+
+/// Lowercase host without port or trailing dot, from `:authority`/absolute URI and `Host`, which
+/// must agree. `Ok(None)`: an HTTP/1.0 request without a host.
+fn request_host<B>(req: &Request<B>) -> Result<Option<String>, Reject> {
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    let header_host = hosts.next();
+    if hosts.next().is_some() {
+        return Err(Reject::bad_request(
+            "multiple_host",
+            "more than one Host header",
+        ));
+    }
+    let header_host = match header_host {
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|s| s.parse::<http::uri::Authority>().ok())
+                .ok_or_else(|| {
+                    Reject::bad_request("bad_host", "the Host header is not a valid host")
+                })?,
+        ),
+        None => None,
+    };
+    let uri_host = req.uri().authority().cloned();
+    let auth = match (uri_host, header_host) {
+        (Some(u), Some(h)) => {
+            if !u.host().eq_ignore_ascii_case(h.host()) || u.port_u16() != h.port_u16() {
+                return Err(Reject::bad_request(
+                    "host_mismatch",
+                    "the Host header and the request target name different hosts",
+                ));
+            }
+            Some(u)
+        }
+        (Some(u), None) => Some(u),
+        (None, Some(h)) => Some(h),
+        (None, None) => {
+            if req.version() == Version::HTTP_11 || req.version() == Version::HTTP_2 {
+                return Err(Reject::bad_request(
+                    "missing_host",
+                    "the request has no Host",
+                ));
+            }
+            None
+        }
+    };
+    Ok(auth
+        .map(|a| {
+            let h = a.host();
+            if a.as_str().contains('@') {
+                // userinfo in a host: refuse to interpret it
+                return String::new();
+            }
+            h.trim_end_matches('.').to_ascii_lowercase()
+        })
+        .filter(|h| !h.is_empty()))
+}
+
+#[allow(clippy::too_many_arguments)] // one call site; the outputs feed the access line
+async fn route_and_forward(
+    snap: &Snapshot,
+    conn: &ConnInfo,
+    mut req: Request<Incoming>,
+    request_id: &HeaderValue,
+    client_ip: IpAddr,
+    route_name: &mut Option<Arc<str>>,
+    identity_out: &mut Option<Identity>,
+) -> Result<Response<GwBody>, Reject> {
+    if req.method() == Method::CONNECT {
+        return Err(Reject::bad_request(
+            "connect_refused",
+            "CONNECT is not supported",
+        ));
+    }
+    let host = request_host(&req)?;
+    if let (Some(sni), Some(h)) = (&conn.sni, &host) {
+        if sni != h {
+            return Err(Reject::misdirected());
+        }
+    }
+    let path = normalize(req.uri().path())
+        .map_err(|e| Reject::bad_request(e.reason(), e.to_string()))?
+        .into_owned();
+    let route = snap
+        .router
+        .lookup(host.as_deref(), &path, req.method())
+        .ok_or_else(Reject::not_found)?
+        .clone();
+    *route_name = Some(route.name.clone());
+
+    let identity = auth::evaluate(
+        &route.auth,
+        &AuthRequest {
+            headers: req.headers(),
+            conn,
+        },
+    )?;
+
+    let limit = route.max_body_bytes;
+    if let Some(len) = req.headers().get(header::CONTENT_LENGTH) {
+        let len: u64 = len
+            .to_str()
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| Reject::bad_request("bad_content_length", "invalid Content-Length"))?;
+        if len > limit {
+            return Err(Reject::payload_too_large(limit));
+        }
+    }
+
+    let upgrade = if req.version() == Version::HTTP_11 && wants_upgrade(req.headers()) {
+        req.headers().get(header::UPGRADE).cloned()
+    } else {
+        None
+    };
+    let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
+
+    let peer_ip = canonical_ip(conn.peer.ip());
+    let strip_credentials = !route.forward_credentials
+        && matches!(&route.auth, AuthPolicy::Chain { any_of, .. } if !any_of.is_empty());
+    let ctx = ForwardCtx {
+        peer_ip,
+        peer_trusted: snap.trusted_proxies.contains(peer_ip),
+        client_ip,
+        proto: if conn.tls { "https" } else { "http" },
+        host: host.as_deref(),
+        request_id,
+        identity: &identity,
+        client_cert: conn.client_cert.as_ref(),
+        strip_credentials,
+        upgrade: upgrade.clone(),
+    };
+    let query = req.uri().query().map(str::to_owned);
+    let (mut parts, body) = req.into_parts();
+    forward::upstream_request_headers(&mut parts.headers, &ctx);
+    *identity_out = Some(identity);
+    if let Some(h) = &host {
+        // Keep the client's Host for name-based upstreams; an h2 request carried it as :authority.
+        if !parts.headers.contains_key(header::HOST) {
+            if let Ok(v) = HeaderValue::from_str(h) {
+                parts.headers.insert(header::HOST, v);
+            }
+        }
+    }
+
+    let up = match &route.upstream.kind {
+        UpstreamKind::Echo => {
+            return crate::echo::respond(
+                &parts.method,
+                &path,
+                query.as_deref(),
+                &parts.headers,
+                LimitedBody::new(body, limit),
+            )
+            .await
+            .map_err(|e| {
+                if is_body_too_large(e.as_ref()) {
+                    Reject::payload_too_large(limit)
+                } else {
+                    Reject::bad_request("body_read_failed", "the request body could not be read")
+                }
+            });
+        }
+        UpstreamKind::Http(up) => up,
+    };
+
+    let mut pq = String::with_capacity(
+        up.base_path.len() + path.len() + 1 + query.as_ref().map_or(0, |q| q.len()),
+    );
+    pq.push_str(&up.base_path);
+    pq.push_str(&path);
+    if let Some(q) = &query {
+        pq.push('?');
+        pq.push_str(q);
+    }
+    parts.uri = Uri::builder()
+        .scheme(up.scheme.clone())
+        .authority(up.authority.clone())
+        .path_and_query(pq)
+        .build()
+        .map_err(|_| Reject::bad_request("bad_target", "the request target cannot be forwarded"))?;
+    parts.version = Version::HTTP_11;
+    let upstream_req = Request::from_parts(parts, LimitedBody::new(body, limit));
+    let resp = match tokio::time::timeout(up.timeout, up.client.request(upstream_req)).await {
+        Err(_) => return Err(Reject::gateway_timeout()),
+        Ok(Err(e)) => {
+            if is_body_too_large(&e) {
+                return Err(Reject::payload_too_large(limit));
+            }
+            tracing::warn!(route = %route.name, upstream = %route.upstream.name, error = %e, "upstream request failed");
+            return Err(Reject::bad_gateway(if e.is_connect() {
+                "upstream_connect_failed"
+            } else {
+                "upstream_reset"
+            }));
+        }
+        Ok(Ok(r)) => r,
+    };
+    let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
+    let (mut rparts, rbody) = if switching {
+        match client_upgrade {
+            Some(client_upgrade) => {
+                let mut resp = resp;
+                let upstream_upgrade = hyper::upgrade::on(&mut resp);
+                tokio::spawn(async move {
+                    match tokio::try_join!(client_upgrade, upstream_upgrade) {
+                        Ok((c, u)) => {
+                            let mut c = hyper_util::rt::TokioIo::new(c);
+                            let mut u = hyper_util::rt::TokioIo::new(u);
+                            let _ = tokio::io::copy_bidirectional(&mut c, &mut u).await;
+                        }
+                        Err(e) => tracing::debug!(error = %e, "upgrade failed"),
+                    }
+                });
+                resp.into_parts()
+            }
+            // The upstream switched protocols without being asked: refuse to pass that on.
+            None => return Err(Reject::bad_gateway("upstream_unrequested_upgrade")),
+        }
+    } else {
+        resp.into_parts()
+    };
+    forward::downstream_response_headers(&mut rparts.headers, switching);
+    Ok(Response::from_parts(rparts, GwBody::Stream(rbody)))
+}
+
+fn wants_upgrade(h: &http::HeaderMap) -> bool {
+    h.contains_key(header::UPGRADE)
+        && h.get_all(header::CONNECTION).iter().any(|v| {
+            v.to_str().is_ok_and(|s| {
+                s.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+            })
+        })
+}
+
+/// The SPEC section 5 error body: `{"error", "error_description", "request_id"}`.
+pub fn reject_response(rej: Reject, request_id: &HeaderValue) -> Response<GwBody> {
+    let body = serde_json::json!({
+        "error": rej.error,
+        "error_description": rej.description,
+        "request_id": String::from_utf8_lossy(request_id.as_bytes()),
+    });
+    let mut resp = Response::new(GwBody::full(body.to_string()));
+    *resp.status_mut() = rej.status;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    for (k, v) in rej.headers {
+        h.append(k, v);
+    }
+    resp
+}

@@ -1,0 +1,169 @@
+//! Route lookup: (host, normalized path, method) -> the first matching route. Pure, no I/O.
+
+use crate::auth::AuthPolicy;
+use crate::forward::Upstream;
+use crate::normalize::normalize;
+use http::Method;
+use std::sync::Arc;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostMatch {
+    Any,
+    /// Lowercase host without port or trailing dot.
+    Exact(String),
+    /// `*.example.com` stored as `.example.com`: matches any subdomain, not the apex.
+    Suffix(String),
+}
+
+impl HostMatch {
+    pub fn parse(s: &str) -> Result<HostMatch, String> {
+        let h = s.trim().trim_end_matches('.').to_ascii_lowercase();
+        let valid_label = |l: &str| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        };
+        if let Some(rest) = h.strip_prefix("*.") {
+            if rest.split('.').all(valid_label) {
+                return Ok(HostMatch::Suffix(format!(".{rest}")));
+            }
+        } else if h.split('.').all(valid_label)
+            || h.parse::<std::net::IpAddr>().is_ok()
+            || (h.starts_with('[') && h.ends_with(']'))
+        {
+            return Ok(HostMatch::Exact(h));
+        }
+        Err(format!(
+            "`{s}` is not a host name (use `api.example.com` or `*.example.com`, no port)"
+        ))
+    }
+
+    /// `host` is already lowercased, port and trailing dot removed.
+    pub fn matches(&self, host: Option<&str>) -> bool {
+        match self {
+            HostMatch::Any => true,
+            HostMatch::Exact(h) => host == Some(h.as_str()),
+            HostMatch::Suffix(s) => {
+                host.is_some_and(|h| h.len() > s.len() && h.ends_with(s.as_str()))
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathMatch {
+    Any,
+    Exact(String),
+    /// Without trailing slash; `/` is stored as the empty string and matches every path.
+    Prefix(String),
+}
+
+impl PathMatch {
+    fn check(s: &str) -> Result<(), String> {
+        match normalize(s) {
+            Ok(n) if n == s => Ok(()),
+            Ok(n) => Err(format!("`{s}` is not a normalized path; write `{n}`")),
+            Err(e) => Err(format!("`{s}`: {e}")),
+        }
+    }
+
+    pub fn exact(s: &str) -> Result<PathMatch, String> {
+        Self::check(s)?;
+        Ok(PathMatch::Exact(s.to_owned()))
+    }
+
+    pub fn prefix(s: &str) -> Result<PathMatch, String> {
+        Self::check(s)?;
+        Ok(PathMatch::Prefix(s.trim_end_matches('/').to_owned()))
+    }
+
+    /// Prefixes match on segment boundaries: `/api/users` matches `/api/users/7`, not `/api/usersX`.
+    pub fn matches(&self, path: &str) -> bool {
+        match self {
+            PathMatch::Any => true,
+            PathMatch::Exact(p) => path == p,
+            PathMatch::Prefix(p) => {
+                path.starts_with(p.as_str())
+                    && matches!(path.as_bytes().get(p.len()), None | Some(b'/'))
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Route {
+    pub name: Arc<str>,
+    pub host: HostMatch,
+    pub path: PathMatch,
+    /// Empty = every method.
+    pub methods: Vec<Method>,
+    pub upstream: Arc<Upstream>,
+    pub auth: AuthPolicy,
+    pub max_body_bytes: u64,
+    pub forward_credentials: bool,
+}
+
+impl Route {
+    fn matches(&self, host: Option<&str>, path: &str, method: &Method) -> bool {
+        (self.methods.is_empty() || self.methods.contains(method))
+            && self.path.matches(path)
+            && self.host.matches(host)
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Router {
+    routes: Vec<Arc<Route>>,
+}
+
+impl Router {
+    pub fn new(routes: Vec<Route>) -> Router {
+        Router {
+            routes: routes.into_iter().map(Arc::new).collect(),
+        }
+    }
+
+    /// First match wins, in config order.
+    pub fn lookup(&self, host: Option<&str>, path: &str, method: &Method) -> Option<&Arc<Route>> {
+        self.routes.iter().find(|r| r.matches(host, path, method))
+    }
+
+    pub fn routes(&self) -> &[Arc<Route>] {
+        &self.routes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_on_segment_boundaries() {
+        let p = PathMatch::prefix("/api/users").unwrap_or(PathMatch::Any);
+        assert!(p.matches("/api/users"));
+        assert!(p.matches("/api/users/"));
+        assert!(p.matches("/api/users/7"));
+        assert!(!p.matches("/api/usersX"));
+        assert!(!p.matches("/api"));
+        let root = PathMatch::prefix("/").unwrap_or(PathMatch::Exact(String::new()));
+        assert!(root.matches("/"));
+        assert!(root.matches("/anything/at/all"));
+        assert!(PathMatch::prefix("/a/../b").is_err());
+        assert!(PathMatch::exact("api").is_err());
+    }
+
+    #[test]
+    fn hosts() {
+        let w = HostMatch::parse("*.Example.com").unwrap_or(HostMatch::Any);
+        assert!(w.matches(Some("a.example.com")));
+        assert!(w.matches(Some("a.b.example.com")));
+        assert!(!w.matches(Some("example.com")));
+        assert!(!w.matches(Some("aexample.com")));
+        assert!(!w.matches(None));
+        let e = HostMatch::parse("api.example.com.").unwrap_or(HostMatch::Any);
+        assert!(e.matches(Some("api.example.com")));
+        assert!(!e.matches(Some("api.example.com.evil")));
+        assert!(HostMatch::parse("api.example.com:443").is_err());
+        assert!(HostMatch::parse("a*.example.com").is_err());
+    }
+}

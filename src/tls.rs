@@ -1,0 +1,272 @@
+//! rustls server configs (certificates, ALPN, client-certificate verification with CRLs), the
+//! client-certificate facts captured once per connection, and the client config for https
+//! upstreams.
+
+use crate::config::{resolve, ClientAuthMode, RawTls};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{RootCertStore, ServerConfig};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
+use std::path::Path;
+use std::sync::Arc;
+
+type Errs = Vec<(String, String)>;
+
+pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let data = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let certs: Vec<_> = CertificateDer::pem_slice_iter(&data)
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("{}: not a PEM certificate file: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{}: no PEM certificate found", path.display()));
+    }
+    Ok(certs)
+}
+
+fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
+    let data = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    PrivateKeyDer::from_pem_slice(&data)
+        .map_err(|e| format!("{}: no usable PEM private key: {e}", path.display()))
+}
+
+fn load_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, String> {
+    let data = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let crls: Vec<_> = CertificateRevocationListDer::pem_slice_iter(&data)
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("{}: not a PEM CRL file: {e}", path.display()))?;
+    if crls.is_empty() {
+        return Err(format!("{}: no PEM CRL found", path.display()));
+    }
+    Ok(crls)
+}
+
+/// A self-signed certificate made in memory for `names` (dev mode).
+pub fn self_signed(
+    names: &[String],
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), String> {
+    let key = rcgen::KeyPair::generate().map_err(|e| e.to_string())?;
+    let mut params = rcgen::CertificateParams::new(names.to_vec()).map_err(|e| e.to_string())?;
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params.distinguished_name.push(
+        rcgen::DnType::CommonName,
+        "portcullis self-signed (development only)",
+    );
+    let cert = params.self_signed(&key).map_err(|e| e.to_string())?;
+    let key_der = PrivateKeyDer::try_from(key.serialize_der()).map_err(|e| e.to_string())?;
+    Ok((vec![cert.der().clone()], key_der))
+}
+
+/// Builds the rustls server config of one listener. Errors name the field (`listeners[0].tls.cert`).
+pub fn server_config(raw: &RawTls, base: &Path, path: &str) -> Result<Arc<ServerConfig>, Errs> {
+    let mut errs: Errs = Vec::new();
+    let mut chain_key = None;
+    match (&raw.cert, &raw.key, &raw.self_signed) {
+        (Some(cert), Some(key), None) => {
+            let c = load_certs(&resolve(base, cert.as_str()))
+                .map_err(|e| errs.push((format!("{path}.cert"), e)));
+            let k = load_key(&resolve(base, key.as_str()))
+                .map_err(|e| errs.push((format!("{path}.key"), e)));
+            if let (Ok(c), Ok(k)) = (c, k) {
+                chain_key = Some((c, k));
+            }
+        }
+        (None, None, Some(names)) => {
+            if names.is_empty() {
+                errs.push((
+                    format!("{path}.self_signed"),
+                    "list at least one host name".into(),
+                ));
+            } else {
+                let names: Vec<String> = names.iter().map(|n| n.0.clone()).collect();
+                match self_signed(&names) {
+                    Ok(ck) => chain_key = Some(ck),
+                    Err(e) => errs.push((format!("{path}.self_signed"), e)),
+                }
+            }
+        }
+        (_, _, Some(_)) => errs.push((
+            format!("{path}.self_signed"),
+            "give either `self_signed` or `cert` and `key`, not both".into(),
+        )),
+        (None, _, None) => errs.push((
+            format!("{path}.cert"),
+            "a TLS listener needs `cert` and `key` (or `self_signed: [names]` for development)"
+                .into(),
+        )),
+        (Some(_), None, None) => errs.push((format!("{path}.key"), "`key` is missing".into())),
+    }
+
+    let provider = provider();
+    let verifier = match &raw.client_auth {
+        None => None,
+        Some(ca) if ca.mode == ClientAuthMode::None => None,
+        Some(ca) => {
+            let roots = match &ca.ca {
+                None => {
+                    errs.push((
+                        format!("{path}.client_auth.ca"),
+                        "client certificates need a `ca` to verify them against".into(),
+                    ));
+                    None
+                }
+                Some(f) => match load_certs(&resolve(base, f.as_str())) {
+                    Err(e) => {
+                        errs.push((format!("{path}.client_auth.ca"), e));
+                        None
+                    }
+                    Ok(certs) => {
+                        let mut store = RootCertStore::empty();
+                        for c in certs {
+                            if let Err(e) = store.add(c) {
+                                errs.push((
+                                    format!("{path}.client_auth.ca"),
+                                    format!("not a usable CA certificate: {e}"),
+                                ));
+                            }
+                        }
+                        Some(store)
+                    }
+                },
+            };
+            let crls = match &ca.crl {
+                None => Some(Vec::new()),
+                Some(f) => load_crls(&resolve(base, f.as_str()))
+                    .map_err(|e| errs.push((format!("{path}.client_auth.crl"), e)))
+                    .ok(),
+            };
+            match (roots, crls) {
+                (Some(roots), Some(crls)) => {
+                    let mut b = WebPkiClientVerifier::builder_with_provider(
+                        Arc::new(roots),
+                        provider.clone(),
+                    )
+                    .with_crls(crls);
+                    if ca.mode == ClientAuthMode::Optional {
+                        b = b.allow_unauthenticated();
+                    }
+                    match b.build() {
+                        Ok(v) => Some(v),
+                        Err(e) => {
+                            errs.push((format!("{path}.client_auth"), e.to_string()));
+                            None
+                        }
+                    }
+                }
+                _ => None,
+            }
+        }
+    };
+    if !errs.is_empty() {
+        return Err(errs);
+    }
+    let Some((chain, key)) = chain_key else {
+        return Err(vec![(path.to_owned(), "no certificate".into())]);
+    };
+    let builder = match ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+    {
+        Ok(b) => b,
+        Err(e) => return Err(vec![(path.to_owned(), e.to_string())]),
+    };
+    let builder = match verifier {
+        Some(v) => builder.with_client_cert_verifier(v),
+        None => builder.with_no_client_auth(),
+    };
+    let mut cfg = builder.with_single_cert(chain, key).map_err(|e| {
+        vec![(
+            format!("{path}.key"),
+            format!("certificate and key do not fit: {e}"),
+        )]
+    })?;
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    // Stateless resumption: returning clients skip the full handshake.
+    if let Ok(t) = rustls::crypto::aws_lc_rs::Ticketer::new() {
+        cfg.ticketer = t;
+    }
+    Ok(Arc::new(cfg))
+}
+
+/// Facts about a verified client certificate, captured once per connection.
+#[derive(Debug, Clone)]
+pub struct ClientCert {
+    /// RFC 4514-style subject, e.g. `CN=alice,O=Example`.
+    pub subject: String,
+    /// Lowercase hex SHA-256 of the DER certificate.
+    pub sha256: String,
+    /// DNS, URI, email and IP subject alternative names.
+    pub sans: Vec<String>,
+}
+
+pub fn client_cert_info(der: &CertificateDer<'_>) -> ClientCert {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der.as_ref());
+    let sha256 = hex_lower(digest.as_ref());
+    let (subject, sans) = match x509_parser::parse_x509_certificate(der.as_ref()) {
+        Ok((_, cert)) => {
+            let subject = cert.subject().to_string();
+            let mut sans = Vec::new();
+            if let Ok(Some(ext)) = cert.subject_alternative_name() {
+                use x509_parser::extensions::GeneralName;
+                for n in &ext.value.general_names {
+                    match n {
+                        GeneralName::DNSName(s) => sans.push(format!("DNS:{s}")),
+                        GeneralName::URI(s) => sans.push(format!("URI:{s}")),
+                        GeneralName::RFC822Name(s) => sans.push(format!("email:{s}")),
+                        GeneralName::IPAddress(b) => {
+                            let ip = match b.len() {
+                                4 => <[u8; 4]>::try_from(*b).ok().map(std::net::IpAddr::from),
+                                16 => <[u8; 16]>::try_from(*b).ok().map(std::net::IpAddr::from),
+                                _ => None,
+                            };
+                            if let Some(ip) = ip {
+                                sans.push(format!("IP:{ip}"));
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            (subject, sans)
+        }
+        // rustls already verified the chain, so this cannot happen for a real certificate.
+        Err(_) => (String::new(), Vec::new()),
+    };
+    ClientCert {
+        subject,
+        sha256,
+        sans,
+    }
+}
+
+pub fn hex_lower(bytes: &[u8]) -> String {
+    const H: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(H[(b >> 4) as usize] as char);
+        s.push(H[(b & 15) as usize] as char);
+    }
+    s
+}
+
+/// Client config for https upstreams: trusts only the given CA bundle (none given: no roots, so an
+/// https upstream without `ca` cannot be reached; config compile refuses that combination).
+pub fn upstream_client_config(
+    ca: &[CertificateDer<'static>],
+) -> Result<rustls::ClientConfig, String> {
+    let mut roots = RootCertStore::empty();
+    for c in ca {
+        roots
+            .add(c.clone())
+            .map_err(|e| format!("not a usable CA certificate: {e}"))?;
+    }
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(cfg)
+}

@@ -1,0 +1,253 @@
+//! Config scalar types: `${ENV}`-interpolated strings, durations and rates.
+//!
+//! Interpolation happens while deserializing each string field, so an error (a missing variable,
+//! a bad duration) comes back from serde_yaml with the field path and line of that very field, and a
+//! `${...}` in a YAML comment is never touched.
+
+use serde::de::{self, Deserializer};
+use serde::Deserialize;
+use std::fmt;
+use std::time::Duration;
+
+/// Replaces every `${NAME}` with the value of the environment variable `NAME`. `$$` is a literal `$`.
+pub fn interpolate(raw: &str) -> Result<String, String> {
+    interpolate_with(raw, |name| std::env::var(name).ok())
+}
+
+pub fn interpolate_with(
+    raw: &str,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<String, String> {
+    if !raw.contains('$') {
+        return Ok(raw.to_owned());
+    }
+    let mut out = String::with_capacity(raw.len());
+    let mut rest = raw;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        if let Some(tail) = after.strip_prefix('$') {
+            out.push('$');
+            rest = tail;
+        } else if let Some(body) = after.strip_prefix('{') {
+            let end = body
+                .find('}')
+                .ok_or_else(|| "unterminated `${` in value".to_owned())?;
+            let name = &body[..end];
+            let valid = !name.is_empty()
+                && !name.starts_with(|c: char| c.is_ascii_digit())
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid {
+                return Err(format!(
+                    "`${{{name}}}` is not a valid environment variable reference"
+                ));
+            }
+            match lookup(name) {
+                Some(v) => out.push_str(&v),
+                None => return Err(format!("environment variable {name} is not set")),
+            }
+            rest = &body[end + 1..];
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// A config string after `${ENV}` interpolation.
+#[derive(Clone, PartialEq, Eq, Hash, Default)]
+pub struct S(pub String);
+
+impl S {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for S {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl fmt::Display for S {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Accepts a YAML string, or a number/bool written bare (`bind: 8080` is not valid, but a
+/// `max_body_bytes: ${LIMIT}` must be able to come from a string), and interpolates it.
+fn scalar_string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    struct V;
+    impl de::Visitor<'_> for V {
+        type Value = String;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a string")
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<String, E> {
+            interpolate(v).map_err(E::custom)
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_bool<E: de::Error>(self, v: bool) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+    }
+    d.deserialize_any(V)
+}
+
+impl<'de> Deserialize<'de> for S {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        scalar_string(d).map(S)
+    }
+}
+
+/// Parses `0`, `500ms`, `30s`, `15m`, `24h`, `90d`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if s == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let split = s
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("`{s}` needs a unit: ms, s, m, h or d (e.g. 30s)"))?;
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration (e.g. 500ms, 30s, 15m, 24h, 90d)"))?;
+    let ms_per = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => {
+            return Err(format!(
+                "`{s}`: unknown unit `{unit}` (use ms, s, m, h or d)"
+            ))
+        }
+    };
+    n.checked_mul(ms_per)
+        .map(Duration::from_millis)
+        .ok_or_else(|| format!("`{s}` is too large"))
+}
+
+/// A duration field.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Dur(pub Duration);
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = scalar_string(d)?;
+        parse_duration(&s).map(Dur).map_err(de::Error::custom)
+    }
+}
+
+/// A rate: `N/s`, `N/min`, `N/h`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Rate {
+    pub count: u32,
+    pub per: Duration,
+}
+
+pub fn parse_rate(s: &str) -> Result<Rate, String> {
+    let bad = || format!("`{s}` is not a rate (e.g. 100/s, 600/min, 1000/h)");
+    let (n, unit) = s.trim().split_once('/').ok_or_else(bad)?;
+    let count: u32 = n.trim().parse().map_err(|_| bad())?;
+    if count == 0 {
+        return Err(format!("`{s}`: a rate must allow at least 1 request"));
+    }
+    let per = match unit.trim() {
+        "s" | "sec" => Duration::from_secs(1),
+        "m" | "min" => Duration::from_secs(60),
+        "h" | "hour" => Duration::from_secs(3600),
+        _ => return Err(bad()),
+    };
+    Ok(Rate { count, per })
+}
+
+impl<'de> Deserialize<'de> for Rate {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = scalar_string(d)?;
+        parse_rate(&s).map_err(de::Error::custom)
+    }
+}
+
+/// A non-negative integer that may also come from an interpolated string.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Num(pub u64);
+
+impl<'de> Deserialize<'de> for Num {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = scalar_string(d)?;
+        s.trim()
+            .parse()
+            .map(Num)
+            .map_err(|_| de::Error::custom(format!("`{s}` is not a non-negative integer")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
+        assert_eq!(parse_duration("24h"), Ok(Duration::from_secs(86400)));
+        assert_eq!(parse_duration("90d"), Ok(Duration::from_secs(90 * 86400)));
+        for bad in ["", "10", "s", "10x", "1.5s", "-1s", "99999999999999999999d"] {
+            assert!(parse_duration(bad).is_err(), "{bad} must be rejected");
+        }
+    }
+
+    #[test]
+    fn rates() {
+        assert_eq!(
+            parse_rate("100/s"),
+            Ok(Rate {
+                count: 100,
+                per: Duration::from_secs(1)
+            })
+        );
+        assert_eq!(
+            parse_rate("5/min").map(|r| r.per),
+            Ok(Duration::from_secs(60))
+        );
+        assert_eq!(
+            parse_rate("5/h").map(|r| r.per),
+            Ok(Duration::from_secs(3600))
+        );
+        for bad in ["0/s", "x/s", "10", "10/d"] {
+            assert!(parse_rate(bad).is_err(), "{bad} must be rejected");
+        }
+    }
+
+    #[test]
+    fn interpolation() {
+        let env = |n: &str| (n == "HOME_DIR").then(|| "/home/x".to_owned());
+        assert_eq!(
+            interpolate_with("a ${HOME_DIR}/b", env),
+            Ok("a /home/x/b".into())
+        );
+        assert_eq!(
+            interpolate_with("cost: $$5 $x", env),
+            Ok("cost: $5 $x".into())
+        );
+        assert!(interpolate_with("${MISSING}", env)
+            .unwrap_err()
+            .contains("MISSING is not set"));
+        assert!(interpolate_with("${HOME_DIR", env).is_err());
+        assert!(interpolate_with("${1X}", env).is_err());
+    }
+}
