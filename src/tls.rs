@@ -262,11 +262,11 @@ pub fn upstream_client_config(
             .add(c.clone())
             .map_err(|e| format!("not a usable CA certificate: {e}"))?;
     }
-    let mut cfg = rustls::ClientConfig::builder_with_provider(provider())
+    // ALPN (h2, http/1.1) is set by hyper-rustls, which refuses a config that already has it.
+    let cfg = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| e.to_string())?
         .with_root_certificates(roots)
         .with_no_client_auth();
-    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(cfg)
 }

@@ -1,0 +1,479 @@
+//! Test helpers: a per-run PKI made with rcgen, a recording upstream on an ephemeral port, the
+//! gateway started in-process or as a real process, and HTTP clients.
+#![allow(dead_code)] // each test binary uses a different part of this module
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+// ------------------------------------------------------------------------------------------------
+// PKI
+
+pub struct Pki {
+    pub dir: tempfile::TempDir,
+}
+
+fn write(dir: &Path, name: &str, body: &str) {
+    std::fs::write(dir.join(name), body).unwrap();
+}
+
+impl Pki {
+    /// ca.crt, server.crt/key (localhost, 127.0.0.1), client.crt/key (CN=alice), other-client
+    /// (another CA), expired-client (our CA, expired), revoked-client + ca.crl (revoking it),
+    /// server2.crt/key (a second server certificate for reload tests).
+    pub fn new() -> Pki {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let (ca_params, ca_key, ca_pem) = ca("Test CA");
+        write(d, "ca.crt", &ca_pem);
+        let issuer = Issuer::new(ca_params, ca_key);
+        for (name, cn) in [("server", "localhost"), ("server2", "localhost-two")] {
+            let key = KeyPair::generate().unwrap();
+            let mut p = CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+            p.distinguished_name.push(DnType::CommonName, cn);
+            p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+            let c = p.signed_by(&key, &issuer).unwrap();
+            write(d, &format!("{name}.crt"), &c.pem());
+            write(d, &format!("{name}.key"), &key.serialize_pem());
+        }
+        let client = |cn: &str, issuer: &Issuer<'_, KeyPair>, expired: bool, serial: u64| {
+            let key = KeyPair::generate().unwrap();
+            let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+            p.distinguished_name.push(DnType::CommonName, cn);
+            p.distinguished_name.push(DnType::OrganizationName, "Acme");
+            p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+            p.serial_number = Some(rcgen::SerialNumber::from(serial));
+            if expired {
+                p.not_before = rcgen::date_time_ymd(2020, 1, 1);
+                p.not_after = rcgen::date_time_ymd(2021, 1, 1);
+            }
+            let c = p.signed_by(&key, issuer).unwrap();
+            (c.pem(), key.serialize_pem())
+        };
+        let (c, k) = client("alice", &issuer, false, 1001);
+        write(d, "client.crt", &c);
+        write(d, "client.key", &k);
+        let (c, k) = client("old", &issuer, true, 1002);
+        write(d, "expired-client.crt", &c);
+        write(d, "expired-client.key", &k);
+        let (c, k) = client("mallory", &issuer, false, 1003);
+        write(d, "revoked-client.crt", &c);
+        write(d, "revoked-client.key", &k);
+        let crl = rcgen::CertificateRevocationListParams {
+            this_update: rcgen::date_time_ymd(2024, 1, 1),
+            next_update: rcgen::date_time_ymd(2099, 1, 1),
+            crl_number: rcgen::SerialNumber::from(1u64),
+            issuing_distribution_point: None,
+            revoked_certs: vec![rcgen::RevokedCertParams {
+                serial_number: rcgen::SerialNumber::from(1003u64),
+                revocation_time: rcgen::date_time_ymd(2024, 1, 1),
+                reason_code: Some(rcgen::RevocationReason::KeyCompromise),
+                invalidity_date: None,
+            }],
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        }
+        .signed_by(&issuer)
+        .unwrap();
+        write(d, "ca.crl", &crl.pem().unwrap());
+        let (other_params, other_key, _) = ca("Other CA");
+        let other = Issuer::new(other_params, other_key);
+        let (c, k) = client("eve", &other, false, 7);
+        write(d, "other-client.crt", &c);
+        write(d, "other-client.key", &k);
+        Pki { dir }
+    }
+
+    pub fn path(&self, name: &str) -> String {
+        self.dir.path().join(name).display().to_string()
+    }
+
+    pub fn read(&self, name: &str) -> Vec<u8> {
+        std::fs::read(self.dir.path().join(name)).unwrap()
+    }
+
+    pub fn identity(&self, name: &str) -> reqwest::Identity {
+        let mut pem = self.read(&format!("{name}.crt"));
+        pem.extend(self.read(&format!("{name}.key")));
+        reqwest::Identity::from_pem(&pem).unwrap()
+    }
+}
+
+fn ca(cn: &str) -> (CertificateParams, KeyPair, String) {
+    let key = KeyPair::generate().unwrap();
+    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.distinguished_name.push(DnType::CommonName, cn);
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let cert = p.self_signed(&key).unwrap();
+    (p, key, cert.pem())
+}
+
+// ------------------------------------------------------------------------------------------------
+// Recording upstream
+
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub uri: String,
+    pub version: String,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Seen {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn header_all(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+}
+
+/// An HTTP/1.1 + h2c upstream that records every request it receives.
+///
+/// Paths: `/hang` never answers; `/slow?ms=N` answers after N ms; `/download?bytes=N` streams N
+/// bytes; `/upload` reads the body and answers `{"bytes": N, "sum": S}` (S = sum of all bytes mod
+/// 2^64); `/ws` answers 101 and echoes bytes; anything else answers 200 with JSON of what it saw.
+pub struct Upstream {
+    pub addr: SocketAddr,
+    pub seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+impl Upstream {
+    pub async fn start() -> Upstream {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
+        let rec = seen.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else { return };
+                let rec = rec.clone();
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |req| upstream_handle(req, rec.clone()));
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection_with_upgrades(TokioIo::new(tcp), svc)
+                        .await;
+                });
+            }
+        });
+        Upstream { addr, seen }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn requests(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    pub fn count(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+
+    pub fn last(&self) -> Seen {
+        self.seen.lock().unwrap().last().cloned().expect("the upstream saw no request")
+    }
+}
+
+type UpBody = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
+
+fn full(s: impl Into<Bytes>) -> UpBody {
+    Full::new(s.into()).map_err(|never| match never {}).boxed()
+}
+
+fn query_num(req: &Request<Incoming>, key: &str) -> u64 {
+    req.uri()
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+async fn upstream_handle(
+    mut req: Request<Incoming>,
+    rec: Arc<Mutex<Vec<Seen>>>,
+) -> Result<Response<UpBody>, std::convert::Infallible> {
+    let seen = Seen {
+        method: req.method().to_string(),
+        uri: req.uri().to_string(),
+        version: format!("{:?}", req.version()),
+        headers: req
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .collect(),
+    };
+    rec.lock().unwrap().push(seen.clone());
+    let path = req.uri().path().to_owned();
+    match path.as_str() {
+        "/hang" => {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            Ok(Response::new(full("late")))
+        }
+        "/slow" => {
+            tokio::time::sleep(Duration::from_millis(query_num(&req, "ms"))).await;
+            Ok(Response::new(full("slow done")))
+        }
+        "/download" => {
+            let total = query_num(&req, "bytes");
+            let chunk = Bytes::from(vec![7u8; 64 * 1024]);
+            let stream = futures_stream(total, chunk);
+            Ok(Response::new(StreamBody::new(stream).boxed()))
+        }
+        "/upload" => {
+            let mut body = req.into_body();
+            let (mut n, mut sum) = (0u64, 0u64);
+            while let Some(f) = body.frame().await {
+                let Ok(f) = f else { break };
+                if let Some(d) = f.data_ref() {
+                    n += d.len() as u64;
+                    for b in d.iter() {
+                        sum = sum.wrapping_add(*b as u64);
+                    }
+                }
+            }
+            Ok(Response::new(full(format!("{{\"bytes\":{n},\"sum\":{sum}}}"))))
+        }
+        "/ws" => {
+            let up = hyper::upgrade::on(&mut req);
+            tokio::spawn(async move {
+                if let Ok(io) = up.await {
+                    let mut io = TokioIo::new(io);
+                    let (mut r, mut w) = tokio::io::split(&mut io);
+                    let _ = tokio::io::copy(&mut r, &mut w).await;
+                }
+            });
+            let mut resp = Response::new(full(""));
+            *resp.status_mut() = hyper::StatusCode::SWITCHING_PROTOCOLS;
+            resp.headers_mut().insert("connection", "upgrade".parse().unwrap());
+            resp.headers_mut().insert("upgrade", "websocket".parse().unwrap());
+            Ok(resp)
+        }
+        _ => {
+            let mut hs: BTreeMap<String, Vec<String>> = BTreeMap::new();
+            for (k, v) in &seen.headers {
+                hs.entry(k.clone()).or_default().push(v.clone());
+            }
+            let doc = serde_json::json!({"method": seen.method, "uri": seen.uri, "headers": hs});
+            let mut resp = Response::new(full(doc.to_string()));
+            resp.headers_mut().insert("x-upstream", "recording".parse().unwrap());
+            Ok(resp)
+        }
+    }
+}
+
+fn futures_stream(
+    total: u64,
+    chunk: Bytes,
+) -> impl futures_core::Stream<Item = Result<Frame<Bytes>, std::io::Error>> + Send {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(4);
+    tokio::spawn(async move {
+        let mut left = total;
+        while left > 0 {
+            let n = left.min(chunk.len() as u64) as usize;
+            if tx.send(Ok(Frame::data(chunk.slice(..n)))).await.is_err() {
+                return;
+            }
+            left -= n as u64;
+        }
+    });
+    tokio_stream_from(rx)
+}
+
+/// A Stream over an mpsc receiver, without pulling in tokio-stream.
+fn tokio_stream_from<T: Send + 'static>(
+    rx: tokio::sync::mpsc::Receiver<T>,
+) -> impl futures_core::Stream<Item = T> + Send {
+    struct S<T>(tokio::sync::mpsc::Receiver<T>);
+    impl<T> futures_core::Stream for S<T> {
+        type Item = T;
+        fn poll_next(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<T>> {
+            self.0.poll_recv(cx)
+        }
+    }
+    S(rx)
+}
+
+// ------------------------------------------------------------------------------------------------
+// The gateway, in-process
+
+pub struct Gw {
+    pub running: Option<portcullis::server::Running>,
+    pub dir: tempfile::TempDir,
+}
+
+impl Gw {
+    /// Writes `yaml` to a temp dir and starts the gateway on it. Use `127.0.0.1:0` binds.
+    pub async fn start(yaml: &str) -> Gw {
+        portcullis::install_crypto_provider();
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("gateway.yaml");
+        std::fs::write(&file, yaml).unwrap();
+        let snap = match portcullis::config::load(&file, None) {
+            Ok(s) => s,
+            Err(e) => panic!("config does not load:\n{e}\n---\n{yaml}"),
+        };
+        let running = portcullis::server::start(&file, snap).await.unwrap();
+        Gw {
+            running: Some(running),
+            dir,
+        }
+    }
+
+    pub fn addr(&self, listener: &str) -> SocketAddr {
+        self.running.as_ref().unwrap().addr(listener).unwrap()
+    }
+
+    pub fn http(&self, listener: &str) -> String {
+        format!("http://{}", self.addr(listener))
+    }
+
+    /// https URL with the host name `localhost` (resolve it with [`tls_client`]).
+    pub fn https(&self, listener: &str) -> String {
+        format!("https://localhost:{}", self.addr(listener).port())
+    }
+}
+
+/// A reqwest client trusting only `ca.crt` of `pki`, resolving `localhost` to 127.0.0.1,
+/// optionally presenting the client certificate `ident` (`client`, `expired-client`, ...).
+pub fn tls_client(pki: &Pki, ident: Option<&str>, h1_only: bool) -> reqwest::Client {
+    let ca = reqwest::Certificate::from_pem(&pki.read("ca.crt")).unwrap();
+    let mut b = reqwest::Client::builder()
+        .tls_certs_only([ca])
+        .no_proxy()
+        .resolve("localhost", "127.0.0.1:0".parse().unwrap());
+    if let Some(i) = ident {
+        b = b.identity(pki.identity(i));
+    }
+    if h1_only {
+        b = b.http1_only();
+    }
+    b.build().unwrap()
+}
+
+pub fn plain_client() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().build().unwrap()
+}
+
+// ------------------------------------------------------------------------------------------------
+// The gateway as a real process (signals)
+
+pub struct GwProcess {
+    pub child: Child,
+    pub addrs: BTreeMap<String, SocketAddr>,
+    pub lines: std::sync::mpsc::Receiver<String>,
+    pub dir: PathBuf,
+}
+
+impl GwProcess {
+    /// Starts `portcullis run -c FILE` with JSON logs and waits for every listener's `listening` line.
+    pub fn start(config: &Path, listeners: usize) -> GwProcess {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+            .args(["run", "-c"])
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let out = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { return };
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut addrs = BTreeMap::new();
+        while addrs.len() < listeners {
+            let line = rx
+                .recv_timeout(Duration::from_secs(30))
+                .expect("gateway did not report its listeners");
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
+            if v["message"] == "listening" {
+                addrs.insert(
+                    v["listener"].as_str().unwrap().to_owned(),
+                    v["addr"].as_str().unwrap().parse().unwrap(),
+                );
+            }
+        }
+        GwProcess {
+            child,
+            addrs,
+            lines: rx,
+            dir: config.parent().unwrap().to_path_buf(),
+        }
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let st = Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+
+    /// Waits for a JSON log line whose `message` equals `msg`.
+    pub fn wait_for(&self, msg: &str) -> serde_json::Value {
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(Duration::from_secs(30))
+                .unwrap_or_else(|_| panic!("no `{msg}` log line"));
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+                if v["message"] == msg {
+                    return v;
+                }
+            }
+        }
+    }
+}
+
+impl Drop for GwProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs curl off the runtime thread (the gateway under test shares the runtime) and returns stdout.
+pub async fn curl(args: Vec<String>) -> String {
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("curl")
+            .args(&args)
+            .output()
+            .expect("curl is installed (.ci/run installs it)")
+    })
+    .await
+    .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
