@@ -395,10 +395,20 @@ pub fn parse(src: &str) -> Result<RawConfig, ConfigIssue> {
             text.truncate(cut);
         }
         // serde_yaml prefixes the field path as `path: message` (no spaces in the path).
-        let (path, message) = match text.split_once(": ") {
+        let (mut path, message) = match text.split_once(": ") {
             Some((p, m)) if !p.contains(' ') && !p.is_empty() => (p.to_owned(), m.to_owned()),
             _ => (String::new(), text),
         };
+        // serde_yaml's path stops at the enclosing struct for errors raised inside a field
+        // (a bad duration); the position is the field's, so name the field from it.
+        // ("missing field" points at the struct, whose first key sits at the same spot.)
+        if let (Some(at), false) = (at, message.starts_with("missing field")) {
+            if let Some(deeper) = Locator::new(src).path_at(at) {
+                if deeper.starts_with(path.as_str()) && deeper.len() > path.len() {
+                    path = deeper.to_owned();
+                }
+            }
+        }
         ConfigIssue { path, message, at }
     })
 }
@@ -819,7 +829,7 @@ mod tests {
         let src = "listeners:\n  - name: a\n    bnd: x\n";
         let i = issues(src);
         assert_eq!(i.len(), 1);
-        assert_eq!(i[0].path, "listeners[0]");
+        assert_eq!(i[0].path, "listeners[0].bnd");
         assert!(i[0].message.contains("unknown field `bnd`"), "{:?}", i[0]);
         assert_eq!(i[0].at.map(|a| a.0), Some(3));
     }

@@ -68,6 +68,15 @@ impl Locator {
         Locator { spots }
     }
 
+    /// The deepest field path that starts at `at` (line, column), if any.
+    pub fn path_at(&self, at: (usize, usize)) -> Option<&str> {
+        self.spots
+            .iter()
+            .filter(|(_, spot)| **spot == at)
+            .map(|(p, _)| p.as_str())
+            .max_by_key(|p| p.len())
+    }
+
     /// Line (1-based) and column (1-based) of `path`, or of its nearest located parent.
     pub fn find(&self, path: &str) -> Option<(usize, usize)> {
         let mut p = path;

@@ -157,6 +157,7 @@ impl Seen {
 pub struct Upstream {
     pub addr: SocketAddr,
     pub seen: Arc<Mutex<Vec<Seen>>>,
+    arrived: Arc<tokio::sync::Notify>,
 }
 
 impl Upstream {
@@ -164,20 +165,38 @@ impl Upstream {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
+        let arrived: Arc<tokio::sync::Notify> = Arc::default();
         let rec = seen.clone();
+        let notify = arrived.clone();
         tokio::spawn(async move {
             loop {
                 let Ok((tcp, _)) = listener.accept().await else { return };
                 let rec = rec.clone();
+                let notify = notify.clone();
                 tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(move |req| upstream_handle(req, rec.clone()));
+                    let svc = hyper::service::service_fn(move |req| {
+                        upstream_handle(req, rec.clone(), notify.clone())
+                    });
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                         .serve_connection_with_upgrades(TokioIo::new(tcp), svc)
                         .await;
                 });
             }
         });
-        Upstream { addr, seen }
+        Upstream { addr, seen, arrived }
+    }
+
+    /// Waits until the upstream has received at least `n` requests.
+    pub async fn wait_for_count(&self, n: usize) {
+        loop {
+            let notified = self.arrived.notified();
+            if self.count() >= n {
+                return;
+            }
+            tokio::time::timeout(Duration::from_secs(30), notified)
+                .await
+                .expect("the upstream did not receive the request");
+        }
     }
 
     pub fn url(&self) -> String {
@@ -216,6 +235,7 @@ fn query_num(req: &Request<Incoming>, key: &str) -> u64 {
 async fn upstream_handle(
     mut req: Request<Incoming>,
     rec: Arc<Mutex<Vec<Seen>>>,
+    arrived: Arc<tokio::sync::Notify>,
 ) -> Result<Response<UpBody>, std::convert::Infallible> {
     let seen = Seen {
         method: req.method().to_string(),
@@ -228,6 +248,7 @@ async fn upstream_handle(
             .collect(),
     };
     rec.lock().unwrap().push(seen.clone());
+    arrived.notify_waiters();
     let path = req.uri().path().to_owned();
     match path.as_str() {
         "/hang" => {

@@ -1,0 +1,136 @@
+//! The gateway as a real process: SIGHUP reloads certificates and config (a broken file keeps the
+//! old one), SIGTERM drains in-flight requests and exits 0.
+
+mod common;
+use common::*;
+
+fn write_config(dir: &std::path::Path, up: &Upstream) -> std::path::PathBuf {
+    let yaml = format!(
+        r#"
+listeners:
+  - name: public
+    bind: 127.0.0.1:0
+    tls: {{ cert: server.crt, key: server.key }}
+  - name: plain
+    bind: 127.0.0.1:0
+limits: {{ shutdown_timeout: 20s }}
+logging: {{ format: json }}
+upstreams:
+  rec: {{ url: "{url}", timeout: 30s }}
+routes:
+  - name: all
+    match: {{ path_prefix: / }}
+    upstream: rec
+    auth: none
+"#,
+        url = up.url()
+    );
+    let f = dir.join("gateway.yaml");
+    std::fs::write(&f, yaml).unwrap();
+    f
+}
+
+async fn served_cert(pki: &Pki, port: u16) -> Vec<u8> {
+    let c = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(&pki.read("ca.crt")).unwrap()])
+        .resolve("localhost", "127.0.0.1:0".parse().unwrap())
+        .tls_info(true)
+        .no_proxy()
+        .build()
+        .unwrap();
+    let r = c.get(format!("https://localhost:{port}/x")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let info = r.extensions().get::<reqwest::tls::TlsInfo>().unwrap();
+    info.peer_certificate().unwrap().to_vec()
+}
+
+fn der(pki: &Pki, name: &str) -> Vec<u8> {
+    let p = pki.dir.path().join(name);
+    portcullis::tls::load_certs(&p).unwrap()[0].to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_swaps_certificates_and_a_broken_reload_keeps_the_old_config() {
+    let pki = Pki::new();
+    let up = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(pki.dir.path().join("server.crt"), dir.path().join("server.crt")).unwrap();
+    std::fs::copy(pki.dir.path().join("server.key"), dir.path().join("server.key")).unwrap();
+    let cfg = write_config(dir.path(), &up);
+    let gw = GwProcess::start(&cfg, 2);
+    let port = gw.addrs["public"].port();
+    assert_eq!(served_cert(&pki, port).await, der(&pki, "server.crt"));
+
+    // an in-flight request on an open connection survives the reload
+    let slow_client = tls_client(&pki, None, true);
+    let slow = tokio::spawn(async move {
+        slow_client
+            .get(format!("https://localhost:{port}/slow?ms=1500"))
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+    });
+    up.wait_for_count(2).await;
+
+    std::fs::copy(pki.dir.path().join("server2.crt"), dir.path().join("server.crt")).unwrap();
+    std::fs::copy(pki.dir.path().join("server2.key"), dir.path().join("server.key")).unwrap();
+    gw.signal("HUP");
+    gw.wait_for("config reloaded");
+    assert_eq!(served_cert(&pki, port).await, der(&pki, "server2.crt"));
+    assert_eq!(slow.await.unwrap().unwrap(), 200);
+
+    // a broken certificate file: the reload fails, the old config and certificate keep serving
+    std::fs::write(dir.path().join("server.crt"), "not a certificate").unwrap();
+    gw.signal("HUP");
+    let line = gw.wait_for("reload failed; the previous config keeps serving");
+    assert!(line["errors"].as_str().unwrap().contains("listeners[0].tls.cert"), "{line}");
+    assert_eq!(served_cert(&pki, port).await, der(&pki, "server2.crt"));
+
+    // a broken config file: same
+    std::fs::write(&cfg, "listeners: [ {name: x, bind: nope} ]\nbogus: 1\n").unwrap();
+    gw.signal("HUP");
+    let line = gw.wait_for("reload failed; the previous config keeps serving");
+    assert!(line["errors"].as_str().unwrap().contains("bogus"), "{line}");
+    let r = plain_client()
+        .get(format!("http://{}/still", gw.addrs["plain"]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_in_flight_requests_finish_then_exits_zero() {
+    let pki = Pki::new();
+    let up = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(pki.dir.path().join("server.crt"), dir.path().join("server.crt")).unwrap();
+    std::fs::copy(pki.dir.path().join("server.key"), dir.path().join("server.key")).unwrap();
+    let cfg = write_config(dir.path(), &up);
+    let mut gw = GwProcess::start(&cfg, 2);
+    let plain = gw.addrs["plain"];
+    let slow = tokio::spawn(async move {
+        let r = plain_client()
+            .get(format!("http://{plain}/slow?ms=2000"))
+            .send()
+            .await?;
+        let status = r.status().as_u16();
+        let body = r.text().await?;
+        Ok::<_, reqwest::Error>((status, body))
+    });
+    up.wait_for_count(1).await;
+    gw.signal("TERM");
+    gw.wait_for("shutting down: draining in-flight requests");
+    // new connections are refused once draining starts
+    let refused = plain_client().get(format!("http://{plain}/new")).send().await;
+    assert!(refused.is_err(), "a new request was accepted during shutdown: {refused:?}");
+    let (status, body) = slow.await.unwrap().unwrap();
+    assert_eq!((status, body.as_str()), (200, "slow done"));
+    let code = tokio::task::spawn_blocking(move || {
+        let st = gw.child.wait().unwrap();
+        st.code()
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, Some(0));
+}
