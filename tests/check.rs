@@ -1,6 +1,8 @@
 //! `portcullis check` (and `run`) on the shipped config and on broken ones: every error names the
 //! file, line, column and field.
 
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
 use std::process::Command;
 
 fn check(yaml: &str, env: &[(&str, &str)]) -> (i32, String) {
@@ -17,8 +19,10 @@ fn check(yaml: &str, env: &[(&str, &str)]) -> (i32, String) {
     (out.status.code().unwrap_or(-1), text)
 }
 
-const HEAD: &str = "listeners:\n  - name: public\n    bind: 127.0.0.1:0\nupstreams:\n  echo: { echo: true }\n";
-const ROUTE: &str = "routes:\n  - name: r\n    match: { path_prefix: / }\n    upstream: echo\n    auth: none\n";
+const HEAD: &str =
+    "listeners:\n  - name: public\n    bind: 127.0.0.1:0\nupstreams:\n  echo: { echo: true }\n";
+const ROUTE: &str =
+    "routes:\n  - name: r\n    match: { path_prefix: / }\n    upstream: echo\n    auth: none\n";
 
 #[test]
 fn the_shipped_config_passes() {
@@ -28,7 +32,11 @@ fn the_shipped_config_passes() {
         .env_remove("PORTCULLIS_WORKERS")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -98,7 +106,8 @@ fn run_refuses_a_broken_config_with_exit_1() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("listeners: at least one listener is required"));
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("listeners: at least one listener is required"));
 }
 
 #[test]
@@ -118,8 +127,16 @@ fn dev_pki_writes_a_usable_set() {
         .arg(dir.path().join("gw.yaml"))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let meta = std::fs::metadata(dir.path().join("ca.key")).unwrap();
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(meta.permissions().mode() & 0o077, 0, "private keys must not be group/world readable");
+    assert_eq!(
+        meta.permissions().mode() & 0o077,
+        0,
+        "private keys must not be group/world readable"
+    );
 }

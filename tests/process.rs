@@ -1,6 +1,8 @@
 //! The gateway as a real process: SIGHUP reloads certificates and config (a broken file keeps the
 //! old one), SIGTERM drains in-flight requests and exits 0.
 
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
 mod common;
 use common::*;
 
@@ -38,7 +40,11 @@ async fn served_cert(pki: &Pki, port: u16) -> Vec<u8> {
         .no_proxy()
         .build()
         .unwrap();
-    let r = c.get(format!("https://localhost:{port}/x")).send().await.unwrap();
+    let r = c
+        .get(format!("https://localhost:{port}/x"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let info = r.extensions().get::<reqwest::tls::TlsInfo>().unwrap();
     info.peer_certificate().unwrap().to_vec()
@@ -54,8 +60,16 @@ async fn sighup_swaps_certificates_and_a_broken_reload_keeps_the_old_config() {
     let pki = Pki::new();
     let up = Upstream::start().await;
     let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(pki.dir.path().join("server.crt"), dir.path().join("server.crt")).unwrap();
-    std::fs::copy(pki.dir.path().join("server.key"), dir.path().join("server.key")).unwrap();
+    std::fs::copy(
+        pki.dir.path().join("server.crt"),
+        dir.path().join("server.crt"),
+    )
+    .unwrap();
+    std::fs::copy(
+        pki.dir.path().join("server.key"),
+        dir.path().join("server.key"),
+    )
+    .unwrap();
     let cfg = write_config(dir.path(), &up);
     let gw = GwProcess::start(&cfg, 2);
     let port = gw.addrs["public"].port();
@@ -72,8 +86,16 @@ async fn sighup_swaps_certificates_and_a_broken_reload_keeps_the_old_config() {
     });
     up.wait_for_count(2).await;
 
-    std::fs::copy(pki.dir.path().join("server2.crt"), dir.path().join("server.crt")).unwrap();
-    std::fs::copy(pki.dir.path().join("server2.key"), dir.path().join("server.key")).unwrap();
+    std::fs::copy(
+        pki.dir.path().join("server2.crt"),
+        dir.path().join("server.crt"),
+    )
+    .unwrap();
+    std::fs::copy(
+        pki.dir.path().join("server2.key"),
+        dir.path().join("server.key"),
+    )
+    .unwrap();
     gw.signal("HUP");
     gw.wait_for("config reloaded");
     assert_eq!(served_cert(&pki, port).await, der(&pki, "server2.crt"));
@@ -83,7 +105,13 @@ async fn sighup_swaps_certificates_and_a_broken_reload_keeps_the_old_config() {
     std::fs::write(dir.path().join("server.crt"), "not a certificate").unwrap();
     gw.signal("HUP");
     let line = gw.wait_for("reload failed; the previous config keeps serving");
-    assert!(line["errors"].as_str().unwrap().contains("listeners[0].tls.cert"), "{line}");
+    assert!(
+        line["errors"]
+            .as_str()
+            .unwrap()
+            .contains("listeners[0].tls.cert"),
+        "{line}"
+    );
     assert_eq!(served_cert(&pki, port).await, der(&pki, "server2.crt"));
 
     // a broken config file: same
@@ -104,8 +132,16 @@ async fn sigterm_lets_in_flight_requests_finish_then_exits_zero() {
     let pki = Pki::new();
     let up = Upstream::start().await;
     let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(pki.dir.path().join("server.crt"), dir.path().join("server.crt")).unwrap();
-    std::fs::copy(pki.dir.path().join("server.key"), dir.path().join("server.key")).unwrap();
+    std::fs::copy(
+        pki.dir.path().join("server.crt"),
+        dir.path().join("server.crt"),
+    )
+    .unwrap();
+    std::fs::copy(
+        pki.dir.path().join("server.key"),
+        dir.path().join("server.key"),
+    )
+    .unwrap();
     let cfg = write_config(dir.path(), &up);
     let mut gw = GwProcess::start(&cfg, 2);
     let plain = gw.addrs["plain"];
@@ -122,8 +158,14 @@ async fn sigterm_lets_in_flight_requests_finish_then_exits_zero() {
     gw.signal("TERM");
     gw.wait_for("shutting down: draining in-flight requests");
     // new connections are refused once draining starts
-    let refused = plain_client().get(format!("http://{plain}/new")).send().await;
-    assert!(refused.is_err(), "a new request was accepted during shutdown: {refused:?}");
+    let refused = plain_client()
+        .get(format!("http://{plain}/new"))
+        .send()
+        .await;
+    assert!(
+        refused.is_err(),
+        "a new request was accepted during shutdown: {refused:?}"
+    );
     let (status, body) = slow.await.unwrap().unwrap();
     assert_eq!((status, body.as_str()), (200, "slow done"));
     let code = tokio::task::spawn_blocking(move || {

@@ -1,6 +1,8 @@
 //! The request path on a plain listener against a recording upstream: header hygiene, path
 //! normalization, streaming bodies, limits, upstream failures, upgrades and h2c.
 
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
 mod common;
 use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -88,7 +90,10 @@ async fn client_identity_headers_never_reach_the_upstream() {
         assert_eq!(r.status(), 200, "{name}");
         let seen = up.last();
         for (k, v) in &seen.headers {
-            assert!(!v.contains(value), "{name}: {value} reached the upstream as {k}: {v}");
+            assert!(
+                !v.contains(value),
+                "{name}: {value} reached the upstream as {k}: {v}"
+            );
         }
         assert_eq!(seen.header("x-auth-method"), Some("none"));
         assert_eq!(seen.header("x-forwarded-for"), Some("127.0.0.1"));
@@ -128,7 +133,10 @@ async fn trusted_proxies_may_forward_client_addresses() {
         .unwrap();
     assert_eq!(r.status(), 200);
     let seen = up.last();
-    assert_eq!(seen.header("x-forwarded-for"), Some("203.0.113.9, 127.0.0.2, 127.0.0.1"));
+    assert_eq!(
+        seen.header("x-forwarded-for"),
+        Some("203.0.113.9, 127.0.0.2, 127.0.0.1")
+    );
     assert_eq!(seen.header("x-real-ip"), Some("203.0.113.9"));
     assert_eq!(seen.header("x-forwarded-proto"), Some("https"));
     assert_eq!(seen.header("x-original-url"), Some("/kept"));
@@ -160,7 +168,9 @@ async fn request_ids_are_kept_only_when_well_formed() {
 
 /// Raw HTTP/1.1 over TCP, so the path reaches the gateway exactly as written.
 async fn raw(gw: &Gw, request: &str) -> String {
-    let mut s = tokio::net::TcpStream::connect(gw.addr("plain")).await.unwrap();
+    let mut s = tokio::net::TcpStream::connect(gw.addr("plain"))
+        .await
+        .unwrap();
     s.write_all(request.as_bytes()).await.unwrap();
     let mut out = Vec::new();
     let _ = tokio::time::timeout(std::time::Duration::from_secs(10), s.read_to_end(&mut out)).await;
@@ -168,7 +178,10 @@ async fn raw(gw: &Gw, request: &str) -> String {
 }
 
 fn status_of(resp: &str) -> u16 {
-    resp.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
+    resp.split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
 }
 
 #[tokio::test]
@@ -195,24 +208,43 @@ async fn paths_route_by_their_normalized_form() {
     ];
     for (path, status, upstream_path) in cases {
         let before = up.count();
-        let resp = raw(&gw, &format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")).await;
+        let resp = raw(
+            &gw,
+            &format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"),
+        )
+        .await;
         assert_eq!(status_of(&resp), *status, "{path}: {resp}");
         match upstream_path {
             Some(p) => assert_eq!(&up.last().uri, p, "{path}"),
             None => {
                 assert_eq!(up.count(), before, "{path} must not reach the upstream");
-                assert!(resp.contains("\"error\":\"invalid_request\""), "{path}: {resp}");
+                assert!(
+                    resp.contains("\"error\":\"invalid_request\""),
+                    "{path}: {resp}"
+                );
             }
         }
     }
     // segment-boundary prefix: /api/usersX is not /api/users (falls to the catch-all route)
-    let resp = raw(&gw, "DELETE /api/users/7 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").await;
+    let resp = raw(
+        &gw,
+        "DELETE /api/users/7 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    )
+    .await;
     assert_eq!(status_of(&resp), 200);
-    let echo = raw(&gw, "GET /echo/a/./b//c?q=1 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").await;
+    let echo = raw(
+        &gw,
+        "GET /echo/a/./b//c?q=1 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    )
+    .await;
     assert!(echo.contains("\"path\":\"/echo/a/b/c\""), "{echo}");
     assert!(echo.contains("\"query\":\"q=1\""), "{echo}");
     // the upstream URL's path is a prefix
-    let _ = plain_client().get(format!("{}/p/x?y=1", gw.http("plain"))).send().await.unwrap();
+    let _ = plain_client()
+        .get(format!("{}/p/x?y=1", gw.http("plain")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(up.last().uri, "/base/p/x?y=1");
 }
 
@@ -240,7 +272,11 @@ async fn no_route_is_404_with_the_error_body() {
         up.url()
     );
     let gw = Gw::start(&yaml).await;
-    let r = plain_client().get(format!("{}/only", gw.http("plain"))).send().await.unwrap();
+    let r = plain_client()
+        .get(format!("{}/only", gw.http("plain")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404);
     let rid = r.headers()["x-request-id"].to_str().unwrap().to_owned();
     let body: serde_json::Value = r.json().await.unwrap();
@@ -284,7 +320,11 @@ async fn large_bodies_stream_both_ways() {
     assert_eq!(v["bytes"], N);
     assert_eq!(v["sum"], N * 3);
     // download
-    let mut r = c.get(format!("{}/download?bytes={N}", gw.http("plain"))).send().await.unwrap();
+    let mut r = c
+        .get(format!("{}/download?bytes={N}", gw.http("plain")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let mut got = 0u64;
     while let Some(chunk) = r.chunk().await.unwrap() {
@@ -295,7 +335,8 @@ async fn large_bodies_stream_both_ways() {
 
 fn futures_util_stream(
     rx: tokio::sync::mpsc::Receiver<Result<bytes::Bytes, std::io::Error>>,
-) -> impl futures_core::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send + Sync + 'static {
+) -> impl futures_core::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send + Sync + 'static
+{
     struct S(tokio::sync::mpsc::Receiver<Result<bytes::Bytes, std::io::Error>>);
     impl futures_core::Stream for S {
         type Item = Result<bytes::Bytes, std::io::Error>;
@@ -344,18 +385,28 @@ async fn body_limits_answer_413_and_the_upstream_sees_nothing_oversized() {
 async fn upstream_failures_are_502_and_504() {
     let (_up, gw) = setup().await;
     let c = plain_client();
-    let r = c.get(format!("{}/down", gw.http("plain"))).send().await.unwrap();
+    let r = c
+        .get(format!("{}/down", gw.http("plain")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 502);
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["error"], "bad_gateway");
-    let r = c.get(format!("{}/hang", gw.http("plain"))).send().await.unwrap();
+    let r = c
+        .get(format!("{}/hang", gw.http("plain")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 504);
 }
 
 #[tokio::test]
 async fn websocket_upgrades_pass_through() {
     let (up, gw) = setup().await;
-    let mut s = tokio::net::TcpStream::connect(gw.addr("plain")).await.unwrap();
+    let mut s = tokio::net::TcpStream::connect(gw.addr("plain"))
+        .await
+        .unwrap();
     s.write_all(b"GET /ws HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
         .await
         .unwrap();
@@ -369,7 +420,10 @@ async fn websocket_upgrades_pass_through() {
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
     let seen = up.last();
     assert_eq!(seen.header("upgrade"), Some("websocket"));
-    assert_eq!(seen.header("sec-websocket-key"), Some("dGhlIHNhbXBsZSBub25jZQ=="));
+    assert_eq!(
+        seen.header("sec-websocket-key"),
+        Some("dGhlIHNhbXBsZSBub25jZQ==")
+    );
     s.write_all(b"ping through the tunnel").await.unwrap();
     let mut got = Vec::new();
     while got.len() < 23 {
@@ -388,7 +442,11 @@ async fn h2c_prior_knowledge_on_plain_listeners() {
         .http2_prior_knowledge()
         .build()
         .unwrap();
-    let r = c.get(format!("{}/api/users/1", gw.http("plain"))).send().await.unwrap();
+    let r = c
+        .get(format!("{}/api/users/1", gw.http("plain")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.version(), reqwest::Version::HTTP_2);
     let seen = up.last();

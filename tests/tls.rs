@@ -1,6 +1,8 @@
 //! TLS and mTLS on real sockets: handshake outcomes for good, foreign, expired and revoked client
 //! certificates, what the upstream learns from a verified one, and ALPN.
 
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
 mod common;
 use common::*;
 
@@ -53,16 +55,31 @@ async fn mtls_required_refuses_bad_certificates_at_the_handshake() {
     let gw = Gw::start(&config(&pki, &up, "required", true)).await;
     let url = format!("{}/open/x", gw.https("public"));
 
-    for ident in [None, Some("other-client"), Some("expired-client"), Some("revoked-client")] {
+    for ident in [
+        None,
+        Some("other-client"),
+        Some("expired-client"),
+        Some("revoked-client"),
+    ] {
         let res = tls_client(&pki, ident, false).get(&url).send().await;
-        assert!(res.is_err(), "{ident:?} must fail the handshake, got {res:?}");
+        assert!(
+            res.is_err(),
+            "{ident:?} must fail the handshake, got {res:?}"
+        );
     }
     assert_eq!(up.count(), 0, "no refused client may reach the upstream");
 
-    let res = tls_client(&pki, Some("client"), false).get(&url).send().await.unwrap();
+    let res = tls_client(&pki, Some("client"), false)
+        .get(&url)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 200);
     let seen = up.last();
-    assert_eq!(seen.header("x-client-cert-subject"), Some("CN=alice, O=Acme"));
+    assert_eq!(
+        seen.header("x-client-cert-subject"),
+        Some("CN=alice, O=Acme")
+    );
     let sha = seen.header("x-client-cert-sha256").unwrap();
     assert_eq!(sha.len(), 64);
     assert!(sha.bytes().all(|b| b.is_ascii_hexdigit()));
@@ -78,23 +95,47 @@ async fn mtls_optional_lets_routes_decide() {
     let alice = tls_client(&pki, Some("client"), false);
 
     // no certificate: the open route passes, the route that needs one answers 403
-    let r = anon.get(format!("{}/open", gw.https("public"))).send().await.unwrap();
+    let r = anon
+        .get(format!("{}/open", gw.https("public")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(up.last().header("x-client-cert-subject"), None);
     let before = up.count();
-    let r = anon.get(format!("{}/cert/x", gw.https("public"))).send().await.unwrap();
+    let r = anon
+        .get(format!("{}/cert/x", gw.https("public")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 403);
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["error"], "client_certificate_required");
     assert!(body["request_id"].as_str().is_some_and(|s| !s.is_empty()));
-    let r = anon.get(format!("{}/who", gw.https("public"))).send().await.unwrap();
+    let r = anon
+        .get(format!("{}/who", gw.https("public")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 403);
-    assert_eq!(up.count(), before, "denied requests must not reach the upstream");
+    assert_eq!(
+        up.count(),
+        before,
+        "denied requests must not reach the upstream"
+    );
 
     // with a certificate: both pass, and the mtls authenticator names the subject
-    let r = alice.get(format!("{}/cert/x", gw.https("public"))).send().await.unwrap();
+    let r = alice
+        .get(format!("{}/cert/x", gw.https("public")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
-    let r = alice.get(format!("{}/who", gw.https("public"))).send().await.unwrap();
+    let r = alice
+        .get(format!("{}/who", gw.https("public")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let seen = up.last();
     assert_eq!(seen.header("x-auth-method"), Some("mtls"));
@@ -102,7 +143,11 @@ async fn mtls_optional_lets_routes_decide() {
 
     // a certificate from another CA is still refused at the handshake
     let eve = tls_client(&pki, Some("other-client"), false);
-    assert!(eve.get(format!("{}/open", gw.https("public"))).send().await.is_err());
+    assert!(eve
+        .get(format!("{}/open", gw.https("public")))
+        .send()
+        .await
+        .is_err());
 }
 
 #[tokio::test]
@@ -112,7 +157,11 @@ async fn alpn_serves_h2_and_http1_on_the_same_route() {
     let gw = Gw::start(&config(&pki, &up, "none", false)).await;
     let url = format!("{}/open/alpn", gw.https("public"));
 
-    let r = tls_client(&pki, None, false).get(&url).send().await.unwrap();
+    let r = tls_client(&pki, None, false)
+        .get(&url)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.version(), reqwest::Version::HTTP_2);
     let r = tls_client(&pki, None, true).get(&url).send().await.unwrap();

@@ -1,6 +1,7 @@
 //! Test helpers: a per-run PKI made with rcgen, a recording upstream on an ephemeral port, the
 //! gateway started in-process or as a real process, and HTTP clients.
 #![allow(dead_code)] // each test binary uses a different part of this module
+#![allow(clippy::unwrap_used)] // test helpers: a panic is the test failure we want
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, StreamBody};
@@ -43,7 +44,8 @@ impl Pki {
         let issuer = Issuer::new(ca_params, ca_key);
         for (name, cn) in [("server", "localhost"), ("server2", "localhost-two")] {
             let key = KeyPair::generate().unwrap();
-            let mut p = CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+            let mut p =
+                CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
             p.distinguished_name.push(DnType::CommonName, cn);
             p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
             let c = p.signed_by(&key, &issuer).unwrap();
@@ -170,7 +172,9 @@ impl Upstream {
         let notify = arrived.clone();
         tokio::spawn(async move {
             loop {
-                let Ok((tcp, _)) = listener.accept().await else { return };
+                let Ok((tcp, _)) = listener.accept().await else {
+                    return;
+                };
                 let rec = rec.clone();
                 let notify = notify.clone();
                 tokio::spawn(async move {
@@ -183,7 +187,11 @@ impl Upstream {
                 });
             }
         });
-        Upstream { addr, seen, arrived }
+        Upstream {
+            addr,
+            seen,
+            arrived,
+        }
     }
 
     /// Waits until the upstream has received at least `n` requests.
@@ -212,7 +220,12 @@ impl Upstream {
     }
 
     pub fn last(&self) -> Seen {
-        self.seen.lock().unwrap().last().cloned().expect("the upstream saw no request")
+        self.seen
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .expect("the upstream saw no request")
     }
 }
 
@@ -244,7 +257,12 @@ async fn upstream_handle(
         headers: req
             .headers()
             .iter()
-            .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .map(|(k, v)| {
+                (
+                    k.to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
             .collect(),
     };
     rec.lock().unwrap().push(seen.clone());
@@ -277,7 +295,9 @@ async fn upstream_handle(
                     }
                 }
             }
-            Ok(Response::new(full(format!("{{\"bytes\":{n},\"sum\":{sum}}}"))))
+            Ok(Response::new(full(format!(
+                "{{\"bytes\":{n},\"sum\":{sum}}}"
+            ))))
         }
         "/ws" => {
             let up = hyper::upgrade::on(&mut req);
@@ -290,8 +310,10 @@ async fn upstream_handle(
             });
             let mut resp = Response::new(full(""));
             *resp.status_mut() = hyper::StatusCode::SWITCHING_PROTOCOLS;
-            resp.headers_mut().insert("connection", "upgrade".parse().unwrap());
-            resp.headers_mut().insert("upgrade", "websocket".parse().unwrap());
+            resp.headers_mut()
+                .insert("connection", "upgrade".parse().unwrap());
+            resp.headers_mut()
+                .insert("upgrade", "websocket".parse().unwrap());
             Ok(resp)
         }
         _ => {
@@ -301,7 +323,8 @@ async fn upstream_handle(
             }
             let doc = serde_json::json!({"method": seen.method, "uri": seen.uri, "headers": hs});
             let mut resp = Response::new(full(doc.to_string()));
-            resp.headers_mut().insert("x-upstream", "recording".parse().unwrap());
+            resp.headers_mut()
+                .insert("x-upstream", "recording".parse().unwrap());
             Ok(resp)
         }
     }
@@ -439,7 +462,9 @@ impl GwProcess {
             let line = rx
                 .recv_timeout(Duration::from_secs(30))
                 .expect("gateway did not report its listeners");
-            let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+                continue;
+            };
             if v["message"] == "listening" {
                 addrs.insert(
                     v["listener"].as_str().unwrap().to_owned(),
