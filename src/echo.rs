@@ -1,5 +1,6 @@
 //! The built-in `echo: true` upstream: answers 200 with the request it got, as JSON
-//! `{"method", "path", "query", "headers": {lowercase name: [values]}, "body_bytes"}`.
+//! `{"method", "version", "path", "query", "headers": {lowercase name: [values]}, "body_bytes"}`
+//! (`version` is the client's HTTP version as the gateway received it).
 //! The body is counted as it streams by, never held.
 
 use crate::body::{BoxError, GwBody};
@@ -8,6 +9,7 @@ use http_body_util::BodyExt;
 use std::collections::BTreeMap;
 
 pub async fn respond<B>(
+    version: http::Version,
     method: &Method,
     path: &str,
     query: Option<&str>,
@@ -32,6 +34,7 @@ where
     }
     let doc = serde_json::json!({
         "method": method.as_str(),
+        "version": format!("{version:?}"),
         "path": path,
         "query": query,
         "headers": hs,

@@ -44,6 +44,10 @@ pub struct HttpUpstream {
     pub base_path: String,
     pub timeout: Duration,
     pub client: UpstreamClient,
+    /// Plain HTTP/1 upstreams get the client's `Host`; https and h2c upstreams get their own
+    /// authority (TLS names and HTTP/2's `:authority` must name the upstream itself). Either way
+    /// `X-Forwarded-Host` carries the client's.
+    pub preserve_host: bool,
 }
 
 impl Upstream {
@@ -132,11 +136,12 @@ impl Upstream {
                     .http2_only(http2)
                     .build(connector);
                 UpstreamKind::Http(Box::new(HttpUpstream {
-                    scheme,
+                    scheme: scheme.clone(),
                     authority,
                     base_path,
                     timeout: raw.timeout.map_or(Duration::from_secs(60), |d| d.0),
                     client,
+                    preserve_host: scheme == Scheme::HTTP && !http2,
                 }))
             }
         };

@@ -225,6 +225,7 @@ async fn route_and_forward(
         upgrade: upgrade.clone(),
     };
     let query = req.uri().query().map(str::to_owned);
+    let client_version = req.version();
     let (mut parts, body) = req.into_parts();
     forward::upstream_request_headers(&mut parts.headers, &ctx);
     *identity_out = Some(identity);
@@ -240,6 +241,7 @@ async fn route_and_forward(
     let up = match &route.upstream.kind {
         UpstreamKind::Echo => {
             return crate::echo::respond(
+                client_version,
                 &parts.method,
                 &path,
                 query.as_deref(),
@@ -274,6 +276,10 @@ async fn route_and_forward(
         .build()
         .map_err(|_| Reject::bad_request("bad_target", "the request target cannot be forwarded"))?;
     parts.version = Version::HTTP_11;
+    if !up.preserve_host {
+        // hyper sets Host (HTTP/1) or :authority (h2) from the upstream URI.
+        parts.headers.remove(header::HOST);
+    }
     let upstream_req = Request::from_parts(parts, LimitedBody::new(body, limit));
     let resp = match tokio::time::timeout(up.timeout, up.client.request(upstream_req)).await {
         Err(_) => return Err(Reject::gateway_timeout()),

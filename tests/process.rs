@@ -74,6 +74,13 @@ async fn sighup_swaps_certificates_and_a_broken_reload_keeps_the_old_config() {
     let gw = GwProcess::start(&cfg, 2);
     let port = gw.addrs["public"].port();
     assert_eq!(served_cert(&pki, port).await, der(&pki, "server.crt"));
+    // one JSON access line per request
+    let access = gw.wait_for("request");
+    assert_eq!(access["target"], "access");
+    assert_eq!(access["route"], "all");
+    assert_eq!(access["status"], 200);
+    assert_eq!(access["path"], "/x");
+    assert!(access["request_id"].as_str().is_some_and(|s| !s.is_empty()));
 
     // an in-flight request on an open connection survives the reload
     let slow_client = tls_client(&pki, None, true);

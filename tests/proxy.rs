@@ -295,7 +295,10 @@ async fn no_route_is_404_with_the_error_body() {
 #[tokio::test]
 async fn large_bodies_stream_both_ways() {
     let up = Upstream::start().await;
-    let gw = Gw::start(&config(&up, "", "", "max_body_bytes: 300000000")).await;
+    // the upstream timeout runs until the response head, so it covers the upload: give it room
+    let yaml =
+        config(&up, "", "", "max_body_bytes: 300000000").replace("timeout: 1s", "timeout: 300s");
+    let gw = Gw::start(&yaml).await;
     let c = plain_client();
     const N: u64 = 200 * 1024 * 1024;
     // upload: a generated stream, never held whole by the client either

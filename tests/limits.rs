@@ -1,0 +1,177 @@
+//! Connection limits and upstream protocols: header timeout (slowloris), max header bytes, max
+//! connections, https upstreams with a custom CA (h2 by ALPN), h2c upstreams, a `self_signed`
+//! listener.
+
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+mod common;
+use common::*;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn plain(up: &Upstream, limits: &str) -> String {
+    format!(
+        "listeners: [{{ name: plain, bind: 127.0.0.1:0 }}]\nlimits: {{ {limits} }}\nupstreams: {{ rec: {{ url: \"{}\" }} }}\nroutes:\n  - name: all\n    match: {{ path_prefix: / }}\n    upstream: rec\n    auth: none\n",
+        up.url()
+    )
+}
+
+#[tokio::test]
+async fn a_slow_header_is_cut_off_by_header_timeout() {
+    let up = Upstream::start().await;
+    let gw = Gw::start(&plain(&up, "header_timeout: 500ms")).await;
+    let mut s = tokio::net::TcpStream::connect(gw.addr("plain"))
+        .await
+        .unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\nX-Slow: ")
+        .await
+        .unwrap();
+    // The gateway must close the connection by itself; the 10 s bound only keeps a broken build
+    // from hanging the suite.
+    let mut out = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await;
+    assert!(closed.is_ok(), "the connection was not closed");
+    let text = String::from_utf8_lossy(&out);
+    assert!(
+        text.is_empty() || text.starts_with("HTTP/1.1 408"),
+        "{text}"
+    );
+    assert_eq!(up.count(), 0);
+}
+
+#[tokio::test]
+async fn oversized_headers_get_431() {
+    let up = Upstream::start().await;
+    let gw = Gw::start(&plain(&up, "max_header_bytes: 8192")).await;
+    let mut s = tokio::net::TcpStream::connect(gw.addr("plain"))
+        .await
+        .unwrap();
+    let big = "a".repeat(20_000);
+    s.write_all(format!("GET / HTTP/1.1\r\nHost: t\r\nX-Big: {big}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await;
+    assert!(String::from_utf8_lossy(&out).starts_with("HTTP/1.1 431"));
+    assert_eq!(up.count(), 0);
+}
+
+async fn request_on(s: &mut tokio::net::TcpStream) -> String {
+    s.write_all(b"GET /x HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 8192];
+    let n = s.read(&mut buf).await.unwrap();
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+#[tokio::test]
+async fn max_connections_holds_new_connections_until_one_closes() {
+    let up = Upstream::start().await;
+    let gw = Gw::start(&plain(&up, "max_connections: 2")).await;
+    let mut a = tokio::net::TcpStream::connect(gw.addr("plain"))
+        .await
+        .unwrap();
+    let mut b = tokio::net::TcpStream::connect(gw.addr("plain"))
+        .await
+        .unwrap();
+    assert!(request_on(&mut a).await.starts_with("HTTP/1.1 200"));
+    assert!(request_on(&mut b).await.starts_with("HTTP/1.1 200"));
+    let mut c = tokio::net::TcpStream::connect(gw.addr("plain"))
+        .await
+        .unwrap();
+    c.write_all(b"GET /third HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 8192];
+    let early = tokio::time::timeout(Duration::from_millis(300), c.read(&mut buf)).await;
+    assert!(
+        early.is_err(),
+        "a third connection was served past max_connections: 2"
+    );
+    drop(a);
+    let n = tokio::time::timeout(Duration::from_secs(10), c.read(&mut buf))
+        .await
+        .expect("the third connection was not served after one closed")
+        .unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    assert_eq!(up.last().uri, "/third");
+}
+
+#[tokio::test]
+async fn https_upstream_with_custom_ca_speaks_h2_and_h2c_upstreams_work() {
+    let pki = Pki::new();
+    let up = Upstream::start().await;
+    // Gateway B: a TLS listener in front of the recording upstream, standing in for an https
+    // upstream that offers h2 by ALPN.
+    let b = Gw::start(&format!(
+        "listeners: [{{ name: tls, bind: 127.0.0.1:0, tls: {{ cert: {}, key: {} }} }}]\nupstreams: {{ rec: {{ url: \"{}\" }}, echo: {{ echo: true }} }}\nroutes:\n  - {{ name: echo, match: {{ path_prefix: /echo }}, upstream: echo, auth: none }}\n",
+        pki.path("server.crt"),
+        pki.path("server.key"),
+        up.url()
+    ))
+    .await;
+    let b_port = b.addr("tls").port();
+    // Gateway A: routes to B over https (trusting only our CA) and to the recording upstream by h2c.
+    let a = Gw::start(&format!(
+        "listeners: [{{ name: plain, bind: 127.0.0.1:0 }}]\nupstreams:\n  b: {{ url: \"https://localhost:{b_port}\", ca: {} }}\n  untrusted: {{ url: \"https://localhost:{b_port}\" }}\n  h2c: {{ url: \"{}\", http2: true }}\nroutes:\n  - {{ name: tls, match: {{ path_prefix: /echo }}, upstream: b, auth: none }}\n  - {{ name: bad, match: {{ path_prefix: /untrusted }}, upstream: untrusted, auth: none }}\n  - {{ name: h2c, match: {{ path_prefix: /h2c }}, upstream: h2c, auth: none }}\n",
+        pki.path("ca.crt"),
+        up.url()
+    ))
+    .await;
+    let c = plain_client();
+    let r = c
+        .get(format!("{}/echo/x", a.http("plain")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["path"], "/echo/x");
+    assert_eq!(
+        v["version"], "HTTP/2.0",
+        "A must reach B over h2 (ALPN): {v}"
+    );
+    // A's identity headers arrived at B (and B, seeing A as an untrusted peer, rewrote XFF)
+    assert_eq!(v["headers"]["x-auth-method"][0], "none");
+    // an https upstream whose certificate chains to no trusted root: 502
+    let r = c
+        .get(format!("{}/untrusted", a.http("plain")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 502);
+    let r = c
+        .get(format!("{}/h2c/y", a.http("plain")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let seen = up.last();
+    // over h2 the upstream sees the full URI: its own authority, our normalized path
+    assert_eq!(seen.uri, format!("{}/h2c/y", up.url()));
+    assert_eq!(seen.version, "HTTP/2.0");
+    assert!(seen.header("x-forwarded-host").is_some());
+}
+
+#[tokio::test]
+async fn a_self_signed_listener_serves_tls() {
+    let up = Upstream::start().await;
+    let gw = Gw::start(&format!(
+        "listeners: [{{ name: dev, bind: 127.0.0.1:0, tls: {{ self_signed: [localhost] }} }}]\nupstreams: {{ rec: {{ url: \"{}\" }} }}\nroutes:\n  - {{ name: all, match: {{ path_prefix: / }}, upstream: rec, auth: none }}\n",
+        up.url()
+    ))
+    .await;
+    let c = reqwest::Client::builder()
+        .no_proxy()
+        .tls_danger_accept_invalid_certs(true)
+        .build()
+        .unwrap();
+    let r = c
+        .get(format!("https://localhost:{}/hello", gw.addr("dev").port()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(up.last().header("x-forwarded-proto"), Some("https"));
+}
