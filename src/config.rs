@@ -4,12 +4,18 @@
 //! Everything that can be decided from the file is decided here, once: TLS server configs, the
 //! route table, upstream clients, header names. `serde_yaml` stays confined to this module.
 
-use crate::auth::{AuthPolicy, Authenticator, AuthnDef};
+use crate::audit::{Audit, AuditTarget};
+use crate::auth::jwks::{JwksLocation, JwksTiming, KeySet, RemoteJwks};
+use crate::auth::jwt::{JwtAuthn, Keys, TokenSource, VerifyCache};
+use crate::auth::rate_limit::{LimitKey, LimitSpec, RateLimit};
+use crate::auth::revocation::Revocations;
+use crate::auth::scope::ScopeRule;
+use crate::auth::{AuthPolicy, Authenticator, AuthnDef, Chain};
 use crate::forward::Upstream;
 use crate::locate::Locator;
 use crate::router::{HostMatch, PathMatch, Route, Router};
 use crate::tls;
-use crate::values::{Dur, Num, S};
+use crate::values::{Dur, Num, Rate, S};
 use ipnet::IpNet;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
@@ -39,8 +45,26 @@ pub struct RawConfig {
     #[serde(default)]
     pub authenticators: BTreeMap<String, RawAuthenticator>,
     #[serde(default)]
+    pub rate_limits: BTreeMap<String, RawRateLimit>,
+    #[serde(default)]
+    pub scopes: RawScopes,
+    #[serde(default)]
     pub routes: Vec<RawRoute>,
     pub workers: Option<Num>,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawScopes {
+    pub superscope: Option<S>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct RawRateLimit {
+    pub rate: Rate,
+    pub burst: Option<Num>,
+    pub key: Option<S>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -108,6 +132,8 @@ impl Default for RawLimits {
 pub struct RawLogging {
     pub format: LogFormat,
     pub level: S,
+    /// `stdout` | a file path | `off`
+    pub audit: S,
 }
 
 impl Default for RawLogging {
@@ -115,6 +141,7 @@ impl Default for RawLogging {
         RawLogging {
             format: LogFormat::Json,
             level: S("info".into()),
+            audit: S("stdout".into()),
         }
     }
 }
@@ -143,6 +170,37 @@ pub struct RawUpstream {
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum RawAuthenticator {
     Mtls {},
+    Jwt(RawJwt),
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct RawJwt {
+    pub issuer: S,
+    #[serde(default)]
+    pub audiences: Vec<S>,
+    #[serde(default)]
+    pub algorithms: Vec<S>,
+    pub jwks_url: Option<S>,
+    pub discovery: Option<bool>,
+    pub jwks_file: Option<S>,
+    pub public_key: Option<S>,
+    pub secret: Option<S>,
+    pub leeway: Option<Dur>,
+    pub jwks_refresh: Option<Dur>,
+    pub jwks_cooldown: Option<Dur>,
+    pub jwks_max_stale: Option<Dur>,
+    pub require_typ: Option<S>,
+    pub token_from: Option<Vec<S>>,
+    pub verify_cache: Option<RawVerifyCache>,
+    pub scopes_claim: Option<S>,
+    pub claims_to_headers: Option<BTreeMap<String, S>>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct RawVerifyCache {
+    pub max_entries: Num,
 }
 
 #[derive(Deserialize, Debug)]
@@ -155,6 +213,7 @@ pub struct RawRoute {
     pub auth: RawAuth,
     pub max_body_bytes: Option<Num>,
     pub forward_credentials: Option<bool>,
+    pub pre_auth_rate_limit: Option<S>,
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -180,6 +239,11 @@ pub struct RawAuthBlock {
     pub any_of: Vec<S>,
     #[serde(default)]
     pub require_client_cert: bool,
+    #[serde(default)]
+    pub scopes: Vec<S>,
+    #[serde(default)]
+    pub scopes_any: Vec<S>,
+    pub rate_limit: Option<S>,
 }
 
 impl<'de> Deserialize<'de> for RawAuth {
@@ -319,9 +383,41 @@ pub struct Snapshot {
     pub router: Router,
     pub upstreams: BTreeMap<String, Arc<Upstream>>,
     pub workers: usize,
+    pub revocations: Arc<Revocations>,
+    pub rate_limits: BTreeMap<String, Arc<RateLimit>>,
+    pub jwts: Vec<Arc<JwtAuthn>>,
+    pub remote_jwks: Vec<Arc<RemoteJwks>>,
+    pub audit: Arc<Audit>,
 }
 
 impl Snapshot {
+    /// Starts background work of this snapshot (JWKS refreshers); needs a tokio runtime.
+    pub fn start_background(&self) {
+        for j in &self.remote_jwks {
+            j.start();
+        }
+    }
+
+    /// Periodic upkeep: idle rate-limit keys, expired cache entries and revocations.
+    pub fn sweep(&self) {
+        let now = crate::auth::jwt::unix_now();
+        for l in self.rate_limits.values() {
+            l.sweep();
+        }
+        for j in &self.jwts {
+            if let Some(c) = &j.cache {
+                c.sweep(now);
+                // A key set past jwks_max_stale verifies nothing, cached or not.
+                if let crate::auth::jwt::Keys::Remote(r) = &j.keys {
+                    if r.current().is_none() {
+                        c.clear();
+                    }
+                }
+            }
+        }
+        self.revocations.purge(now);
+    }
+
     pub fn listener(&self, name: &str) -> Option<&ListenerCfg> {
         self.listeners.iter().find(|l| &*l.name == name)
     }
@@ -555,11 +651,73 @@ pub fn compile(
         }
     }
 
+    // Shared state carried across reloads
+    let revocations = prev.map_or_else(|| Arc::new(Revocations::default()), |p| p.revocations.clone());
+
+    // Rate limits
+    let mut rate_limits: BTreeMap<String, Arc<RateLimit>> = BTreeMap::new();
+    for (name, r) in &raw.rate_limits {
+        let p = format!("rate_limits.{name}");
+        let burst = match r.burst {
+            Some(Num(0)) => {
+                issues.add(format!("{p}.burst"), "must be at least 1");
+                continue;
+            }
+            Some(Num(b)) if b > u64::from(u32::MAX) => {
+                issues.add(format!("{p}.burst"), "is too large");
+                continue;
+            }
+            Some(Num(b)) => b as u32,
+            None => r.rate.count,
+        };
+        let key = match r.key.as_ref().map_or(Ok(LimitKey::Identity), |k| LimitKey::parse(k.as_str())) {
+            Ok(k) => k,
+            Err(e) => {
+                issues.add(format!("{p}.key"), e);
+                continue;
+            }
+        };
+        let spec = LimitSpec { count: r.rate.count, per: r.rate.per, burst };
+        // A reload keeps the buckets of a quota that did not change.
+        let reuse = prev
+            .and_then(|s| s.rate_limits.get(name))
+            .filter(|old| old.spec == spec && old.key == key);
+        match reuse {
+            Some(old) => {
+                rate_limits.insert(name.clone(), old.clone());
+            }
+            None => match RateLimit::new(name, spec, key) {
+                Ok(l) => {
+                    rate_limits.insert(name.clone(), Arc::new(l));
+                }
+                Err(e) => issues.add(format!("{p}.rate"), e),
+            },
+        }
+    }
+
     // Authenticators
     let mut authenticators = BTreeMap::new();
+    let mut jwts = Vec::new();
+    let mut remote_jwks: Vec<Arc<RemoteJwks>> = Vec::new();
     for (name, a) in &raw.authenticators {
+        let p = format!("authenticators.{name}");
         let compiled = match a {
             RawAuthenticator::Mtls {} => Authenticator::Mtls,
+            RawAuthenticator::Jwt(j) => {
+                match compile_jwt(name, j, base, &p, prev, &revocations, &mut remote_jwks) {
+                    Ok(j) => {
+                        let j = Arc::new(j);
+                        jwts.push(j.clone());
+                        Authenticator::Jwt(j)
+                    }
+                    Err(errs) => {
+                        for (path, msg) in errs {
+                            issues.add(path, msg);
+                        }
+                        continue;
+                    }
+                }
+            }
         };
         authenticators.insert(
             name.clone(),
@@ -569,6 +727,7 @@ pub fn compile(
             }),
         );
     }
+    let superscope = raw.scopes.superscope.as_ref().map(|s| s.0.clone()).filter(|s| !s.is_empty());
 
     // Routes
     let mut routes = Vec::new();
@@ -643,9 +802,22 @@ pub fn compile(
             RawAuth::None => AuthPolicy::None,
             RawAuth::Block(b) => {
                 let mut any_of = Vec::new();
+                let mut route_jwts: Vec<Arc<JwtAuthn>> = Vec::new();
                 for (j, a) in b.any_of.iter().enumerate() {
                     match authenticators.get(a.as_str()) {
-                        Some(x) => any_of.push(x.clone()),
+                        Some(x) => {
+                            if let Authenticator::Jwt(jw) = &x.kind {
+                                if route_jwts.iter().any(|o| o.issuer == jw.issuer) {
+                                    issues.add(
+                                        format!("{p}.auth.any_of[{j}]"),
+                                        format!("two JWT authenticators with issuer `{}` on one route: a token could not be routed to one of them", jw.issuer),
+                                    );
+                                }
+                                route_jwts.push(jw.clone());
+                            }
+                            any_of.push(x.clone());
+                        }
+                        None if raw.authenticators.contains_key(a.as_str()) => {}
                         None => issues.add(
                             format!("{p}.auth.any_of[{j}]"),
                             format!(
@@ -655,10 +827,44 @@ pub fn compile(
                         ),
                     }
                 }
-                AuthPolicy::Chain {
+                let rate_limit = match &b.rate_limit {
+                    None => None,
+                    Some(n) => {
+                        let l = rate_limits.get(n.as_str()).cloned();
+                        if l.is_none() && !raw.rate_limits.contains_key(n.as_str()) {
+                            issues.add(
+                                format!("{p}.auth.rate_limit"),
+                                format!("unknown rate limit `{n}` (defined: {})", list_names(raw.rate_limits.keys())),
+                            );
+                        }
+                        l
+                    }
+                };
+                let strings = |v: &Vec<S>| v.iter().map(|x| x.0.clone()).collect::<Vec<_>>();
+                AuthPolicy::Chain(Box::new(Chain {
                     any_of,
+                    jwts: route_jwts,
                     require_client_cert: b.require_client_cert,
+                    scopes: ScopeRule {
+                        all: strings(&b.scopes),
+                        any: strings(&b.scopes_any),
+                    },
+                    superscope: superscope.clone(),
+                    rate_limit,
+                }))
+            }
+        };
+        let pre_auth_rate_limit = match &r.pre_auth_rate_limit {
+            None => None,
+            Some(n) => {
+                let l = rate_limits.get(n.as_str()).cloned();
+                if l.is_none() && !raw.rate_limits.contains_key(n.as_str()) {
+                    issues.add(
+                        format!("{p}.pre_auth_rate_limit"),
+                        format!("unknown rate limit `{n}` (defined: {})", list_names(raw.rate_limits.keys())),
+                    );
                 }
+                l
             }
         };
         if let Some(upstream) = upstream {
@@ -671,6 +877,7 @@ pub fn compile(
                 auth,
                 max_body_bytes: r.max_body_bytes.map_or(limits.max_body_bytes, |n| n.0),
                 forward_credentials: r.forward_credentials.unwrap_or(false),
+                pre_auth_rate_limit,
             });
         }
     }
@@ -700,6 +907,20 @@ pub fn compile(
         issues.add("logging.level", format!("invalid level: {e}"));
     }
 
+    let audit_target = AuditTarget::parse(raw.logging.audit.as_str(), base);
+    let audit = match prev.map(|p| &p.audit).filter(|a| a.target == audit_target) {
+        Some(a) => a.clone(),
+        // `check` only validates: it opens nothing.
+        None if mode == Mode::Check => Arc::new(Audit::off()),
+        None => match Audit::open(audit_target) {
+            Ok(a) => Arc::new(a),
+            Err(e) => {
+                issues.add("logging.audit", format!("cannot open the audit log: {e}"));
+                Arc::new(Audit::off())
+            }
+        },
+    };
+
     if !issues.0.is_empty() {
         return Err(issues.0);
     }
@@ -715,6 +936,178 @@ pub fn compile(
         router: Router::new(routes),
         upstreams,
         workers,
+        revocations,
+        rate_limits,
+        jwts,
+        remote_jwks,
+        audit,
+    })
+}
+
+#[allow(clippy::too_many_arguments)] // the compile context, passed once
+fn compile_jwt(
+    name: &str,
+    j: &RawJwt,
+    base: &Path,
+    p: &str,
+    prev: Option<&Snapshot>,
+    revocations: &Arc<Revocations>,
+    remote_jwks: &mut Vec<Arc<RemoteJwks>>,
+) -> Result<JwtAuthn, Vec<(String, String)>> {
+    use jsonwebtoken::Algorithm;
+    use std::str::FromStr;
+    let mut errs: Vec<(String, String)> = Vec::new();
+    let mut err = |f: &str, m: String| errs.push((format!("{p}.{f}"), m));
+    if j.issuer.0.is_empty() {
+        err("issuer", "must not be empty".into());
+    }
+    if j.audiences.is_empty() {
+        err("audiences", "list the audiences this gateway accepts (the token's `aud` must name one)".into());
+    }
+    let mut algorithms = Vec::new();
+    if j.algorithms.is_empty() {
+        err("algorithms", "required: the only algorithms accepted (never taken from the token)".into());
+    }
+    for (i, a) in j.algorithms.iter().enumerate() {
+        match Algorithm::from_str(a.as_str()) {
+            Ok(alg) => algorithms.push(alg),
+            Err(_) => err(
+                &format!("algorithms[{i}]"),
+                format!("`{a}` is not supported (HS256/384/512, RS256/384/512, PS256/384/512, ES256, ES384, EdDSA)"),
+            ),
+        }
+    }
+    let hmac = algorithms.iter().any(|a| matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512));
+    let asym = algorithms.iter().any(|a| !matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512));
+    let dur = |d: Option<Dur>, default: u64| d.map_or(Duration::from_secs(default), |d| d.0);
+    let timing = JwksTiming {
+        refresh: dur(j.jwks_refresh, 300),
+        cooldown: dur(j.jwks_cooldown, 30),
+        max_stale: dur(j.jwks_max_stale, 86_400),
+    };
+    if timing.refresh.is_zero() {
+        err("jwks_refresh", "must be greater than 0".into());
+    }
+    let sources = [j.jwks_url.is_some(), j.discovery == Some(true), j.jwks_file.is_some(), j.public_key.is_some(), j.secret.is_some()];
+    let n_sources = sources.iter().filter(|x| **x).count();
+    let mut keys = None;
+    if n_sources != 1 {
+        err("", "give exactly one key source: jwks_url, discovery: true, jwks_file, public_key or secret".into());
+    } else if let Some(secret) = &j.secret {
+        if asym {
+            err("algorithms", "a `secret` only verifies HS256/HS384/HS512".into());
+        }
+        if secret.0.len() < 32 {
+            err("secret", "must be at least 32 bytes (HMAC keys shorter than the hash are guessable)".into());
+        }
+        keys = Some(Keys::Static(Arc::new(KeySet::from_secret(secret.0.as_bytes()))));
+    } else if hmac && j.jwks_file.is_none() {
+        err("algorithms", "HS256/HS384/HS512 need a `secret` (or `oct` keys in a jwks_file); public keys never verify HMAC".into());
+    } else if let Some(f) = &j.public_key {
+        match std::fs::read(resolve(base, f.as_str())).map_err(|e| format!("cannot read {f}: {e}")).and_then(|pem| KeySet::from_public_pem(&pem)) {
+            Ok(set) => {
+                if !algorithms.iter().any(|a| set.candidates(None, *a).next().is_some()) {
+                    err("public_key", "the key fits none of `algorithms`".into());
+                }
+                keys = Some(Keys::Static(Arc::new(set)));
+            }
+            Err(e) => err("public_key", e),
+        }
+    } else if let Some(f) = &j.jwks_file {
+        match std::fs::read(resolve(base, f.as_str())).map_err(|e| format!("cannot read {f}: {e}")).and_then(|b| KeySet::from_jwks(&b, true)) {
+            Ok((set, skipped)) => {
+                for s in skipped {
+                    tracing::warn!(authenticator = name, skipped = %s, "jwks_file key skipped");
+                }
+                if !algorithms.iter().any(|a| set.candidates(None, *a).next().is_some()) {
+                    err("jwks_file", "no key in the file fits `algorithms`".into());
+                }
+                keys = Some(Keys::Static(Arc::new(set)));
+            }
+            Err(e) => err("jwks_file", e),
+        }
+    } else {
+        let location = if let Some(u) = &j.jwks_url {
+            if let Err(e) = crate::auth::jwks::check_fetch_url(u.as_str()) {
+                err("jwks_url", e);
+            }
+            JwksLocation::Url(u.0.clone())
+        } else {
+            if let Err(e) = crate::auth::jwks::check_fetch_url(j.issuer.as_str()) {
+                err("discovery", format!("discovery needs an https issuer URL: {e}"));
+            }
+            JwksLocation::Discovery(j.issuer.0.clone())
+        };
+        let reuse = prev
+            .and_then(|s| s.remote_jwks.iter().find(|r| r.location == location && r.timing == timing))
+            .cloned()
+            .or_else(|| remote_jwks.iter().find(|r| r.location == location && r.timing == timing).cloned());
+        let remote = match reuse {
+            Some(r) => Some(r),
+            None => match RemoteJwks::new(location, timing) {
+                Ok(r) => Some(Arc::new(r)),
+                Err(e) => {
+                    err("jwks_url", e);
+                    None
+                }
+            },
+        };
+        if let Some(r) = remote {
+            if !remote_jwks.iter().any(|x| Arc::ptr_eq(x, &r)) {
+                remote_jwks.push(r.clone());
+            }
+            keys = Some(Keys::Remote(r));
+        }
+    }
+    let mut token_from = Vec::new();
+    for (i, t) in j.token_from.iter().flatten().enumerate() {
+        match TokenSource::parse(t.as_str()) {
+            Ok(s) => token_from.push(s),
+            Err(e) => err(&format!("token_from[{i}]"), e),
+        }
+    }
+    if token_from.is_empty() {
+        token_from.push(TokenSource::Header);
+    }
+    let mut claims_to_headers = Vec::new();
+    for (h, claim) in j.claims_to_headers.iter().flatten() {
+        let lower = h.to_ascii_lowercase();
+        let reserved = ["x-auth-method", "x-auth-subject", "x-auth-scopes", "x-auth-key-id", "x-auth-issuer"];
+        if !lower.starts_with("x-auth-") || reserved.contains(&lower.as_str()) {
+            err(
+                &format!("claims_to_headers.{h}"),
+                "header names must start with X-Auth- (so client copies are stripped) and not be one of the gateway's own".into(),
+            );
+            continue;
+        }
+        match http::HeaderName::from_bytes(lower.as_bytes()) {
+            Ok(n) => claims_to_headers.push((n, claim.0.clone())),
+            Err(_) => err(&format!("claims_to_headers.{h}"), "not a header name".into()),
+        }
+    }
+    let cache_entries = j.verify_cache.as_ref().map_or(100_000, |c| c.max_entries.0);
+    if !errs.is_empty() {
+        return Err(errs);
+    }
+    let Some(keys) = keys else {
+        return Err(vec![(p.to_owned(), "no key source".into())]);
+    };
+    Ok(JwtAuthn {
+        name: Arc::from(name),
+        issuer: j.issuer.0.clone(),
+        audiences: j.audiences.iter().map(|a| a.0.clone()).collect(),
+        algorithms,
+        keys,
+        leeway: dur(j.leeway, 30).as_secs_f64(),
+        require_typ: j.require_typ.as_ref().map(|t| {
+            let t = t.as_str();
+            t.strip_prefix("application/").unwrap_or(t).to_owned()
+        }),
+        token_from,
+        cache: (cache_entries > 0).then(|| VerifyCache::new(cache_entries as usize)),
+        scopes_claim: j.scopes_claim.as_ref().map_or_else(|| "scope".to_owned(), |s| s.0.clone()),
+        claims_to_headers,
+        revocations: revocations.clone(),
     })
 }
 

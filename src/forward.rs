@@ -303,6 +303,9 @@ pub fn upstream_request_headers(h: &mut HeaderMap, ctx: &ForwardCtx<'_>) {
     if let Some(i) = &id.issuer {
         insert_str(h, "x-auth-issuer", i);
     }
+    for (k, v) in &id.extra_headers {
+        h.insert(k.clone(), v.clone());
+    }
     if let Some(c) = ctx.client_cert {
         insert_str(h, "x-client-cert-subject", &c.subject);
         insert_str(h, "x-client-cert-sha256", &c.sha256);

@@ -6,6 +6,7 @@
 //! request through [`forward`] with the header rules of the trust boundary.
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod auth;
 pub mod body;
 pub mod config;

@@ -1,6 +1,7 @@
 //! One request: snapshot -> host and path checks -> route -> auth chain -> forward. Never returns
 //! an error to hyper (that would abort the connection): every refusal is a response.
 
+use crate::audit::{rfc3339_now, AuditRecord};
 use crate::auth::{self, AuthPolicy, AuthRequest, Identity};
 use crate::body::{is_body_too_large, GwBody, LimitedBody};
 use crate::config::{canonical_ip, Snapshot};
@@ -16,6 +17,14 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+/// What the request path learned, for the access and audit lines.
+#[derive(Default)]
+struct Outcome {
+    route: Option<Arc<str>>,
+    identity: Option<Arc<Identity>>,
+    response_headers: Vec<(header::HeaderName, HeaderValue)>,
+}
+
 pub async fn handle(
     gw: Arc<Gateway>,
     conn: Arc<ConnInfo>,
@@ -28,18 +37,8 @@ pub async fn handle(
     let method = req.method().clone();
     let raw_path = req.uri().path().to_owned();
     let client_ip = client_ip(&snap, &conn, req.headers());
-    let mut route_name: Option<Arc<str>> = None;
-    let mut identity: Option<Identity> = None;
-    let result = route_and_forward(
-        &snap,
-        &conn,
-        req,
-        &request_id,
-        client_ip,
-        &mut route_name,
-        &mut identity,
-    )
-    .await;
+    let mut out = Outcome::default();
+    let result = route_and_forward(&snap, &conn, req, &request_id, client_ip, &mut out).await;
     let (mut resp, reason) = match result {
         Ok(r) => (r, None),
         Err(rej) => {
@@ -47,23 +46,50 @@ pub async fn handle(
             (reject_response(rej, &request_id), Some(reason))
         }
     };
-    resp.headers_mut()
-        .insert("x-request-id", request_id.clone());
+    let h = resp.headers_mut();
+    h.insert("x-request-id", request_id.clone());
+    for (k, v) in out.response_headers {
+        h.insert(k, v);
+    }
+    let status = resp.status().as_u16();
+    let latency_us = started.elapsed().as_micros() as u64;
+    let id = out.identity.as_deref();
+    let rid = String::from_utf8_lossy(request_id.as_bytes());
     tracing::info!(
         target: "access",
-        request_id = %String::from_utf8_lossy(request_id.as_bytes()),
+        request_id = %rid,
         listener = %conn.listener,
-        route = route_name.as_deref().unwrap_or("-"),
+        route = out.route.as_deref().unwrap_or("-"),
         method = %method,
         path = %raw_path,
         client_ip = %client_ip,
-        auth = identity.as_ref().map_or("-", |i| i.method.as_str()),
-        subject = identity.as_ref().and_then(|i| i.subject.as_deref()).unwrap_or("-"),
-        status = resp.status().as_u16(),
+        auth = id.map_or("-", |i| i.method.as_str()),
+        subject = id.and_then(|i| i.subject.as_deref()).unwrap_or("-"),
+        status,
         reason = reason.unwrap_or("-"),
-        latency_us = started.elapsed().as_micros() as u64,
+        latency_us,
         "request"
     );
+    if snap.audit.enabled() {
+        snap.audit.record(&AuditRecord {
+            time: rfc3339_now(),
+            request_id: &rid,
+            listener: &conn.listener,
+            route: out.route.as_deref(),
+            method: method.as_str(),
+            path: &raw_path,
+            client_ip: client_ip.to_string(),
+            auth_method: id.map(|i| i.method.as_str()),
+            authenticator: id.and_then(|i| i.authenticator.as_deref()),
+            key_id: id.and_then(|i| i.key_id.as_deref()),
+            subject: id.and_then(|i| i.subject.as_deref()),
+            issuer: id.and_then(|i| i.issuer.as_deref()),
+            decision: if reason.is_none() { "allow" } else { "deny" },
+            reason,
+            status,
+            latency_us,
+        });
+    }
     resp
 }
 
@@ -150,15 +176,13 @@ fn request_host<B>(req: &Request<B>) -> Result<Option<String>, Reject> {
         .filter(|h| !h.is_empty()))
 }
 
-#[allow(clippy::too_many_arguments)] // one call site; the outputs feed the access line
 async fn route_and_forward(
     snap: &Snapshot,
     conn: &ConnInfo,
     mut req: Request<Incoming>,
     request_id: &HeaderValue,
     client_ip: IpAddr,
-    route_name: &mut Option<Arc<str>>,
-    identity_out: &mut Option<Identity>,
+    out: &mut Outcome,
 ) -> Result<Response<GwBody>, Reject> {
     if req.method() == Method::CONNECT {
         return Err(Reject::bad_request(
@@ -180,15 +204,21 @@ async fn route_and_forward(
         .lookup(host.as_deref(), &path, req.method())
         .ok_or_else(Reject::not_found)?
         .clone();
-    *route_name = Some(route.name.clone());
+    out.route = Some(route.name.clone());
 
-    let identity = auth::evaluate(
-        &route.auth,
-        &AuthRequest {
-            headers: req.headers(),
-            conn,
-        },
-    )?;
+    let auth_req = AuthRequest {
+        headers: req.headers(),
+        query: req.uri().query(),
+        conn,
+        client_ip,
+    };
+    if let Some(pre) = &route.pre_auth_rate_limit {
+        // Per address, before any signature check: a flood of bad tokens costs no crypto.
+        pre.check(&format!("ip|{client_ip}"))?;
+    }
+    let decision = auth::evaluate(&route.auth, &auth_req, None).await?;
+    let identity = decision.identity;
+    out.response_headers = decision.response_headers;
 
     let limit = route.max_body_bytes;
     if let Some(len) = req.headers().get(header::CONTENT_LENGTH) {
@@ -211,7 +241,7 @@ async fn route_and_forward(
 
     let peer_ip = canonical_ip(conn.peer.ip());
     let strip_credentials = !route.forward_credentials
-        && matches!(&route.auth, AuthPolicy::Chain { any_of, .. } if !any_of.is_empty());
+        && matches!(&route.auth, AuthPolicy::Chain(c) if !c.any_of.is_empty());
     let ctx = ForwardCtx {
         peer_ip,
         peer_trusted: snap.trusted_proxies.contains(peer_ip),
@@ -228,7 +258,7 @@ async fn route_and_forward(
     let client_version = req.version();
     let (mut parts, body) = req.into_parts();
     forward::upstream_request_headers(&mut parts.headers, &ctx);
-    *identity_out = Some(identity);
+    out.identity = Some(identity.clone());
     if let Some(h) = &host {
         // Keep the client's Host for name-based upstreams; an h2 request carried it as :authority.
         if !parts.headers.contains_key(header::HOST) {

@@ -101,6 +101,8 @@ pub struct Route {
     pub auth: AuthPolicy,
     pub max_body_bytes: u64,
     pub forward_credentials: bool,
+    /// Applied per client address before any signature check.
+    pub pre_auth_rate_limit: Option<Arc<crate::auth::rate_limit::RateLimit>>,
 }
 
 impl Route {

@@ -73,6 +73,7 @@ impl Gateway {
                 }],
             });
         }
+        next.start_background();
         self.snapshot.store(Arc::new(next));
         Ok(())
     }
@@ -127,6 +128,7 @@ pub async fn start(config_path: &Path, snap: Snapshot) -> std::io::Result<Runnin
         }
         bound.push((l.name.clone(), tcp));
     }
+    snap.start_background();
     let gateway = Arc::new(Gateway::new(config_path, snap));
     let (tx, rx) = watch::channel(false);
     let conns = Arc::new(Semaphore::new(max_conns));
@@ -144,6 +146,20 @@ pub async fn start(config_path: &Path, snap: Snapshot) -> std::io::Result<Runnin
             rx.clone(),
         ));
     }
+    // Upkeep: idle rate-limit keys, expired cache entries, expired revocations.
+    let weak = Arc::downgrade(&gateway);
+    tasks.spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+        let mut stop = rx.clone();
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.changed() => return,
+            }
+            let Some(gw) = weak.upgrade() else { return };
+            gw.snapshot().sweep();
+        }
+    });
     Ok(Running {
         gateway,
         addrs,

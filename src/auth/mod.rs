@@ -2,13 +2,22 @@
 //!
 //! An authenticator returns `Ok(None)` when the request carries no credential of its kind (try
 //! the next), `Ok(Some(identity))` when it proves one, and `Err` when a credential is present but
-//! bad (stop: a present-but-invalid credential never falls through). Authorizers (client-certificate
-//! requirement; scopes and rate limits come with the next issue) then run in order and the first
-//! failure is the answer.
+//! bad (stop: a present-but-invalid credential never falls through). Authorizers then run in
+//! order (client-certificate requirement, scopes, rate limit) and the first failure is the answer.
+
+pub mod jwks;
+pub mod jwt;
+pub mod rate_limit;
+pub mod revocation;
+pub mod scope;
 
 use crate::error::Reject;
 use crate::listener::ConnInfo;
-use http::{header, HeaderMap, HeaderValue, StatusCode};
+use http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use jwt::JwtAuthn;
+use rate_limit::{LimitKey, RateLimit};
+use scope::ScopeRule;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 /// How the request was authenticated; the value of `X-Auth-Method`.
@@ -41,6 +50,8 @@ pub struct Identity {
     pub scopes: Vec<String>,
     pub key_id: Option<String>,
     pub issuer: Option<String>,
+    /// `claims_to_headers` values (names start with `x-auth-`, so client copies are stripped).
+    pub extra_headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl Identity {
@@ -52,6 +63,19 @@ impl Identity {
             scopes: Vec::new(),
             key_id: None,
             issuer: None,
+            extra_headers: Vec::new(),
+        }
+    }
+
+    /// The rate-limit key of `key: identity`: who the request is, or its address if anonymous.
+    pub fn rate_key(&self, client_ip: IpAddr) -> String {
+        match (self.method, &self.key_id, &self.subject) {
+            (AuthMethod::ApiKey, Some(k), _) => format!("key|{k}"),
+            (AuthMethod::Jwt, _, Some(s)) => {
+                format!("jwt|{}|{s}", self.issuer.as_deref().unwrap_or(""))
+            }
+            (AuthMethod::Mtls, _, Some(s)) => format!("mtls|{s}"),
+            _ => format!("ip|{client_ip}"),
         }
     }
 }
@@ -61,6 +85,7 @@ impl Identity {
 pub enum Authenticator {
     /// Identity from the verified client certificate of the connection.
     Mtls,
+    Jwt(Arc<JwtAuthn>),
 }
 
 #[derive(Debug)]
@@ -69,99 +94,235 @@ pub struct AuthnDef {
     pub kind: Authenticator,
 }
 
+impl AuthnDef {
+    pub fn type_name(&self) -> &'static str {
+        match self.kind {
+            Authenticator::Mtls => "mtls",
+            Authenticator::Jwt(_) => "jwt",
+        }
+    }
+}
+
 /// A route's `auth:` block, compiled.
 #[derive(Debug)]
 pub enum AuthPolicy {
     /// `auth: none`: no chain at all.
     None,
-    Chain {
-        /// Empty = anonymous (only the authorizers run).
-        any_of: Vec<Arc<AuthnDef>>,
-        require_client_cert: bool,
-    },
+    Chain(Box<Chain>),
+}
+
+#[derive(Debug)]
+pub struct Chain {
+    /// Empty = anonymous (only the authorizers run).
+    pub any_of: Vec<Arc<AuthnDef>>,
+    /// The JWT authenticators of `any_of`, among which a bearer token is dispatched by issuer.
+    pub jwts: Vec<Arc<JwtAuthn>>,
+    pub require_client_cert: bool,
+    pub scopes: ScopeRule,
+    pub superscope: Option<String>,
+    pub rate_limit: Option<Arc<RateLimit>>,
 }
 
 /// What the chain looks at.
 pub struct AuthRequest<'a> {
     pub headers: &'a HeaderMap,
+    pub query: Option<&'a str>,
     pub conn: &'a ConnInfo,
+    pub client_ip: IpAddr,
 }
 
-impl AuthnDef {
-    fn authenticate(&self, req: &AuthRequest<'_>) -> Result<Option<Identity>, Reject> {
-        match self.kind {
-            Authenticator::Mtls => Ok(req.conn.client_cert.as_ref().map(|c| Identity {
+/// An allowed request: who it is, and headers for the response (rate-limit state).
+#[derive(Debug)]
+pub struct Decision {
+    pub identity: Arc<Identity>,
+    pub response_headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+/// Steps recorded for `portcullis explain`; `None` on the request path (no cost).
+pub type Trace<'a> = Option<&'a mut Vec<String>>;
+
+fn note(trace: &mut Trace<'_>, line: impl FnOnce() -> String) {
+    if let Some(t) = trace.as_mut() {
+        t.push(line());
+    }
+}
+
+/// The key a rate limit counts under for this request.
+pub fn limit_key(limit: &RateLimit, identity: &Identity, req: &AuthRequest<'_>) -> String {
+    match &limit.key {
+        LimitKey::Identity => identity.rate_key(req.client_ip),
+        LimitKey::Ip => format!("ip|{}", req.client_ip),
+        LimitKey::Header(h) => match req.headers.get(h) {
+            Some(v) => format!("h|{}", String::from_utf8_lossy(v.as_bytes())),
+            None => format!("ip|{}", req.client_ip),
+        },
+    }
+}
+
+async fn authenticate_one(
+    a: &AuthnDef,
+    chain: &Chain,
+    req: &AuthRequest<'_>,
+    now: f64,
+) -> Result<Option<Arc<Identity>>, Reject> {
+    match &a.kind {
+        Authenticator::Mtls => Ok(req.conn.client_cert.as_ref().map(|c| {
+            Arc::new(Identity {
                 method: AuthMethod::Mtls,
-                authenticator: Some(self.name.clone()),
+                authenticator: Some(a.name.clone()),
                 subject: Some(c.subject.clone()),
                 scopes: Vec::new(),
                 key_id: None,
                 issuer: None,
-            })),
-        }
-    }
-
-    fn challenge(&self) -> &'static str {
-        match self.kind {
-            Authenticator::Mtls => "",
+                extra_headers: Vec::new(),
+            })
+        })),
+        Authenticator::Jwt(j) => {
+            let Some(token) = j.find_token(req.headers, req.query)? else {
+                return Ok(None);
+            };
+            jwt_dispatch(&chain.jwts, token, now).await.map(Some)
         }
     }
 }
 
-/// Runs the chain. `Ok` carries the identity to forward; `Err` is the response to send instead.
-pub fn evaluate(policy: &AuthPolicy, req: &AuthRequest<'_>) -> Result<Identity, Reject> {
-    let (any_of, require_client_cert) = match policy {
-        AuthPolicy::None => return Ok(Identity::anonymous()),
-        AuthPolicy::Chain {
-            any_of,
-            require_client_cert,
-        } => (any_of, *require_client_cert),
+/// A bearer token belongs to the route's JWT authenticator whose `issuer` equals the token's
+/// (unverified) `iss`; a token none of them claims is `invalid_token`.
+async fn jwt_dispatch(jwts: &[Arc<JwtAuthn>], token: &str, now: f64) -> Result<Arc<Identity>, Reject> {
+    if token.len() > jwt::MAX_TOKEN_BYTES {
+        return Err(jwt::invalid_token("token_too_large", "the token is too large"));
+    }
+    for j in jwts {
+        if let Some(hit) = j.cached(token, now) {
+            return hit;
+        }
+    }
+    let parsed = jwt::parse(token)?;
+    let iss = parsed.issuer();
+    let Some(j) = jwts.iter().find(|j| Some(j.issuer.as_str()) == iss) else {
+        return Err(jwt::invalid_token(
+            "token_unclaimed_issuer",
+            "the token's issuer is not accepted here",
+        ));
     };
+    j.verify(&parsed, now).await
+}
+
+/// Runs the chain. `Ok` carries the identity to forward; `Err` is the response to send instead.
+pub async fn evaluate(
+    policy: &AuthPolicy,
+    req: &AuthRequest<'_>,
+    mut trace: Trace<'_>,
+) -> Result<Decision, Reject> {
+    let chain = match policy {
+        AuthPolicy::None => {
+            note(&mut trace, || "auth: none (no chain)".into());
+            return Ok(Decision {
+                identity: Arc::new(Identity::anonymous()),
+                response_headers: Vec::new(),
+            });
+        }
+        AuthPolicy::Chain(c) => c,
+    };
+    let now = jwt::unix_now();
     let mut identity = None;
-    for a in any_of {
-        if let Some(id) = a.authenticate(req)? {
-            identity = Some(id);
-            break;
+    for a in &chain.any_of {
+        match authenticate_one(a, chain, req, now).await {
+            Ok(Some(id)) => {
+                note(&mut trace, || {
+                    format!(
+                        "authenticate {} ({}): ok, subject {}",
+                        a.name,
+                        a.type_name(),
+                        id.subject.as_deref().unwrap_or("-")
+                    )
+                });
+                identity = Some(id);
+                break;
+            }
+            Ok(None) => note(&mut trace, || {
+                format!("authenticate {} ({}): no credential, next", a.name, a.type_name())
+            }),
+            Err(e) => {
+                note(&mut trace, || {
+                    format!("authenticate {} ({}): DENY {} ({})", a.name, a.type_name(), e.reason, e.description)
+                });
+                return Err(e);
+            }
         }
     }
     let identity = match identity {
         Some(id) => id,
-        None if any_of.is_empty() => Identity::anonymous(),
-        None => return Err(missing_credential(any_of)),
+        None if chain.any_of.is_empty() => Arc::new(Identity::anonymous()),
+        None => {
+            let e = missing_credential(&chain.any_of);
+            note(&mut trace, || format!("authenticate: DENY {} (no credential)", e.reason));
+            return Err(e);
+        }
     };
-    if require_client_cert && req.conn.client_cert.is_none() {
-        return Err(Reject::new(
-            StatusCode::FORBIDDEN,
-            "client_certificate_required",
-            "client_cert_missing",
-            "this route requires a verified client certificate",
-        ));
+    if chain.require_client_cert {
+        if req.conn.client_cert.is_none() {
+            note(&mut trace, || "require_client_cert: DENY (no verified certificate)".into());
+            return Err(cert_required());
+        }
+        note(&mut trace, || "require_client_cert: ok".into());
     }
-    Ok(identity)
+    if !chain.scopes.is_empty() {
+        if let Err(e) = chain.scopes.check(&identity.scopes, chain.superscope.as_deref()) {
+            note(&mut trace, || format!("scopes: DENY {}", e.description));
+            return Err(e);
+        }
+        note(&mut trace, || "scopes: ok".into());
+    }
+    let mut response_headers = Vec::new();
+    if let Some(limit) = &chain.rate_limit {
+        let key = limit_key(limit, &identity, req);
+        match limit.check(&key) {
+            Ok(h) => {
+                note(&mut trace, || format!("rate_limit {}: ok", limit.name));
+                response_headers.extend(h);
+            }
+            Err(e) => {
+                note(&mut trace, || format!("rate_limit {}: DENY", limit.name));
+                return Err(e);
+            }
+        }
+    }
+    Ok(Decision {
+        identity,
+        response_headers,
+    })
+}
+
+fn cert_required() -> Reject {
+    Reject::new(
+        StatusCode::FORBIDDEN,
+        "client_certificate_required",
+        "client_cert_missing",
+        "this route requires a verified client certificate",
+    )
 }
 
 fn missing_credential(any_of: &[Arc<AuthnDef>]) -> Reject {
-    let challenges: Vec<&str> = any_of
-        .iter()
-        .map(|a| a.challenge())
-        .filter(|c| !c.is_empty())
-        .collect();
-    let only_mtls = challenges.is_empty();
-    let mut r = if only_mtls {
-        Reject::new(
-            StatusCode::FORBIDDEN,
-            "client_certificate_required",
-            "client_cert_missing",
-            "this route requires a verified client certificate",
-        )
-    } else {
-        Reject::new(
-            StatusCode::UNAUTHORIZED,
-            "invalid_request",
-            "credential_missing",
-            "this route requires a credential",
-        )
-    };
+    let mut challenges: Vec<&'static str> = Vec::new();
+    for a in any_of {
+        let c = match a.kind {
+            Authenticator::Jwt(_) => "Bearer realm=\"portcullis\"",
+            Authenticator::Mtls => continue,
+        };
+        if !challenges.contains(&c) {
+            challenges.push(c);
+        }
+    }
+    if challenges.is_empty() {
+        return cert_required();
+    }
+    let mut r = Reject::new(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "credential_missing",
+        "this route requires a credential",
+    );
     for c in challenges {
         r = r.with_header(header::WWW_AUTHENTICATE, HeaderValue::from_static(c));
     }

@@ -1,0 +1,150 @@
+//! The audit log: one JSON line per decision (SPEC section 5): time, request id, route, method,
+//! path, client ip, auth method, key id / subject / issuer, decision, reason, status, latency.
+//! Never a secret, token or key.
+//!
+//! Lines go through a bounded channel to a writer thread, so a slow disk never stalls requests;
+//! when the channel is full a line is dropped and counted (never blocks).
+
+use serde::Serialize;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditTarget {
+    Off,
+    Stdout,
+    File(PathBuf),
+}
+
+impl AuditTarget {
+    pub fn parse(s: &str, base: &std::path::Path) -> AuditTarget {
+        match s {
+            "off" => AuditTarget::Off,
+            "stdout" | "-" => AuditTarget::Stdout,
+            "/dev/null" => AuditTarget::Off,
+            p => AuditTarget::File(crate::config::resolve(base, p)),
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct AuditRecord<'a> {
+    pub time: String,
+    pub request_id: &'a str,
+    pub listener: &'a str,
+    pub route: Option<&'a str>,
+    pub method: &'a str,
+    pub path: &'a str,
+    pub client_ip: String,
+    pub auth_method: Option<&'a str>,
+    pub authenticator: Option<&'a str>,
+    pub key_id: Option<&'a str>,
+    pub subject: Option<&'a str>,
+    pub issuer: Option<&'a str>,
+    pub decision: &'a str,
+    pub reason: Option<&'a str>,
+    pub status: u16,
+    pub latency_us: u64,
+}
+
+#[derive(Debug)]
+pub struct Audit {
+    pub target: AuditTarget,
+    tx: Option<SyncSender<String>>,
+    pub dropped: AtomicU64,
+}
+
+impl Audit {
+    pub fn off() -> Audit {
+        Audit {
+            target: AuditTarget::Off,
+            tx: None,
+            dropped: AtomicU64::new(0),
+        }
+    }
+
+    pub fn open(target: AuditTarget) -> std::io::Result<Audit> {
+        let mut out: Box<dyn Write + Send> = match &target {
+            AuditTarget::Off => return Ok(Audit::off()),
+            AuditTarget::Stdout => Box::new(std::io::stdout()),
+            AuditTarget::File(p) => Box::new(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(p)?,
+            ),
+        };
+        let (tx, rx) = sync_channel::<String>(65_536);
+        std::thread::Builder::new()
+            .name("audit".into())
+            .spawn(move || {
+                let mut w = std::io::BufWriter::new(&mut out);
+                while let Ok(line) = rx.recv() {
+                    let _ = w.write_all(line.as_bytes());
+                    while let Ok(more) = rx.try_recv() {
+                        let _ = w.write_all(more.as_bytes());
+                    }
+                    let _ = w.flush();
+                }
+            })?;
+        Ok(Audit {
+            target,
+            tx: Some(tx),
+            dropped: AtomicU64::new(0),
+        })
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.tx.is_some()
+    }
+
+    pub fn record(&self, rec: &AuditRecord<'_>) {
+        let Some(tx) = &self.tx else { return };
+        let Ok(mut line) = serde_json::to_string(rec) else { return };
+        line.push('\n');
+        if let Err(TrySendError::Full(_)) = tx.try_send(line) {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// RFC 3339 UTC time with microseconds, without a date library.
+pub fn rfc3339_now() -> String {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    rfc3339(d.as_secs() as i64, d.subsec_micros())
+}
+
+pub fn rfc3339(secs: i64, micros: u32) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{micros:06}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rfc3339() {
+        assert_eq!(super::rfc3339(0, 0), "1970-01-01T00:00:00.000000Z");
+        assert_eq!(super::rfc3339(1_795_000_000, 12), "2026-11-18T11:06:40.000012Z");
+        assert_eq!(super::rfc3339(951_782_400, 0), "2000-02-29T00:00:00.000000Z");
+    }
+}
