@@ -102,7 +102,9 @@ impl Audit {
 
     pub fn record(&self, rec: &AuditRecord<'_>) {
         let Some(tx) = &self.tx else { return };
-        let Ok(mut line) = serde_json::to_string(rec) else { return };
+        let Ok(mut line) = serde_json::to_string(rec) else {
+            return;
+        };
         line.push('\n');
         if let Err(TrySendError::Full(_)) = tx.try_send(line) {
             self.dropped.fetch_add(1, Ordering::Relaxed);
@@ -144,7 +146,13 @@ mod tests {
     #[test]
     fn rfc3339() {
         assert_eq!(super::rfc3339(0, 0), "1970-01-01T00:00:00.000000Z");
-        assert_eq!(super::rfc3339(1_795_000_000, 12), "2026-11-18T11:06:40.000012Z");
-        assert_eq!(super::rfc3339(951_782_400, 0), "2000-02-29T00:00:00.000000Z");
+        assert_eq!(
+            super::rfc3339(1_795_000_000, 12),
+            "2026-11-18T11:06:40.000012Z"
+        );
+        assert_eq!(
+            super::rfc3339(951_782_400, 0),
+            "2000-02-29T00:00:00.000000Z"
+        );
     }
 }

@@ -652,7 +652,10 @@ pub fn compile(
     }
 
     // Shared state carried across reloads
-    let revocations = prev.map_or_else(|| Arc::new(Revocations::default()), |p| p.revocations.clone());
+    let revocations = prev.map_or_else(
+        || Arc::new(Revocations::default()),
+        |p| p.revocations.clone(),
+    );
 
     // Rate limits
     let mut rate_limits: BTreeMap<String, Arc<RateLimit>> = BTreeMap::new();
@@ -670,14 +673,22 @@ pub fn compile(
             Some(Num(b)) => b as u32,
             None => r.rate.count,
         };
-        let key = match r.key.as_ref().map_or(Ok(LimitKey::Identity), |k| LimitKey::parse(k.as_str())) {
+        let key = match r
+            .key
+            .as_ref()
+            .map_or(Ok(LimitKey::Identity), |k| LimitKey::parse(k.as_str()))
+        {
             Ok(k) => k,
             Err(e) => {
                 issues.add(format!("{p}.key"), e);
                 continue;
             }
         };
-        let spec = LimitSpec { count: r.rate.count, per: r.rate.per, burst };
+        let spec = LimitSpec {
+            count: r.rate.count,
+            per: r.rate.per,
+            burst,
+        };
         // A reload keeps the buckets of a quota that did not change.
         let reuse = prev
             .and_then(|s| s.rate_limits.get(name))
@@ -727,7 +738,12 @@ pub fn compile(
             }),
         );
     }
-    let superscope = raw.scopes.superscope.as_ref().map(|s| s.0.clone()).filter(|s| !s.is_empty());
+    let superscope = raw
+        .scopes
+        .superscope
+        .as_ref()
+        .map(|s| s.0.clone())
+        .filter(|s| !s.is_empty());
 
     // Routes
     let mut routes = Vec::new();
@@ -834,7 +850,10 @@ pub fn compile(
                         if l.is_none() && !raw.rate_limits.contains_key(n.as_str()) {
                             issues.add(
                                 format!("{p}.auth.rate_limit"),
-                                format!("unknown rate limit `{n}` (defined: {})", list_names(raw.rate_limits.keys())),
+                                format!(
+                                    "unknown rate limit `{n}` (defined: {})",
+                                    list_names(raw.rate_limits.keys())
+                                ),
                             );
                         }
                         l
@@ -861,7 +880,10 @@ pub fn compile(
                 if l.is_none() && !raw.rate_limits.contains_key(n.as_str()) {
                     issues.add(
                         format!("{p}.pre_auth_rate_limit"),
-                        format!("unknown rate limit `{n}` (defined: {})", list_names(raw.rate_limits.keys())),
+                        format!(
+                            "unknown rate limit `{n}` (defined: {})",
+                            list_names(raw.rate_limits.keys())
+                        ),
                     );
                 }
                 l
@@ -962,11 +984,17 @@ fn compile_jwt(
         err("issuer", "must not be empty".into());
     }
     if j.audiences.is_empty() {
-        err("audiences", "list the audiences this gateway accepts (the token's `aud` must name one)".into());
+        err(
+            "audiences",
+            "list the audiences this gateway accepts (the token's `aud` must name one)".into(),
+        );
     }
     let mut algorithms = Vec::new();
     if j.algorithms.is_empty() {
-        err("algorithms", "required: the only algorithms accepted (never taken from the token)".into());
+        err(
+            "algorithms",
+            "required: the only algorithms accepted (never taken from the token)".into(),
+        );
     }
     for (i, a) in j.algorithms.iter().enumerate() {
         match Algorithm::from_str(a.as_str()) {
@@ -977,8 +1005,12 @@ fn compile_jwt(
             ),
         }
     }
-    let hmac = algorithms.iter().any(|a| matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512));
-    let asym = algorithms.iter().any(|a| !matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512));
+    let hmac = algorithms
+        .iter()
+        .any(|a| matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512));
+    let asym = algorithms
+        .iter()
+        .any(|a| !matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512));
     let dur = |d: Option<Dur>, default: u64| d.map_or(Duration::from_secs(default), |d| d.0);
     let timing = JwksTiming {
         refresh: dur(j.jwks_refresh, 300),
@@ -988,25 +1020,45 @@ fn compile_jwt(
     if timing.refresh.is_zero() {
         err("jwks_refresh", "must be greater than 0".into());
     }
-    let sources = [j.jwks_url.is_some(), j.discovery == Some(true), j.jwks_file.is_some(), j.public_key.is_some(), j.secret.is_some()];
+    let sources = [
+        j.jwks_url.is_some(),
+        j.discovery == Some(true),
+        j.jwks_file.is_some(),
+        j.public_key.is_some(),
+        j.secret.is_some(),
+    ];
     let n_sources = sources.iter().filter(|x| **x).count();
     let mut keys = None;
     if n_sources != 1 {
         err("", "give exactly one key source: jwks_url, discovery: true, jwks_file, public_key or secret".into());
     } else if let Some(secret) = &j.secret {
         if asym {
-            err("algorithms", "a `secret` only verifies HS256/HS384/HS512".into());
+            err(
+                "algorithms",
+                "a `secret` only verifies HS256/HS384/HS512".into(),
+            );
         }
         if secret.0.len() < 32 {
-            err("secret", "must be at least 32 bytes (HMAC keys shorter than the hash are guessable)".into());
+            err(
+                "secret",
+                "must be at least 32 bytes (HMAC keys shorter than the hash are guessable)".into(),
+            );
         }
-        keys = Some(Keys::Static(Arc::new(KeySet::from_secret(secret.0.as_bytes()))));
+        keys = Some(Keys::Static(Arc::new(KeySet::from_secret(
+            secret.0.as_bytes(),
+        ))));
     } else if hmac && j.jwks_file.is_none() {
         err("algorithms", "HS256/HS384/HS512 need a `secret` (or `oct` keys in a jwks_file); public keys never verify HMAC".into());
     } else if let Some(f) = &j.public_key {
-        match std::fs::read(resolve(base, f.as_str())).map_err(|e| format!("cannot read {f}: {e}")).and_then(|pem| KeySet::from_public_pem(&pem)) {
+        match std::fs::read(resolve(base, f.as_str()))
+            .map_err(|e| format!("cannot read {f}: {e}"))
+            .and_then(|pem| KeySet::from_public_pem(&pem))
+        {
             Ok(set) => {
-                if !algorithms.iter().any(|a| set.candidates(None, *a).next().is_some()) {
+                if !algorithms
+                    .iter()
+                    .any(|a| set.candidates(None, *a).next().is_some())
+                {
                     err("public_key", "the key fits none of `algorithms`".into());
                 }
                 keys = Some(Keys::Static(Arc::new(set)));
@@ -1014,12 +1066,18 @@ fn compile_jwt(
             Err(e) => err("public_key", e),
         }
     } else if let Some(f) = &j.jwks_file {
-        match std::fs::read(resolve(base, f.as_str())).map_err(|e| format!("cannot read {f}: {e}")).and_then(|b| KeySet::from_jwks(&b, true)) {
+        match std::fs::read(resolve(base, f.as_str()))
+            .map_err(|e| format!("cannot read {f}: {e}"))
+            .and_then(|b| KeySet::from_jwks(&b, true))
+        {
             Ok((set, skipped)) => {
                 for s in skipped {
                     tracing::warn!(authenticator = name, skipped = %s, "jwks_file key skipped");
                 }
-                if !algorithms.iter().any(|a| set.candidates(None, *a).next().is_some()) {
+                if !algorithms
+                    .iter()
+                    .any(|a| set.candidates(None, *a).next().is_some())
+                {
                     err("jwks_file", "no key in the file fits `algorithms`".into());
                 }
                 keys = Some(Keys::Static(Arc::new(set)));
@@ -1034,14 +1092,26 @@ fn compile_jwt(
             JwksLocation::Url(u.0.clone())
         } else {
             if let Err(e) = crate::auth::jwks::check_fetch_url(j.issuer.as_str()) {
-                err("discovery", format!("discovery needs an https issuer URL: {e}"));
+                err(
+                    "discovery",
+                    format!("discovery needs an https issuer URL: {e}"),
+                );
             }
             JwksLocation::Discovery(j.issuer.0.clone())
         };
         let reuse = prev
-            .and_then(|s| s.remote_jwks.iter().find(|r| r.location == location && r.timing == timing))
+            .and_then(|s| {
+                s.remote_jwks
+                    .iter()
+                    .find(|r| r.location == location && r.timing == timing)
+            })
             .cloned()
-            .or_else(|| remote_jwks.iter().find(|r| r.location == location && r.timing == timing).cloned());
+            .or_else(|| {
+                remote_jwks
+                    .iter()
+                    .find(|r| r.location == location && r.timing == timing)
+                    .cloned()
+            });
         let remote = match reuse {
             Some(r) => Some(r),
             None => match RemoteJwks::new(location, timing) {
@@ -1072,7 +1142,13 @@ fn compile_jwt(
     let mut claims_to_headers = Vec::new();
     for (h, claim) in j.claims_to_headers.iter().flatten() {
         let lower = h.to_ascii_lowercase();
-        let reserved = ["x-auth-method", "x-auth-subject", "x-auth-scopes", "x-auth-key-id", "x-auth-issuer"];
+        let reserved = [
+            "x-auth-method",
+            "x-auth-subject",
+            "x-auth-scopes",
+            "x-auth-key-id",
+            "x-auth-issuer",
+        ];
         if !lower.starts_with("x-auth-") || reserved.contains(&lower.as_str()) {
             err(
                 &format!("claims_to_headers.{h}"),
@@ -1082,7 +1158,10 @@ fn compile_jwt(
         }
         match http::HeaderName::from_bytes(lower.as_bytes()) {
             Ok(n) => claims_to_headers.push((n, claim.0.clone())),
-            Err(_) => err(&format!("claims_to_headers.{h}"), "not a header name".into()),
+            Err(_) => err(
+                &format!("claims_to_headers.{h}"),
+                "not a header name".into(),
+            ),
         }
     }
     let cache_entries = j.verify_cache.as_ref().map_or(100_000, |c| c.max_entries.0);
@@ -1105,7 +1184,10 @@ fn compile_jwt(
         }),
         token_from,
         cache: (cache_entries > 0).then(|| VerifyCache::new(cache_entries as usize)),
-        scopes_claim: j.scopes_claim.as_ref().map_or_else(|| "scope".to_owned(), |s| s.0.clone()),
+        scopes_claim: j
+            .scopes_claim
+            .as_ref()
+            .map_or_else(|| "scope".to_owned(), |s| s.0.clone()),
         claims_to_headers,
         revocations: revocations.clone(),
     })

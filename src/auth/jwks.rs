@@ -279,18 +279,23 @@ impl std::fmt::Debug for RemoteJwks {
 
 /// `https://` always; `http://` only to a loopback address.
 pub fn check_fetch_url(url: &str) -> Result<http::Uri, String> {
-    let uri: http::Uri = url.parse().map_err(|e| format!("`{url}` is not a URL: {e}"))?;
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|e| format!("`{url}` is not a URL: {e}"))?;
     let host = uri.host().ok_or_else(|| format!("`{url}` has no host"))?;
     match uri.scheme_str() {
         Some("https") => Ok(uri),
         Some("http") => {
             let h = host.trim_start_matches('[').trim_end_matches(']');
             let loopback = h == "localhost"
-                || h.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+                || h.parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback());
             if loopback {
                 Ok(uri)
             } else {
-                Err(format!("`{url}` must use https (plain http is allowed only on loopback)"))
+                Err(format!(
+                    "`{url}` must use https (plain http is allowed only on loopback)"
+                ))
             }
         }
         _ => Err(format!("`{url}` must be an https URL")),
@@ -406,8 +411,8 @@ impl RemoteJwks {
                     issuer.trim_end_matches('/')
                 );
                 let (doc, _) = self.get(check_fetch_url(&url)?).await?;
-                let doc: Value = serde_json::from_slice(&doc)
-                    .map_err(|e| format!("{url}: not JSON: {e}"))?;
+                let doc: Value =
+                    serde_json::from_slice(&doc).map_err(|e| format!("{url}: not JSON: {e}"))?;
                 if doc.get("issuer").and_then(Value::as_str) != Some(issuer.as_str()) {
                     return Err(format!(
                         "{url}: the document's issuer does not equal the configured `{issuer}`"
@@ -443,9 +448,10 @@ impl RemoteJwks {
                 let mut p = self.progress();
                 p.loaded_at = Some(Instant::now());
                 p.last_error = None;
-                p.next_refresh = max_age
-                    .unwrap_or(self.timing.refresh)
-                    .clamp(self.timing.cooldown.max(Duration::from_secs(1)), self.timing.refresh);
+                p.next_refresh = max_age.unwrap_or(self.timing.refresh).clamp(
+                    self.timing.cooldown.max(Duration::from_secs(1)),
+                    self.timing.refresh,
+                );
                 tracing::info!(source = ?self.location, keys = n, "JWKS loaded");
                 true
             }

@@ -80,7 +80,13 @@ pub fn invalid_token(reason: &'static str, description: &str) -> Reject {
     let challenge = format!(
         "Bearer realm=\"portcullis\", error=\"invalid_token\", error_description=\"{description}\""
     );
-    Reject::new(StatusCode::UNAUTHORIZED, "invalid_token", reason, description).with_header(
+    Reject::new(
+        StatusCode::UNAUTHORIZED,
+        "invalid_token",
+        reason,
+        description,
+    )
+    .with_header(
         header::WWW_AUTHENTICATE,
         HeaderValue::from_str(&challenge).unwrap_or(HeaderValue::from_static("Bearer")),
     )
@@ -203,12 +209,20 @@ impl JwtAuthn {
             .iter()
             .copied()
             .find(|a| alg_name(*a) == token.header.alg)
-            .ok_or_else(|| invalid_token("token_alg_not_allowed", "the token's algorithm is not accepted"))?;
+            .ok_or_else(|| {
+                invalid_token(
+                    "token_alg_not_allowed",
+                    "the token's algorithm is not accepted",
+                )
+            })?;
         if let Some(want) = &self.require_typ {
             let typ = token.header.typ.as_deref().unwrap_or("");
             let typ = typ.strip_prefix("application/").unwrap_or(typ);
             if !typ.eq_ignore_ascii_case(want) {
-                return Err(invalid_token("token_typ_mismatch", "the token's type is not accepted"));
+                return Err(invalid_token(
+                    "token_typ_mismatch",
+                    "the token's type is not accepted",
+                ));
             }
         }
         let kid = token.header.kid.as_deref();
@@ -229,7 +243,12 @@ impl JwtAuthn {
         }
         let identity = self.check_claims(&token.claims, now)?;
         if let Some(cache) = &self.cache {
-            cache.insert(token.raw, identity.clone(), token.expires(self.leeway), generation);
+            cache.insert(
+                token.raw,
+                identity.clone(),
+                token.expires(self.leeway),
+                generation,
+            );
         }
         Ok(identity.identity)
     }
@@ -242,14 +261,26 @@ impl JwtAuthn {
         alg: Algorithm,
     ) -> Result<Option<bool>, Reject> {
         let Some(set) = self.key_set() else {
-            return Err(invalid_token("token_no_keys", "no verification keys are available"));
+            return Err(invalid_token(
+                "token_no_keys",
+                "no verification keys are available",
+            ));
         };
-        let limit = if kid.is_some() { usize::MAX } else { MAX_KEYS_WITHOUT_KID };
+        let limit = if kid.is_some() {
+            usize::MAX
+        } else {
+            MAX_KEYS_WITHOUT_KID
+        };
         let mut any = false;
         for k in set.candidates(kid, alg).take(limit) {
             any = true;
-            if jsonwebtoken::crypto::verify(token.signature, token.signing_input.as_bytes(), &k.key, alg)
-                .unwrap_or(false)
+            if jsonwebtoken::crypto::verify(
+                token.signature,
+                token.signing_input.as_bytes(),
+                &k.key,
+                alg,
+            )
+            .unwrap_or(false)
             {
                 return Ok(Some(true));
             }
@@ -262,22 +293,34 @@ impl JwtAuthn {
         let num = |k: &str| -> Result<Option<f64>, Reject> {
             match c.get(k) {
                 None => Ok(None),
-                Some(Value::Number(n)) => n.as_f64().map(Some).ok_or_else(|| bad("a time claim is not a number")),
+                Some(Value::Number(n)) => n
+                    .as_f64()
+                    .map(Some)
+                    .ok_or_else(|| bad("a time claim is not a number")),
                 Some(_) => Err(bad("a time claim is not a number")),
             }
         };
         if c.get("iss").and_then(Value::as_str) != Some(self.issuer.as_str()) {
-            return Err(invalid_token("token_wrong_issuer", "the token's issuer is not accepted"));
+            return Err(invalid_token(
+                "token_wrong_issuer",
+                "the token's issuer is not accepted",
+            ));
         }
         let exp = num("exp")?.ok_or_else(|| bad("the token has no exp"))?;
         if now > exp + self.leeway {
             return Err(invalid_token("token_expired", "the token is expired"));
         }
         if num("nbf")?.is_some_and(|nbf| nbf > now + self.leeway) {
-            return Err(invalid_token("token_not_yet_valid", "the token is not valid yet"));
+            return Err(invalid_token(
+                "token_not_yet_valid",
+                "the token is not valid yet",
+            ));
         }
         if num("iat")?.is_some_and(|iat| iat > now + self.leeway) {
-            return Err(invalid_token("token_iat_future", "the token was issued in the future"));
+            return Err(invalid_token(
+                "token_iat_future",
+                "the token was issued in the future",
+            ));
         }
         let sub = match c.get("sub") {
             Some(Value::String(s)) if !s.is_empty() => s.clone(),
@@ -300,7 +343,10 @@ impl JwtAuthn {
             None => false,
         };
         if !aud_ok {
-            return Err(invalid_token("token_wrong_audience", "the token is not for this audience"));
+            return Err(invalid_token(
+                "token_wrong_audience",
+                "the token is not for this audience",
+            ));
         }
         let jti = match c.get("jti") {
             None => None,
@@ -312,7 +358,11 @@ impl JwtAuthn {
         }
         let scopes = match c.get(&self.scopes_claim) {
             None => Vec::new(),
-            Some(Value::String(s)) => s.split(' ').filter(|x| !x.is_empty()).map(str::to_owned).collect(),
+            Some(Value::String(s)) => s
+                .split(' ')
+                .filter(|x| !x.is_empty())
+                .map(str::to_owned)
+                .collect(),
             Some(Value::Array(v)) => {
                 let mut out = Vec::with_capacity(v.len());
                 for x in v {
@@ -361,8 +411,15 @@ impl JwtAuthn {
     /// A cached verification of this exact token, still within its `exp` and not revoked since.
     pub fn cached(&self, token: &str, now: f64) -> Option<Result<Arc<Identity>, Reject>> {
         let hit = self.cache.as_ref()?.get(token, now, self.generation())?;
-        if hit.jti.as_deref().is_some_and(|j| self.revocations.is_revoked(j, now)) {
-            return Some(Err(invalid_token("token_revoked", "the token has been revoked")));
+        if hit
+            .jti
+            .as_deref()
+            .is_some_and(|j| self.revocations.is_revoked(j, now))
+        {
+            return Some(Err(invalid_token(
+                "token_revoked",
+                "the token has been revoked",
+            )));
         }
         Some(Ok(hit.identity.clone()))
     }
@@ -372,15 +429,14 @@ impl JwtAuthn {
 /// examples' payloads are not JWT claims). For conformance tests and `explain`.
 pub fn signature_valid(set: &KeySet, token: &str) -> Result<bool, String> {
     let mut parts = token.split('.');
-    let (Some(h), Some(p), Some(sig), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+    let (Some(h), Some(p), Some(sig), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
         return Err("not three segments".into());
     };
     let header: Value = serde_json::from_slice(&b64url(h).map_err(|e| e.description)?)
         .map_err(|e| format!("header: {e}"))?;
-    let alg = header
-        .get("alg")
-        .and_then(Value::as_str)
-        .ok_or("no alg")?;
+    let alg = header.get("alg").and_then(Value::as_str).ok_or("no alg")?;
     let alg: Algorithm = alg.parse().map_err(|_| format!("unsupported alg {alg}"))?;
     b64url(sig).map_err(|e| e.description)?;
     let input = &token[..h.len() + 1 + p.len()];
@@ -459,14 +515,24 @@ impl Parsed<'_> {
         self.claims.get("iss").and_then(Value::as_str)
     }
     fn expires(&self, leeway: f64) -> f64 {
-        self.claims.get("exp").and_then(Value::as_f64).unwrap_or(0.0) + leeway
+        self.claims
+            .get("exp")
+            .and_then(Value::as_f64)
+            .unwrap_or(0.0)
+            + leeway
     }
 }
 
 fn b64url(part: &str) -> Result<Vec<u8>, Reject> {
     // Strict: the URL-safe alphabet only, no padding, canonical trailing bits.
-    if !part.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
-        return Err(invalid_token("token_malformed", "the token is not base64url"));
+    if !part
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(invalid_token(
+            "token_malformed",
+            "the token is not base64url",
+        ));
     }
     base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(part)
@@ -478,9 +544,16 @@ pub fn parse(token: &str) -> Result<Parsed<'_>, Reject> {
     if token.len() > MAX_TOKEN_BYTES {
         return Err(invalid_token("token_too_large", "the token is too large"));
     }
-    let malformed = || invalid_token("token_malformed", "the token is not a JWS compact serialization");
+    let malformed = || {
+        invalid_token(
+            "token_malformed",
+            "the token is not a JWS compact serialization",
+        )
+    };
     let mut parts = token.split('.');
-    let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+    let (Some(h), Some(p), Some(s), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
         return Err(malformed());
     };
     if h.is_empty() || p.is_empty() || s.is_empty() {
@@ -501,10 +574,16 @@ pub fn parse(token: &str) -> Result<Parsed<'_>, Reject> {
     let typ = text("typ")?;
     // We implement no JWS extension: any `crit` is one we do not understand (RFC 7515 4.1.11).
     if header.contains_key("crit") {
-        return Err(invalid_token("token_crit_unsupported", "the token uses an unsupported critical header"));
+        return Err(invalid_token(
+            "token_crit_unsupported",
+            "the token uses an unsupported critical header",
+        ));
     }
     if header.get("b64").is_some_and(|v| v != &Value::Bool(true)) {
-        return Err(invalid_token("token_crit_unsupported", "unencoded payloads are not accepted"));
+        return Err(invalid_token(
+            "token_crit_unsupported",
+            "unencoded payloads are not accepted",
+        ));
     }
     b64url(s)?;
     let claims: StrictObject = serde_json::from_slice(&b64url(p)?).map_err(|_| malformed())?;

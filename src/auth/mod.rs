@@ -188,9 +188,16 @@ async fn authenticate_one(
 
 /// A bearer token belongs to the route's JWT authenticator whose `issuer` equals the token's
 /// (unverified) `iss`; a token none of them claims is `invalid_token`.
-async fn jwt_dispatch(jwts: &[Arc<JwtAuthn>], token: &str, now: f64) -> Result<Arc<Identity>, Reject> {
+async fn jwt_dispatch(
+    jwts: &[Arc<JwtAuthn>],
+    token: &str,
+    now: f64,
+) -> Result<Arc<Identity>, Reject> {
     if token.len() > jwt::MAX_TOKEN_BYTES {
-        return Err(jwt::invalid_token("token_too_large", "the token is too large"));
+        return Err(jwt::invalid_token(
+            "token_too_large",
+            "the token is too large",
+        ));
     }
     for j in jwts {
         if let Some(hit) = j.cached(token, now) {
@@ -241,11 +248,21 @@ pub async fn evaluate(
                 break;
             }
             Ok(None) => note(&mut trace, || {
-                format!("authenticate {} ({}): no credential, next", a.name, a.type_name())
+                format!(
+                    "authenticate {} ({}): no credential, next",
+                    a.name,
+                    a.type_name()
+                )
             }),
             Err(e) => {
                 note(&mut trace, || {
-                    format!("authenticate {} ({}): DENY {} ({})", a.name, a.type_name(), e.reason, e.description)
+                    format!(
+                        "authenticate {} ({}): DENY {} ({})",
+                        a.name,
+                        a.type_name(),
+                        e.reason,
+                        e.description
+                    )
                 });
                 return Err(e);
             }
@@ -256,19 +273,26 @@ pub async fn evaluate(
         None if chain.any_of.is_empty() => Arc::new(Identity::anonymous()),
         None => {
             let e = missing_credential(&chain.any_of);
-            note(&mut trace, || format!("authenticate: DENY {} (no credential)", e.reason));
+            note(&mut trace, || {
+                format!("authenticate: DENY {} (no credential)", e.reason)
+            });
             return Err(e);
         }
     };
     if chain.require_client_cert {
         if req.conn.client_cert.is_none() {
-            note(&mut trace, || "require_client_cert: DENY (no verified certificate)".into());
+            note(&mut trace, || {
+                "require_client_cert: DENY (no verified certificate)".into()
+            });
             return Err(cert_required());
         }
         note(&mut trace, || "require_client_cert: ok".into());
     }
     if !chain.scopes.is_empty() {
-        if let Err(e) = chain.scopes.check(&identity.scopes, chain.superscope.as_deref()) {
+        if let Err(e) = chain
+            .scopes
+            .check(&identity.scopes, chain.superscope.as_deref())
+        {
             note(&mut trace, || format!("scopes: DENY {}", e.description));
             return Err(e);
         }

@@ -78,7 +78,12 @@ impl RateLimit<DefaultClock> {
 }
 
 impl<C: Clock + Clone> RateLimit<C> {
-    pub fn with_clock(name: &str, spec: LimitSpec, key: LimitKey, clock: C) -> Result<Self, String> {
+    pub fn with_clock(
+        name: &str,
+        spec: LimitSpec,
+        key: LimitKey,
+        clock: C,
+    ) -> Result<Self, String> {
         let burst = NonZeroU32::new(spec.burst).ok_or("burst must be at least 1")?;
         let interval = spec.per / spec.count.max(1);
         let quota = Quota::with_period(interval)
@@ -103,10 +108,18 @@ impl<C: Clock + Clone> RateLimit<C> {
     }
 
     fn headers(&self, remaining: u32, reset: Duration) -> LimitHeaders {
-        let name = self.policy.to_str().ok().and_then(|p| p.split(';').next()).unwrap_or("\"\"");
+        let name = self
+            .policy
+            .to_str()
+            .ok()
+            .and_then(|p| p.split(';').next())
+            .unwrap_or("\"\"");
         let now = format!("{name};r={remaining};t={}", ceil_secs(reset));
         [
-            (HeaderName::from_static("ratelimit-policy"), self.policy.clone()),
+            (
+                HeaderName::from_static("ratelimit-policy"),
+                self.policy.clone(),
+            ),
             (
                 HeaderName::from_static("ratelimit"),
                 HeaderValue::from_str(&now).unwrap_or(HeaderValue::from_static("")),
@@ -158,10 +171,21 @@ mod tests {
     use super::*;
     use governor::clock::FakeRelativeClock;
 
-    fn limit(count: u32, per: u64, burst: u32) -> (RateLimit<FakeRelativeClock>, FakeRelativeClock) {
+    fn limit(
+        count: u32,
+        per: u64,
+        burst: u32,
+    ) -> (RateLimit<FakeRelativeClock>, FakeRelativeClock) {
         let clock = FakeRelativeClock::default();
-        let spec = LimitSpec { count, per: Duration::from_secs(per), burst };
-        (RateLimit::with_clock("standard", spec, LimitKey::Identity, clock.clone()).unwrap(), clock)
+        let spec = LimitSpec {
+            count,
+            per: Duration::from_secs(per),
+            burst,
+        };
+        (
+            RateLimit::with_clock("standard", spec, LimitKey::Identity, clock.clone()).unwrap(),
+            clock,
+        )
     }
 
     #[test]
@@ -170,13 +194,23 @@ mod tests {
         for i in 0..4 {
             let h = l.check("a").unwrap();
             assert_eq!(h[0].1, "\"standard\";q=2;w=1");
-            assert_eq!(h[1].1.to_str().unwrap(), format!("\"standard\";r={};t={}", 3 - i, (i + 1u32).div_ceil(2)));
+            assert_eq!(
+                h[1].1.to_str().unwrap(),
+                format!("\"standard\";r={};t={}", 3 - i, (i + 1u32).div_ceil(2))
+            );
         }
         let e = l.check("a").unwrap_err();
         assert_eq!(e.status, 429);
-        let retry = e.headers.iter().find(|(k, _)| k == http::header::RETRY_AFTER).unwrap();
+        let retry = e
+            .headers
+            .iter()
+            .find(|(k, _)| k == http::header::RETRY_AFTER)
+            .unwrap();
         assert_eq!(retry.1, "1");
-        assert!(e.headers.iter().any(|(k, v)| k == "ratelimit" && v == "\"standard\";r=0;t=1"));
+        assert!(e
+            .headers
+            .iter()
+            .any(|(k, v)| k == "ratelimit" && v == "\"standard\";r=0;t=1"));
         // another identity is not affected
         assert!(l.check("b").is_ok());
         // half a second refills one unit (2/s)
@@ -200,7 +234,10 @@ mod tests {
     #[test]
     fn keys_parse() {
         assert_eq!(LimitKey::parse("ip"), Ok(LimitKey::Ip));
-        assert_eq!(LimitKey::parse("header:X-Tenant"), Ok(LimitKey::Header(HeaderName::from_static("x-tenant"))));
+        assert_eq!(
+            LimitKey::parse("header:X-Tenant"),
+            Ok(LimitKey::Header(HeaderName::from_static("x-tenant")))
+        );
         assert!(LimitKey::parse("header:bad name").is_err());
         assert!(LimitKey::parse("user").is_err());
     }

@@ -25,7 +25,11 @@ impl Revocations {
     }
 
     pub fn list(&self) -> Vec<(String, f64)> {
-        let mut v: Vec<_> = self.map.iter().map(|e| (e.key().clone(), *e.value())).collect();
+        let mut v: Vec<_> = self
+            .map
+            .iter()
+            .map(|e| (e.key().clone(), *e.value()))
+            .collect();
         v.sort_by(|a, b| a.0.cmp(&b.0));
         v
     }

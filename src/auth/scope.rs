@@ -33,9 +33,8 @@ impl ScopeRule {
             wanted.extend(self.any.iter().map(String::as_str));
         }
         let scope = wanted.join(" ");
-        let challenge = format!(
-            "Bearer realm=\"portcullis\", error=\"insufficient_scope\", scope=\"{scope}\""
-        );
+        let challenge =
+            format!("Bearer realm=\"portcullis\", error=\"insufficient_scope\", scope=\"{scope}\"");
         Err(Reject::new(
             StatusCode::FORBIDDEN,
             "insufficient_scope",
@@ -59,7 +58,10 @@ mod tests {
 
     #[test]
     fn all_any_and_superscope() {
-        let rule = ScopeRule { all: v(&["read", "write"]), any: vec![] };
+        let rule = ScopeRule {
+            all: v(&["read", "write"]),
+            any: vec![],
+        };
         assert!(rule.check(&v(&["read", "write", "x"]), None).is_ok());
         let e = rule.check(&v(&["read"]), None).unwrap_err();
         assert_eq!(e.status, 403);
@@ -69,7 +71,10 @@ mod tests {
         );
         assert!(rule.check(&v(&["admin"]), Some("admin")).is_ok());
         assert!(rule.check(&v(&["admin"]), None).is_err());
-        let any = ScopeRule { all: vec![], any: v(&["a", "b"]) };
+        let any = ScopeRule {
+            all: vec![],
+            any: v(&["a", "b"]),
+        };
         assert!(any.check(&v(&["b"]), None).is_ok());
         assert!(any.check(&v(&["c"]), None).is_err());
         assert!(any.check(&[], None).is_err());

@@ -523,3 +523,46 @@ pub async fn curl(args: Vec<String>) -> String {
     .unwrap();
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+// ------------------------------------------------------------------------------------------------
+// Independent JOSE libraries (PyJWT, jwcrypto) through tests/interop/mint.py
+
+/// Runs `tests/interop/mint.py` on a batch of requests; one output line per request.
+/// Panics with a clear message when Python or its packages are missing (.ci/run installs them).
+pub fn mint(reqs: &serde_json::Value) -> Vec<String> {
+    use std::io::Write;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/mint.py");
+    let mut child = Command::new("python3")
+        .arg(script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 is needed for the interop tests (.ci/run installs it)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(reqs.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "mint.py failed (are PyJWT and jwcrypto installed? `pip install -r tests/interop/requirements.txt`):\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout.lines().map(str::to_owned).collect()
+}
+
+pub fn b64url(data: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(data)
+}
+
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
