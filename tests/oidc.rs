@@ -1,0 +1,238 @@
+//! Against a real OpenID provider (npm `oidc-provider` 8.8.1 on loopback): discovery, a
+//! client_credentials access token accepted, signing-key rotation picked up with no restart, a
+//! retired key's token refused, cached keys serving while the provider is down. And the JWKS
+//! refetch on unknown `kid`s is bounded by `jwks_cooldown` whatever the load.
+
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+mod common;
+use common::*;
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+struct Op {
+    child: std::process::Child,
+    issuer: String,
+}
+
+impl Op {
+    fn start() -> Op {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/op");
+        assert!(
+            std::path::Path::new(&format!("{dir}/node_modules/oidc-provider")).exists(),
+            "oidc-provider is not installed: run `npm ci --prefix tests/interop/op` (.ci/run does)"
+        );
+        let log = std::fs::File::create(std::env::temp_dir().join(format!("op-{}.log", std::process::id()))).unwrap();
+        let mut child = Command::new("node")
+            .arg(format!("{dir}/op.js"))
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("node is needed for the OpenID provider test");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let issuer = line.trim().to_owned();
+        assert!(issuer.starts_with("http://127.0.0.1:"), "op.js printed {issuer:?}");
+        Op { child, issuer }
+    }
+
+    async fn token(&self) -> String {
+        let r: Value = plain_client()
+            .post(format!("{}/token", self.issuer))
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", "gw-test"),
+                ("client_secret", "gw-test-secret-0123456789"),
+                ("scope", "read:items"),
+            ])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        r["access_token"].as_str().unwrap().to_owned()
+    }
+
+    async fn post(&self, path: &str) -> Value {
+        plain_client()
+            .post(format!("{}{path}", self.issuer))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for Op {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn kid_of(token: &str) -> String {
+    use base64::Engine;
+    let h = token.split('.').next().unwrap();
+    let v: Value = serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(h).unwrap()).unwrap();
+    v["kid"].as_str().unwrap().to_owned()
+}
+
+async fn call(gw: &Gw, token: &str) -> u16 {
+    plain_client()
+        .get(format!("{}/items", gw.http("plain")))
+        .header("authorization", format!("Bearer {token}"))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_openid_provider_with_key_rotation() {
+    let mut op = Op::start();
+    let up = Upstream::start().await;
+    let gw = Gw::start(&format!(
+        r#"
+listeners: [{{ name: plain, bind: 127.0.0.1:0 }}]
+logging: {{ audit: off }}
+upstreams: {{ rec: {{ url: "{}" }} }}
+authenticators:
+  op:
+    type: jwt
+    issuer: "{}"
+    discovery: true
+    audiences: [https://api.portcullis.test]
+    algorithms: [RS256]
+    require_typ: at+jwt
+    jwks_cooldown: 0s
+routes:
+  - name: items
+    match: {{ path_prefix: /items }}
+    upstream: rec
+    auth: {{ any_of: [op], scopes: [read:items] }}
+"#,
+        up.url(),
+        op.issuer
+    ))
+    .await;
+    let t1 = op.token().await;
+    assert_eq!(kid_of(&t1), "k1");
+    assert_eq!(call(&gw, &t1).await, 200);
+    let seen = up.last();
+    assert_eq!(seen.header("x-auth-subject"), Some("gw-test"));
+    assert_eq!(seen.header("x-auth-issuer"), Some(op.issuer.as_str()));
+    assert_eq!(seen.header("x-auth-scopes"), Some("read:items"));
+
+    // rotation: a token under the new kid is accepted without a restart
+    assert_eq!(op.post("/test/rotate").await["kid"], "k2");
+    let t2 = op.token().await;
+    assert_eq!(kid_of(&t2), "k2");
+    assert_eq!(call(&gw, &t2).await, 200);
+    assert_eq!(call(&gw, &t1).await, 200, "k1 is still published");
+
+    // retirement: once the gateway refetches (here an unknown kid triggers it), k1 tokens fail,
+    // cached verification included
+    op.post("/test/retire").await;
+    let claims = json!({"iss": op.issuer}).to_string();
+    let forged = format!("{}.{}.{}", b64url(br#"{"alg":"RS256","typ":"at+jwt","kid":"k-unknown"}"#), b64url(claims.as_bytes()), b64url(b"sig"));
+    assert_eq!(call(&gw, &forged).await, 401);
+    assert_eq!(call(&gw, &t1).await, 401, "a retired key's token must be refused");
+    assert_eq!(call(&gw, &t2).await, 200);
+
+    // the provider goes away: the last good key set keeps serving
+    let t2b = op.token().await;
+    let _ = op.child.kill();
+    let _ = op.child.wait();
+    assert_eq!(call(&gw, &t2b).await, 200);
+    // an ID-token-like JWT (typ JWT) would be refused by require_typ: covered in the unit tests
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_kid_floods_refetch_at_most_once_per_cooldown() {
+    // a JWKS server that counts its fetches
+    let key: Value = serde_json::from_str(&mint(&json!({"mode": "keygen", "alg": "ES256", "kid": "good"}))[0]).unwrap();
+    let jwks = json!({"keys": [key["public"]]}).to_string();
+    let hits = Arc::new(AtomicUsize::new(0));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let h = hits.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else { return };
+            let (h, jwks) = (h.clone(), jwks.clone());
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |_req| {
+                    h.fetch_add(1, Ordering::SeqCst);
+                    let body = jwks.clone();
+                    async move { Ok::<_, std::convert::Infallible>(hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from(body)))) }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .serve_connection(hyper_util::rt::TokioIo::new(tcp), svc)
+                    .await;
+            });
+        }
+    });
+    let up = Upstream::start().await;
+    let gw = Gw::start(&format!(
+        "listeners: [{{ name: plain, bind: 127.0.0.1:0 }}]\nlogging: {{ audit: off }}\nupstreams: {{ rec: {{ url: \"{}\" }} }}\nauthenticators:\n  j:\n    type: jwt\n    issuer: https://i.test\n    audiences: [a]\n    algorithms: [ES256]\n    jwks_url: http://{addr}/jwks\n    jwks_cooldown: 1h\nroutes:\n  - {{ name: r, match: {{ path_prefix: / }}, upstream: rec, auth: {{ any_of: [j] }} }}\n",
+        up.url()
+    ))
+    .await;
+    let now = unix_now();
+    let good = &mint(&json!([{"mode": "sign", "lib": "pyjwt", "alg": "ES256", "key": key["private"], "header": {"kid": "good"},
+        "claims": {"iss": "https://i.test", "aud": "a", "sub": "s", "exp": now + 600}}]))[0];
+    // the first request may race the initial background fetch; wait for a 200
+    let mut ok = false;
+    for _ in 0..50 {
+        if call_root(&gw, good).await == 200 {
+            ok = true;
+            break;
+        }
+        hits_wait(&hits, 1).await;
+    }
+    assert!(ok, "the JWKS never loaded");
+    let base = hits.load(Ordering::SeqCst);
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let forged = format!("{}.{}.{}", b64url(format!(r#"{{"alg":"ES256","kid":"k{i}"}}"#).as_bytes()),
+            b64url(br#"{"iss":"https://i.test"}"#), b64url(&[1u8; 64]));
+        let url = format!("{}/x", gw.http("plain"));
+        tasks.push(tokio::spawn(async move {
+            plain_client().get(url).header("authorization", format!("Bearer {forged}")).send().await.unwrap().status().as_u16()
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 401);
+    }
+    let fetched = hits.load(Ordering::SeqCst) - base;
+    assert!(fetched <= 1, "200 unknown kids caused {fetched} JWKS fetches within one cooldown");
+    assert_eq!(up.count(), 1);
+}
+
+async fn call_root(gw: &Gw, token: &str) -> u16 {
+    plain_client()
+        .get(format!("{}/x", gw.http("plain")))
+        .header("authorization", format!("Bearer {token}"))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// Yields until the JWKS server has been hit `n` times (bounded).
+async fn hits_wait(hits: &AtomicUsize, n: usize) {
+    for _ in 0..1000 {
+        if hits.load(Ordering::SeqCst) >= n {
+            return;
+        }
+        tokio::task::yield_now().await;
+    }
+}
