@@ -13,6 +13,7 @@ pub mod config;
 pub mod devpki;
 pub mod echo;
 pub mod error;
+pub mod explain;
 pub mod forward;
 pub mod listener;
 pub mod locate;

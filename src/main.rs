@@ -25,6 +25,25 @@ enum Cmd {
         #[arg(short, long, default_value = "gateway.yaml")]
         config: PathBuf,
     },
+    /// Dry-run one request through routing and the auth chain; exit 0 allowed, 1 denied.
+    Explain {
+        #[arg(short, long, default_value = "gateway.yaml")]
+        config: PathBuf,
+        #[arg(long, default_value = "GET")]
+        method: String,
+        /// Full URL, e.g. https://api.example.com/api/users/7
+        #[arg(long)]
+        url: String,
+        /// A request header, 'Name: value' (repeatable)
+        #[arg(short = 'H', long = "header")]
+        headers: Vec<String>,
+        /// The client address the request comes from.
+        #[arg(long, default_value = "127.0.0.1")]
+        peer: std::net::IpAddr,
+        /// Act as if this PEM client certificate had been verified on the connection.
+        #[arg(long)]
+        client_cert: Option<PathBuf>,
+    },
     /// Write a development CA, a server certificate (localhost, 127.0.0.1) and a client certificate.
     DevPki {
         /// Output folder.
@@ -66,6 +85,9 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Cmd::Explain { config, method, url, headers, peer, client_cert } => {
+            explain(config, method, url, headers, peer, client_cert)
+        }
         Cmd::DevPki { out } => match portcullis::devpki::generate(&out) {
             Ok(files) => {
                 for f in files {
@@ -96,4 +118,46 @@ fn run(config: PathBuf, snap: portcullis::config::Snapshot) -> anyhow::Result<()
     }
     .context("cannot start the runtime")?;
     rt.block_on(portcullis::server::run(&config, snap))
+}
+
+fn explain(
+    config: PathBuf,
+    method: String,
+    url: String,
+    headers: Vec<String>,
+    peer: std::net::IpAddr,
+    client_cert: Option<PathBuf>,
+) -> ExitCode {
+    let snap = match portcullis::config::load_mode(&config, None, portcullis::config::Mode::Check) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(1);
+        }
+    };
+    let client_cert = match client_cert.map(std::fs::read).transpose() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("portcullis: --client-cert: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let input = portcullis::explain::ExplainInput { method, url, headers, peer, client_cert };
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("portcullis: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match rt.block_on(portcullis::explain::explain(&snap, &input)) {
+        Ok((report, allowed)) => {
+            print!("{report}");
+            if allowed { ExitCode::SUCCESS } else { ExitCode::from(1) }
+        }
+        Err(e) => {
+            eprintln!("portcullis: {e}");
+            ExitCode::from(1)
+        }
+    }
 }

@@ -95,7 +95,7 @@ pub async fn handle(
 
 /// The address rate limits and the audit log use: the socket peer, or, when the peer is a trusted
 /// proxy, the right-most `X-Forwarded-For` entry that is not itself a trusted proxy.
-fn client_ip(snap: &Snapshot, conn: &ConnInfo, h: &http::HeaderMap) -> IpAddr {
+pub fn client_ip(snap: &Snapshot, conn: &ConnInfo, h: &http::HeaderMap) -> IpAddr {
     let peer = canonical_ip(conn.peer.ip());
     if snap.trusted_proxies.is_empty() || !snap.trusted_proxies.contains(peer) {
         return peer;
@@ -184,26 +184,7 @@ async fn route_and_forward(
     client_ip: IpAddr,
     out: &mut Outcome,
 ) -> Result<Response<GwBody>, Reject> {
-    if req.method() == Method::CONNECT {
-        return Err(Reject::bad_request(
-            "connect_refused",
-            "CONNECT is not supported",
-        ));
-    }
-    let host = request_host(&req)?;
-    if let (Some(sni), Some(h)) = (&conn.sni, &host) {
-        if sni != h {
-            return Err(Reject::misdirected());
-        }
-    }
-    let path = normalize(req.uri().path())
-        .map_err(|e| Reject::bad_request(e.reason(), e.to_string()))?
-        .into_owned();
-    let route = snap
-        .router
-        .lookup(host.as_deref(), &path, req.method())
-        .ok_or_else(Reject::not_found)?
-        .clone();
+    let Routed { host, path, route } = resolve(snap, conn, &req)?;
     out.route = Some(route.name.clone());
 
     let auth_req = AuthRequest {
@@ -362,6 +343,40 @@ fn wants_upgrade(h: &http::HeaderMap) -> bool {
                     .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
             })
         })
+}
+
+/// A request matched to its route.
+pub struct Routed {
+    /// Lowercase, without port or trailing dot.
+    pub host: Option<String>,
+    /// The normalized path: what routing used and what the upstream receives.
+    pub path: String,
+    pub route: Arc<crate::router::Route>,
+}
+
+/// Host checks, path normalization and route lookup (shared with `portcullis explain`).
+pub fn resolve<B>(snap: &Snapshot, conn: &ConnInfo, req: &Request<B>) -> Result<Routed, Reject> {
+    if req.method() == Method::CONNECT {
+        return Err(Reject::bad_request(
+            "connect_refused",
+            "CONNECT is not supported",
+        ));
+    }
+    let host = request_host(req)?;
+    if let (Some(sni), Some(h)) = (&conn.sni, &host) {
+        if sni != h {
+            return Err(Reject::misdirected());
+        }
+    }
+    let path = normalize(req.uri().path())
+        .map_err(|e| Reject::bad_request(e.reason(), e.to_string()))?
+        .into_owned();
+    let route = snap
+        .router
+        .lookup(host.as_deref(), &path, req.method())
+        .ok_or_else(Reject::not_found)?
+        .clone();
+    Ok(Routed { host, path, route })
 }
 
 /// The SPEC section 5 error body: `{"error", "error_description", "request_id"}`.

@@ -1,0 +1,128 @@
+//! `portcullis explain`: one request, dry-run through host checks, normalization, routing and the
+//! auth chain, printing each step's verdict and the headers the upstream would receive. Nothing is
+//! forwarded. Remote JWKS are fetched once so tokens verify as they would live.
+
+use crate::auth::{self, AuthRequest};
+use crate::config::Snapshot;
+use crate::forward::{self, ForwardCtx, UpstreamKind};
+use crate::listener::{Activity, ConnInfo};
+use http::{HeaderName, HeaderValue, Method, Request};
+use std::fmt::Write as _;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+pub struct ExplainInput {
+    pub method: String,
+    pub url: String,
+    pub headers: Vec<String>,
+    pub peer: IpAddr,
+    /// A PEM client certificate to act as if it had been verified.
+    pub client_cert: Option<Vec<u8>>,
+}
+
+/// Returns the report and whether the request would be allowed.
+pub async fn explain(snap: &Snapshot, input: &ExplainInput) -> Result<(String, bool), String> {
+    let mut out = String::new();
+    for j in &snap.remote_jwks {
+        let ok = j.refresh().await;
+        let _ = writeln!(out, "jwks {:?}: {}", j.location, if ok { "loaded" } else { "fetch FAILED" });
+    }
+    let uri: http::Uri = input.url.parse().map_err(|e| format!("--url: {e}"))?;
+    let method = Method::from_bytes(input.method.to_ascii_uppercase().as_bytes())
+        .map_err(|_| format!("--method: `{}` is not an HTTP method", input.method))?;
+    let tls = uri.scheme_str() == Some("https");
+    let mut req = Request::builder().method(method.clone()).uri(uri.clone());
+    for h in &input.headers {
+        let (k, v) = h.split_once(':').ok_or_else(|| format!("-H `{h}`: use 'Name: value'"))?;
+        let k = HeaderName::from_bytes(k.trim().as_bytes()).map_err(|_| format!("-H `{h}`: bad header name"))?;
+        let v = HeaderValue::from_str(v.trim()).map_err(|_| format!("-H `{h}`: bad header value"))?;
+        req = req.header(k, v);
+    }
+    let req = req.body(()).map_err(|e| e.to_string())?;
+    let client_cert = match &input.client_cert {
+        None => None,
+        Some(pem) => {
+            use rustls_pki_types::pem::PemObject;
+            let der = rustls_pki_types::CertificateDer::from_pem_slice(pem).map_err(|e| format!("--client-cert: {e}"))?;
+            Some(crate::tls::client_cert_info(&der))
+        }
+    };
+    let conn = ConnInfo {
+        listener: Arc::from("explain"),
+        peer: SocketAddr::new(input.peer, 0),
+        tls,
+        sni: if tls { uri.host().map(|h| h.to_ascii_lowercase()) } else { None },
+        alpn: None,
+        client_cert,
+        activity: Arc::new(Activity::default()),
+    };
+    let _ = writeln!(out, "request: {method} {uri}");
+    let routed = match crate::proxy::resolve(snap, &conn, &req) {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = writeln!(out, "route: DENY {} {} ({})", e.status.as_u16(), e.reason, e.description);
+            return Ok((out, false));
+        }
+    };
+    if routed.path != uri.path() {
+        let _ = writeln!(out, "path: {} -> {}", uri.path(), routed.path);
+    }
+    let route = &routed.route;
+    let target = match &route.upstream.kind {
+        UpstreamKind::Echo => "built-in echo".to_owned(),
+        UpstreamKind::Http(u) => format!("{}://{}{}{}", u.scheme, u.authority, u.base_path, routed.path),
+    };
+    let _ = writeln!(out, "route: {} -> upstream {} ({target})", route.name, route.upstream.name);
+    let client_ip = crate::proxy::client_ip(snap, &conn, req.headers());
+    let auth_req = AuthRequest {
+        headers: req.headers(),
+        query: uri.query(),
+        conn: &conn,
+        client_ip,
+    };
+    let mut trace = Vec::new();
+    let decision = auth::evaluate(&route.auth, &auth_req, Some(&mut trace)).await;
+    for t in &trace {
+        let _ = writeln!(out, "  {t}");
+    }
+    let decision = match decision {
+        Ok(d) => d,
+        Err(e) => {
+            let _ = writeln!(out, "decision: DENY {} {} ({})", e.status.as_u16(), e.reason, e.description);
+            return Ok((out, false));
+        }
+    };
+    let mut headers = req.headers().clone();
+    let rid = HeaderValue::from_static("explain");
+    let strip_credentials = !route.forward_credentials
+        && matches!(&route.auth, auth::AuthPolicy::Chain(c) if !c.any_of.is_empty());
+    let peer_ip = crate::config::canonical_ip(input.peer);
+    forward::upstream_request_headers(
+        &mut headers,
+        &ForwardCtx {
+            peer_ip,
+            peer_trusted: snap.trusted_proxies.contains(peer_ip),
+            client_ip,
+            proto: if tls { "https" } else { "http" },
+            host: routed.host.as_deref(),
+            request_id: &rid,
+            identity: &decision.identity,
+            client_cert: conn.client_cert.as_ref(),
+            strip_credentials,
+            upgrade: None,
+        },
+    );
+    let _ = writeln!(out, "decision: ALLOW");
+    let _ = writeln!(out, "headers to the upstream:");
+    let mut names: Vec<_> = headers.iter().collect();
+    names.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
+    for (k, v) in names {
+        let shown = if k == http::header::AUTHORIZATION || k.as_str() == "x-api-key" {
+            "<redacted>".to_owned()
+        } else {
+            String::from_utf8_lossy(v.as_bytes()).into_owned()
+        };
+        let _ = writeln!(out, "  {k}: {shown}");
+    }
+    Ok((out, true))
+}

@@ -1,0 +1,57 @@
+//! `portcullis explain`: the denial reason for a bad token, the header set for a good one.
+
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+use jsonwebtoken::{encode, EncodingKey, Header};
+use std::process::Command;
+
+const SECRET: &str = "explain-test-secret-0123456789abcdef";
+
+fn run(dir: &std::path::Path, args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .arg("explain")
+        .arg("-c")
+        .arg(dir.join("gw.yaml"))
+        .args(args)
+        .output()
+        .unwrap();
+    (out.status.code().unwrap(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+}
+
+#[test]
+fn explains_denials_and_the_upstream_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("gw.yaml"),
+        format!(
+            "listeners: [{{ name: p, bind: 127.0.0.1:0 }}]\nupstreams: {{ users: {{ url: \"http://127.0.0.1:9\" }} }}\nauthenticators:\n  hs: {{ type: jwt, issuer: https://i.test, audiences: [gw], algorithms: [HS256], secret: \"{SECRET}\", claims_to_headers: {{ X-Auth-Role: role }} }}\nroutes:\n  - {{ name: users, match: {{ path_prefix: /api/users }}, upstream: users, auth: {{ any_of: [hs], scopes: [read] }} }}\n"
+        ),
+    )
+    .unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let mk = |aud: &str, scope: &str| {
+        let c = serde_json::json!({"iss": "https://i.test", "aud": aud, "sub": "alice", "exp": now + 600, "scope": scope, "role": "ops"});
+        encode(&Header::default(), &c, &EncodingKey::from_secret(SECRET.as_bytes())).unwrap()
+    };
+    let good = mk("gw", "read");
+    let (code, text) = run(dir.path(), &["--url", "http://api.test/api/./users/7", "-H", &format!("Authorization: Bearer {good}"), "-H", "X-Auth-Subject: mallory"]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("path: /api/./users/7 -> /api/users/7"), "{text}");
+    assert!(text.contains("route: users -> upstream users (http://127.0.0.1:9/api/users/7)"), "{text}");
+    assert!(text.contains("authenticate hs (jwt): ok, subject alice"), "{text}");
+    assert!(text.contains("scopes: ok"), "{text}");
+    assert!(text.contains("  x-auth-subject: alice\n"), "{text}");
+    assert!(text.contains("  x-auth-role: ops\n"), "{text}");
+    assert!(!text.contains("mallory"), "{text}");
+    assert!(!text.contains(&good), "explain must not print the token: {text}");
+
+    let (code, text) = run(dir.path(), &["--url", "http://api.test/api/users", "-H", &format!("Authorization: Bearer {}", mk("other", "read"))]);
+    assert_eq!(code, 1);
+    assert!(text.contains("DENY 401 token_wrong_audience"), "{text}");
+    let (code, text) = run(dir.path(), &["--url", "http://api.test/api/users", "-H", &format!("Authorization: Bearer {}", mk("gw", "write"))]);
+    assert_eq!(code, 1);
+    assert!(text.contains("scopes: DENY"), "{text}");
+    let (code, text) = run(dir.path(), &["--url", "http://api.test/nothing"]);
+    assert_eq!(code, 1);
+    assert!(text.contains("DENY 404 no_route"), "{text}");
+}
