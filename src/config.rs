@@ -170,7 +170,7 @@ pub struct RawUpstream {
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum RawAuthenticator {
     Mtls {},
-    Jwt(RawJwt),
+    Jwt(Box<RawJwt>),
 }
 
 #[derive(Deserialize, Debug)]

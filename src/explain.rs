@@ -25,7 +25,12 @@ pub async fn explain(snap: &Snapshot, input: &ExplainInput) -> Result<(String, b
     let mut out = String::new();
     for j in &snap.remote_jwks {
         let ok = j.refresh().await;
-        let _ = writeln!(out, "jwks {:?}: {}", j.location, if ok { "loaded" } else { "fetch FAILED" });
+        let _ = writeln!(
+            out,
+            "jwks {:?}: {}",
+            j.location,
+            if ok { "loaded" } else { "fetch FAILED" }
+        );
     }
     let uri: http::Uri = input.url.parse().map_err(|e| format!("--url: {e}"))?;
     let method = Method::from_bytes(input.method.to_ascii_uppercase().as_bytes())
@@ -33,9 +38,13 @@ pub async fn explain(snap: &Snapshot, input: &ExplainInput) -> Result<(String, b
     let tls = uri.scheme_str() == Some("https");
     let mut req = Request::builder().method(method.clone()).uri(uri.clone());
     for h in &input.headers {
-        let (k, v) = h.split_once(':').ok_or_else(|| format!("-H `{h}`: use 'Name: value'"))?;
-        let k = HeaderName::from_bytes(k.trim().as_bytes()).map_err(|_| format!("-H `{h}`: bad header name"))?;
-        let v = HeaderValue::from_str(v.trim()).map_err(|_| format!("-H `{h}`: bad header value"))?;
+        let (k, v) = h
+            .split_once(':')
+            .ok_or_else(|| format!("-H `{h}`: use 'Name: value'"))?;
+        let k = HeaderName::from_bytes(k.trim().as_bytes())
+            .map_err(|_| format!("-H `{h}`: bad header name"))?;
+        let v =
+            HeaderValue::from_str(v.trim()).map_err(|_| format!("-H `{h}`: bad header value"))?;
         req = req.header(k, v);
     }
     let req = req.body(()).map_err(|e| e.to_string())?;
@@ -43,7 +52,8 @@ pub async fn explain(snap: &Snapshot, input: &ExplainInput) -> Result<(String, b
         None => None,
         Some(pem) => {
             use rustls_pki_types::pem::PemObject;
-            let der = rustls_pki_types::CertificateDer::from_pem_slice(pem).map_err(|e| format!("--client-cert: {e}"))?;
+            let der = rustls_pki_types::CertificateDer::from_pem_slice(pem)
+                .map_err(|e| format!("--client-cert: {e}"))?;
             Some(crate::tls::client_cert_info(&der))
         }
     };
@@ -51,7 +61,11 @@ pub async fn explain(snap: &Snapshot, input: &ExplainInput) -> Result<(String, b
         listener: Arc::from("explain"),
         peer: SocketAddr::new(input.peer, 0),
         tls,
-        sni: if tls { uri.host().map(|h| h.to_ascii_lowercase()) } else { None },
+        sni: if tls {
+            uri.host().map(|h| h.to_ascii_lowercase())
+        } else {
+            None
+        },
         alpn: None,
         client_cert,
         activity: Arc::new(Activity::default()),
@@ -60,7 +74,13 @@ pub async fn explain(snap: &Snapshot, input: &ExplainInput) -> Result<(String, b
     let routed = match crate::proxy::resolve(snap, &conn, &req) {
         Ok(r) => r,
         Err(e) => {
-            let _ = writeln!(out, "route: DENY {} {} ({})", e.status.as_u16(), e.reason, e.description);
+            let _ = writeln!(
+                out,
+                "route: DENY {} {} ({})",
+                e.status.as_u16(),
+                e.reason,
+                e.description
+            );
             return Ok((out, false));
         }
     };
@@ -70,9 +90,16 @@ pub async fn explain(snap: &Snapshot, input: &ExplainInput) -> Result<(String, b
     let route = &routed.route;
     let target = match &route.upstream.kind {
         UpstreamKind::Echo => "built-in echo".to_owned(),
-        UpstreamKind::Http(u) => format!("{}://{}{}{}", u.scheme, u.authority, u.base_path, routed.path),
+        UpstreamKind::Http(u) => format!(
+            "{}://{}{}{}",
+            u.scheme, u.authority, u.base_path, routed.path
+        ),
     };
-    let _ = writeln!(out, "route: {} -> upstream {} ({target})", route.name, route.upstream.name);
+    let _ = writeln!(
+        out,
+        "route: {} -> upstream {} ({target})",
+        route.name, route.upstream.name
+    );
     let client_ip = crate::proxy::client_ip(snap, &conn, req.headers());
     let auth_req = AuthRequest {
         headers: req.headers(),
@@ -88,7 +115,13 @@ pub async fn explain(snap: &Snapshot, input: &ExplainInput) -> Result<(String, b
     let decision = match decision {
         Ok(d) => d,
         Err(e) => {
-            let _ = writeln!(out, "decision: DENY {} {} ({})", e.status.as_u16(), e.reason, e.description);
+            let _ = writeln!(
+                out,
+                "decision: DENY {} {} ({})",
+                e.status.as_u16(),
+                e.reason,
+                e.description
+            );
             return Ok((out, false));
         }
     };

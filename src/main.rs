@@ -85,9 +85,14 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Cmd::Explain { config, method, url, headers, peer, client_cert } => {
-            explain(config, method, url, headers, peer, client_cert)
-        }
+        Cmd::Explain {
+            config,
+            method,
+            url,
+            headers,
+            peer,
+            client_cert,
+        } => explain(config, method, url, headers, peer, client_cert),
         Cmd::DevPki { out } => match portcullis::devpki::generate(&out) {
             Ok(files) => {
                 for f in files {
@@ -142,8 +147,17 @@ fn explain(
             return ExitCode::from(1);
         }
     };
-    let input = portcullis::explain::ExplainInput { method, url, headers, peer, client_cert };
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let input = portcullis::explain::ExplainInput {
+        method,
+        url,
+        headers,
+        peer,
+        client_cert,
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("portcullis: {e}");
@@ -153,7 +167,11 @@ fn explain(
     match rt.block_on(portcullis::explain::explain(&snap, &input)) {
         Ok((report, allowed)) => {
             print!("{report}");
-            if allowed { ExitCode::SUCCESS } else { ExitCode::from(1) }
+            if allowed {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
         }
         Err(e) => {
             eprintln!("portcullis: {e}");

@@ -18,7 +18,12 @@ fn token(claims: Value) -> String {
     for (k, v) in claims.as_object().unwrap() {
         c[k] = v.clone();
     }
-    encode(&Header::new(jsonwebtoken::Algorithm::HS256), &c, &EncodingKey::from_secret(SECRET.as_bytes())).unwrap()
+    encode(
+        &Header::new(jsonwebtoken::Algorithm::HS256),
+        &c,
+        &EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap()
 }
 
 fn config(up: &Upstream, audit: &str, rate: &str) -> String {
@@ -84,7 +89,11 @@ async fn scopes_all_any_superscope_and_the_configured_claim() {
         ("/all", json!({"scp": ["write", "read", "x"]}), 200),
         ("/all", json!({"scp": "read"}), 403),
         // only `scp` counts: a `scope` claim holding everything is ignored
-        ("/all", json!({"scp": "read", "scope": "read write root"}), 403),
+        (
+            "/all",
+            json!({"scp": "read", "scope": "read write root"}),
+            403,
+        ),
         ("/all", json!({"scp": ["root"]}), 200),
         ("/any", json!({"scp": "audit"}), 200),
         ("/any", json!({"scp": ["nothing"]}), 403),
@@ -97,11 +106,20 @@ async fn scopes_all_any_superscope_and_the_configured_claim() {
         assert_eq!(r.status().as_u16(), *want, "{path} {claims}");
         if *want == 403 {
             let h = r.headers()["www-authenticate"].to_str().unwrap();
-            assert!(h.starts_with("Bearer realm=\"portcullis\", error=\"insufficient_scope\", scope=\""), "{h}");
+            assert!(
+                h.starts_with(
+                    "Bearer realm=\"portcullis\", error=\"insufficient_scope\", scope=\""
+                ),
+                "{h}"
+            );
             let body: Value = r.json().await.unwrap();
             assert_eq!(body["error"], "insufficient_scope");
         }
-        assert_eq!(up.count() - before, usize::from(*want == 200), "{path} {claims}");
+        assert_eq!(
+            up.count() - before,
+            usize::from(*want == 200),
+            "{path} {claims}"
+        );
     }
     let r = get(&gw, "/all", Some(&token(json!({"scp": "read"})))).await;
     assert_eq!(
@@ -121,14 +139,24 @@ async fn rate_limits_answer_429_with_headers_and_isolate_identities() {
         assert_eq!(r.status(), 200, "request {i} within the burst of 3");
         assert_eq!(r.headers()["ratelimit-policy"], "\"per_user\";q=1;w=60");
         let rl = r.headers()["ratelimit"].to_str().unwrap();
-        assert!(rl.starts_with(&format!("\"per_user\";r={};t=", 2 - i)), "{rl}");
+        assert!(
+            rl.starts_with(&format!("\"per_user\";r={};t=", 2 - i)),
+            "{rl}"
+        );
     }
     let before = up.count();
     let r = get(&gw, "/limited", Some(&alice)).await;
     assert_eq!(r.status(), 429);
-    let retry: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    let retry: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((1..=60).contains(&retry), "Retry-After {retry}");
-    assert!(r.headers()["ratelimit"].to_str().unwrap().starts_with("\"per_user\";r=0;t="));
+    assert!(r.headers()["ratelimit"]
+        .to_str()
+        .unwrap()
+        .starts_with("\"per_user\";r=0;t="));
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"], "rate_limited");
     assert_eq!(up.count(), before, "a limited request reached the upstream");
@@ -144,7 +172,16 @@ async fn rate_limits_answer_429_with_headers_and_isolate_identities() {
     // header key: anonymous route, limited per X-Tenant value
     let tenant = |t: &'static str| {
         let url = format!("{}/tenant", gw.http("plain"));
-        async move { plain_client().get(url).header("x-tenant", t).send().await.unwrap().status().as_u16() }
+        async move {
+            plain_client()
+                .get(url)
+                .header("x-tenant", t)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
     };
     assert_eq!(tenant("a").await, 200);
     assert_eq!(tenant("a").await, 429);
@@ -162,7 +199,11 @@ async fn a_reload_keeps_unchanged_buckets() {
     assert_eq!(get(&gw, "/limited", Some(&alice)).await.status(), 429);
     let running = gw.running.as_ref().unwrap();
     running.gateway.reload().unwrap();
-    assert_eq!(get(&gw, "/limited", Some(&alice)).await.status(), 429, "reload reset the bucket");
+    assert_eq!(
+        get(&gw, "/limited", Some(&alice)).await.status(),
+        429,
+        "reload reset the bucket"
+    );
     // changing the quota starts fresh buckets
     let file = gw.dir.path().join("gateway.yaml");
     std::fs::write(&file, config(&up, "off", "2/min")).unwrap();
@@ -185,7 +226,10 @@ async fn the_audit_log_records_every_decision_and_no_token() {
     let mut lines: Vec<Value> = Vec::new();
     for _ in 0..500 {
         let text = std::fs::read_to_string(&audit).unwrap_or_default();
-        lines = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        lines = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
         if lines.len() >= 3 {
             break;
         }
@@ -209,7 +253,10 @@ async fn the_audit_log_records_every_decision_and_no_token() {
     assert_eq!(lines[2]["reason"], "no_route");
     let text = std::fs::read_to_string(&audit).unwrap();
     for t in [&good, &bad] {
-        assert!(!text.contains(t.split('.').nth(2).unwrap()), "a token signature is in the audit log");
+        assert!(
+            !text.contains(t.split('.').nth(2).unwrap()),
+            "a token signature is in the audit log"
+        );
         assert!(!text.contains(t.as_str()));
     }
     assert!(!text.contains(SECRET));

@@ -15,7 +15,10 @@ fn run(dir: &std::path::Path, args: &[&str]) -> (i32, String) {
         .args(args)
         .output()
         .unwrap();
-    (out.status.code().unwrap(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+    (
+        out.status.code().unwrap(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
 }
 
 #[test]
@@ -28,27 +31,73 @@ fn explains_denials_and_the_upstream_headers() {
         ),
     )
     .unwrap();
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
     let mk = |aud: &str, scope: &str| {
         let c = serde_json::json!({"iss": "https://i.test", "aud": aud, "sub": "alice", "exp": now + 600, "scope": scope, "role": "ops"});
-        encode(&Header::default(), &c, &EncodingKey::from_secret(SECRET.as_bytes())).unwrap()
+        encode(
+            &Header::default(),
+            &c,
+            &EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .unwrap()
     };
     let good = mk("gw", "read");
-    let (code, text) = run(dir.path(), &["--url", "http://api.test/api/./users/7", "-H", &format!("Authorization: Bearer {good}"), "-H", "X-Auth-Subject: mallory"]);
+    let (code, text) = run(
+        dir.path(),
+        &[
+            "--url",
+            "http://api.test/api/./users/7",
+            "-H",
+            &format!("Authorization: Bearer {good}"),
+            "-H",
+            "X-Auth-Subject: mallory",
+        ],
+    );
     assert_eq!(code, 0, "{text}");
-    assert!(text.contains("path: /api/./users/7 -> /api/users/7"), "{text}");
-    assert!(text.contains("route: users -> upstream users (http://127.0.0.1:9/api/users/7)"), "{text}");
-    assert!(text.contains("authenticate hs (jwt): ok, subject alice"), "{text}");
+    assert!(
+        text.contains("path: /api/./users/7 -> /api/users/7"),
+        "{text}"
+    );
+    assert!(
+        text.contains("route: users -> upstream users (http://127.0.0.1:9/api/users/7)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("authenticate hs (jwt): ok, subject alice"),
+        "{text}"
+    );
     assert!(text.contains("scopes: ok"), "{text}");
     assert!(text.contains("  x-auth-subject: alice\n"), "{text}");
     assert!(text.contains("  x-auth-role: ops\n"), "{text}");
     assert!(!text.contains("mallory"), "{text}");
-    assert!(!text.contains(&good), "explain must not print the token: {text}");
+    assert!(
+        !text.contains(&good),
+        "explain must not print the token: {text}"
+    );
 
-    let (code, text) = run(dir.path(), &["--url", "http://api.test/api/users", "-H", &format!("Authorization: Bearer {}", mk("other", "read"))]);
+    let (code, text) = run(
+        dir.path(),
+        &[
+            "--url",
+            "http://api.test/api/users",
+            "-H",
+            &format!("Authorization: Bearer {}", mk("other", "read")),
+        ],
+    );
     assert_eq!(code, 1);
     assert!(text.contains("DENY 401 token_wrong_audience"), "{text}");
-    let (code, text) = run(dir.path(), &["--url", "http://api.test/api/users", "-H", &format!("Authorization: Bearer {}", mk("gw", "write"))]);
+    let (code, text) = run(
+        dir.path(),
+        &[
+            "--url",
+            "http://api.test/api/users",
+            "-H",
+            &format!("Authorization: Bearer {}", mk("gw", "write")),
+        ],
+    );
     assert_eq!(code, 1);
     assert!(text.contains("scopes: DENY"), "{text}");
     let (code, text) = run(dir.path(), &["--url", "http://api.test/nothing"]);

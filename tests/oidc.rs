@@ -25,7 +25,10 @@ impl Op {
             std::path::Path::new(&format!("{dir}/node_modules/oidc-provider")).exists(),
             "oidc-provider is not installed: run `npm ci --prefix tests/interop/op` (.ci/run does)"
         );
-        let log = std::fs::File::create(std::env::temp_dir().join(format!("op-{}.log", std::process::id()))).unwrap();
+        let log = std::fs::File::create(
+            std::env::temp_dir().join(format!("op-{}.log", std::process::id())),
+        )
+        .unwrap();
         let mut child = Command::new("node")
             .arg(format!("{dir}/op.js"))
             .stdout(Stdio::piped())
@@ -33,9 +36,14 @@ impl Op {
             .spawn()
             .expect("node is needed for the OpenID provider test");
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
         let issuer = line.trim().to_owned();
-        assert!(issuer.starts_with("http://127.0.0.1:"), "op.js printed {issuer:?}");
+        assert!(
+            issuer.starts_with("http://127.0.0.1:"),
+            "op.js printed {issuer:?}"
+        );
         Op { child, issuer }
     }
 
@@ -79,7 +87,12 @@ impl Drop for Op {
 fn kid_of(token: &str) -> String {
     use base64::Engine;
     let h = token.split('.').next().unwrap();
-    let v: Value = serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(h).unwrap()).unwrap();
+    let v: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(h)
+            .unwrap(),
+    )
+    .unwrap();
     v["kid"].as_str().unwrap().to_owned()
 }
 
@@ -141,9 +154,18 @@ routes:
     // cached verification included
     op.post("/test/retire").await;
     let claims = json!({"iss": op.issuer}).to_string();
-    let forged = format!("{}.{}.{}", b64url(br#"{"alg":"RS256","typ":"at+jwt","kid":"k-unknown"}"#), b64url(claims.as_bytes()), b64url(b"sig"));
+    let forged = format!(
+        "{}.{}.{}",
+        b64url(br#"{"alg":"RS256","typ":"at+jwt","kid":"k-unknown"}"#),
+        b64url(claims.as_bytes()),
+        b64url(b"sig")
+    );
     assert_eq!(call(&gw, &forged).await, 401);
-    assert_eq!(call(&gw, &t1).await, 401, "a retired key's token must be refused");
+    assert_eq!(
+        call(&gw, &t1).await,
+        401,
+        "a retired key's token must be refused"
+    );
     assert_eq!(call(&gw, &t2).await, 200);
 
     // the provider goes away: the last good key set keeps serving
@@ -157,7 +179,9 @@ routes:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_kid_floods_refetch_at_most_once_per_cooldown() {
     // a JWKS server that counts its fetches
-    let key: Value = serde_json::from_str(&mint(&json!({"mode": "keygen", "alg": "ES256", "kid": "good"}))[0]).unwrap();
+    let key: Value =
+        serde_json::from_str(&mint(&json!({"mode": "keygen", "alg": "ES256", "kid": "good"}))[0])
+            .unwrap();
     let jwks = json!({"keys": [key["public"]]}).to_string();
     let hits = Arc::new(AtomicUsize::new(0));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -165,17 +189,25 @@ async fn unknown_kid_floods_refetch_at_most_once_per_cooldown() {
     let h = hits.clone();
     tokio::spawn(async move {
         loop {
-            let Ok((tcp, _)) = listener.accept().await else { return };
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
             let (h, jwks) = (h.clone(), jwks.clone());
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |_req| {
                     h.fetch_add(1, Ordering::SeqCst);
                     let body = jwks.clone();
-                    async move { Ok::<_, std::convert::Infallible>(hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from(body)))) }
+                    async move {
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                            http_body_util::Full::new(bytes::Bytes::from(body)),
+                        ))
+                    }
                 });
-                let _ = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
-                    .serve_connection(hyper_util::rt::TokioIo::new(tcp), svc)
-                    .await;
+                let _ = hyper_util::server::conn::auto::Builder::new(
+                    hyper_util::rt::TokioExecutor::new(),
+                )
+                .serve_connection(hyper_util::rt::TokioIo::new(tcp), svc)
+                .await;
             });
         }
     });
@@ -186,8 +218,10 @@ async fn unknown_kid_floods_refetch_at_most_once_per_cooldown() {
     ))
     .await;
     let now = unix_now();
-    let good = &mint(&json!([{"mode": "sign", "lib": "pyjwt", "alg": "ES256", "key": key["private"], "header": {"kid": "good"},
-        "claims": {"iss": "https://i.test", "aud": "a", "sub": "s", "exp": now + 600}}]))[0];
+    let good = &mint(
+        &json!([{"mode": "sign", "lib": "pyjwt", "alg": "ES256", "key": key["private"], "header": {"kid": "good"},
+        "claims": {"iss": "https://i.test", "aud": "a", "sub": "s", "exp": now + 600}}]),
+    )[0];
     // the first request may race the initial background fetch; wait for a 200
     let mut ok = false;
     for _ in 0..50 {
@@ -201,18 +235,32 @@ async fn unknown_kid_floods_refetch_at_most_once_per_cooldown() {
     let base = hits.load(Ordering::SeqCst);
     let mut tasks = Vec::new();
     for i in 0..200 {
-        let forged = format!("{}.{}.{}", b64url(format!(r#"{{"alg":"ES256","kid":"k{i}"}}"#).as_bytes()),
-            b64url(br#"{"iss":"https://i.test"}"#), b64url(&[1u8; 64]));
+        let forged = format!(
+            "{}.{}.{}",
+            b64url(format!(r#"{{"alg":"ES256","kid":"k{i}"}}"#).as_bytes()),
+            b64url(br#"{"iss":"https://i.test"}"#),
+            b64url(&[1u8; 64])
+        );
         let url = format!("{}/x", gw.http("plain"));
         tasks.push(tokio::spawn(async move {
-            plain_client().get(url).header("authorization", format!("Bearer {forged}")).send().await.unwrap().status().as_u16()
+            plain_client()
+                .get(url)
+                .header("authorization", format!("Bearer {forged}"))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
         }));
     }
     for t in tasks {
         assert_eq!(t.await.unwrap(), 401);
     }
     let fetched = hits.load(Ordering::SeqCst) - base;
-    assert!(fetched <= 1, "200 unknown kids caused {fetched} JWKS fetches within one cooldown");
+    assert!(
+        fetched <= 1,
+        "200 unknown kids caused {fetched} JWKS fetches within one cooldown"
+    );
     assert_eq!(up.count(), 1);
 }
 
