@@ -261,3 +261,58 @@ async fn the_audit_log_records_every_decision_and_no_token() {
     }
     assert!(!text.contains(SECRET));
 }
+
+#[tokio::test]
+async fn token_sources_typ_and_the_denylist() {
+    let up = Upstream::start().await;
+    let gw = Gw::start(&format!(
+        r#"
+listeners: [{{ name: plain, bind: 127.0.0.1:0 }}]
+logging: {{ audit: off }}
+upstreams: {{ rec: {{ url: "{}" }} }}
+authenticators:
+  web:
+    type: jwt
+    issuer: https://i.test
+    audiences: [gw]
+    algorithms: [HS256]
+    secret: "{SECRET}"
+    token_from: [header, "cookie:session", "query:access_token"]
+    require_typ: at+jwt
+routes:
+  - {{ name: r, match: {{ path_prefix: / }}, upstream: rec, auth: {{ any_of: [web] }} }}
+"#,
+        up.url()
+    ))
+    .await;
+    let now = unix_now();
+    let mk = |typ: &str, jti: &str| {
+        let mut h = Header::new(jsonwebtoken::Algorithm::HS256);
+        h.typ = Some(typ.to_owned());
+        let c = json!({"iss": "https://i.test", "aud": "gw", "sub": "alice", "exp": now + 600, "jti": jti});
+        encode(&h, &c, &EncodingKey::from_secret(SECRET.as_bytes())).unwrap()
+    };
+    let at = mk("at+jwt", "t-1");
+    let base = gw.http("plain");
+    let c = plain_client();
+    let status = |r: reqwest::Response| r.status().as_u16();
+    assert_eq!(status(c.get(format!("{base}/a")).header("cookie", format!("theme=dark; session={at}")).send().await.unwrap()), 200);
+    assert_eq!(status(c.get(format!("{base}/a?x=1&access_token={at}")).send().await.unwrap()), 200);
+    // the same credential in two places is a 400, not a choice
+    assert_eq!(
+        status(c.get(format!("{base}/a?access_token={at}")).header("authorization", format!("Bearer {at}")).send().await.unwrap()),
+        400
+    );
+    // an ID token (typ JWT) presented as an access token
+    assert_eq!(status(c.get(format!("{base}/a")).header("authorization", format!("Bearer {}", mk("JWT", "t-2"))).send().await.unwrap()), 401);
+    // application/at+jwt is the same type
+    assert_eq!(status(c.get(format!("{base}/a")).header("authorization", format!("Bearer {}", mk("application/at+jwt", "t-3"))).send().await.unwrap()), 200);
+    // revoking the jti refuses the token at once, although its verification is cached
+    let before = up.count();
+    gw.running.as_ref().unwrap().gateway.snapshot().revocations.revoke("t-1", (now + 600) as f64);
+    let r = c.get(format!("{base}/a")).header("authorization", format!("Bearer {at}")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error_description"], "the token has been revoked");
+    assert_eq!(up.count(), before);
+}
