@@ -296,21 +296,76 @@ routes:
     let base = gw.http("plain");
     let c = plain_client();
     let status = |r: reqwest::Response| r.status().as_u16();
-    assert_eq!(status(c.get(format!("{base}/a")).header("cookie", format!("theme=dark; session={at}")).send().await.unwrap()), 200);
-    assert_eq!(status(c.get(format!("{base}/a?x=1&access_token={at}")).send().await.unwrap()), 200);
+    assert_eq!(
+        status(
+            c.get(format!("{base}/a"))
+                .header("cookie", format!("theme=dark; session={at}"))
+                .send()
+                .await
+                .unwrap()
+        ),
+        200
+    );
+    assert_eq!(
+        status(
+            c.get(format!("{base}/a?x=1&access_token={at}"))
+                .send()
+                .await
+                .unwrap()
+        ),
+        200
+    );
     // the same credential in two places is a 400, not a choice
     assert_eq!(
-        status(c.get(format!("{base}/a?access_token={at}")).header("authorization", format!("Bearer {at}")).send().await.unwrap()),
+        status(
+            c.get(format!("{base}/a?access_token={at}"))
+                .header("authorization", format!("Bearer {at}"))
+                .send()
+                .await
+                .unwrap()
+        ),
         400
     );
     // an ID token (typ JWT) presented as an access token
-    assert_eq!(status(c.get(format!("{base}/a")).header("authorization", format!("Bearer {}", mk("JWT", "t-2"))).send().await.unwrap()), 401);
+    assert_eq!(
+        status(
+            c.get(format!("{base}/a"))
+                .header("authorization", format!("Bearer {}", mk("JWT", "t-2")))
+                .send()
+                .await
+                .unwrap()
+        ),
+        401
+    );
     // application/at+jwt is the same type
-    assert_eq!(status(c.get(format!("{base}/a")).header("authorization", format!("Bearer {}", mk("application/at+jwt", "t-3"))).send().await.unwrap()), 200);
+    assert_eq!(
+        status(
+            c.get(format!("{base}/a"))
+                .header(
+                    "authorization",
+                    format!("Bearer {}", mk("application/at+jwt", "t-3"))
+                )
+                .send()
+                .await
+                .unwrap()
+        ),
+        200
+    );
     // revoking the jti refuses the token at once, although its verification is cached
     let before = up.count();
-    gw.running.as_ref().unwrap().gateway.snapshot().revocations.revoke("t-1", (now + 600) as f64);
-    let r = c.get(format!("{base}/a")).header("authorization", format!("Bearer {at}")).send().await.unwrap();
+    gw.running
+        .as_ref()
+        .unwrap()
+        .gateway
+        .snapshot()
+        .revocations
+        .revoke("t-1", (now + 600) as f64);
+    let r = c
+        .get(format!("{base}/a"))
+        .header("authorization", format!("Bearer {at}"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error_description"], "the token has been revoked");
