@@ -403,6 +403,7 @@ impl JwtAuthn {
                 key_id: None,
                 issuer: Some(self.issuer.clone()),
                 extra_headers,
+                own_limit: None,
             }),
             jti: jti.map(Box::from),
         })

@@ -5,6 +5,7 @@
 //! bad (stop: a present-but-invalid credential never falls through). Authorizers then run in
 //! order (client-certificate requirement, scopes, rate limit) and the first failure is the answer.
 
+pub mod api_key;
 pub mod jwks;
 pub mod jwt;
 pub mod rate_limit;
@@ -52,6 +53,8 @@ pub struct Identity {
     pub issuer: Option<String>,
     /// `claims_to_headers` values (names start with `x-auth-`, so client copies are stripped).
     pub extra_headers: Vec<(HeaderName, HeaderValue)>,
+    /// An API key's own rate limit: replaces the route's for that key.
+    pub own_limit: Option<Arc<RateLimit>>,
 }
 
 impl Identity {
@@ -64,6 +67,7 @@ impl Identity {
             key_id: None,
             issuer: None,
             extra_headers: Vec::new(),
+            own_limit: None,
         }
     }
 
@@ -86,6 +90,7 @@ pub enum Authenticator {
     /// Identity from the verified client certificate of the connection.
     Mtls,
     Jwt(Arc<JwtAuthn>),
+    ApiKey(Arc<api_key::ApiKeyAuthn>),
 }
 
 #[derive(Debug)]
@@ -99,6 +104,7 @@ impl AuthnDef {
         match self.kind {
             Authenticator::Mtls => "mtls",
             Authenticator::Jwt(_) => "jwt",
+            Authenticator::ApiKey(_) => "api_key",
         }
     }
 }
@@ -175,8 +181,13 @@ async fn authenticate_one(
                 key_id: None,
                 issuer: None,
                 extra_headers: Vec::new(),
+                own_limit: None,
             })
         })),
+        Authenticator::ApiKey(k) => match k.find_key(req.headers)? {
+            None => Ok(None),
+            Some(key) => k.authenticate(key, now as i64).map(Some),
+        },
         Authenticator::Jwt(j) => {
             let Some(token) = j.find_token(req.headers, req.query)? else {
                 return Ok(None);
@@ -299,7 +310,7 @@ pub async fn evaluate(
         note(&mut trace, || "scopes: ok".into());
     }
     let mut response_headers = Vec::new();
-    if let Some(limit) = &chain.rate_limit {
+    if let Some(limit) = identity.own_limit.as_ref().or(chain.rate_limit.as_ref()) {
         let key = limit_key(limit, &identity, req);
         match limit.check(&key) {
             Ok(h) => {
@@ -332,6 +343,7 @@ fn missing_credential(any_of: &[Arc<AuthnDef>]) -> Reject {
     for a in any_of {
         let c = match a.kind {
             Authenticator::Jwt(_) => "Bearer realm=\"portcullis\"",
+            Authenticator::ApiKey(_) => api_key::ApiKeyAuthn::challenge(),
             Authenticator::Mtls => continue,
         };
         if !challenges.contains(&c) {

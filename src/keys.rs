@@ -1,0 +1,407 @@
+//! API keys: the format Portcullis issues (`sk_live_` / `sk_test_`, 32 random base62 characters,
+//! a 6-character base62 CRC-32 checksum), and the in-memory key ring every request looks keys up
+//! in by `sha256(key)`. Only hashes are kept; a plaintext exists once, in the create/rotate answer.
+
+use crate::auth::rate_limit::{LimitKey, LimitSpec, RateLimit};
+use crate::auth::{AuthMethod, Identity};
+use crate::values::Rate;
+use dashmap::DashMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::Arc;
+
+pub const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Env {
+    Live,
+    Test,
+}
+
+impl Env {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Env::Live => "live",
+            Env::Test => "test",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Env> {
+        match s {
+            "live" => Some(Env::Live),
+            "test" => Some(Env::Test),
+            _ => None,
+        }
+    }
+}
+
+fn random_base62(n: usize) -> String {
+    let mut out = String::with_capacity(n);
+    let mut buf = [0u8; 64];
+    while out.len() < n {
+        let _ = aws_lc_rs::rand::fill(&mut buf);
+        for b in buf {
+            // 248 = 4 * 62: rejection sampling keeps every character equally likely.
+            if b < 248 && out.len() < n {
+                out.push(BASE62[(b % 62) as usize] as char);
+            }
+        }
+    }
+    out
+}
+
+fn base62_u32(mut v: u32, width: usize) -> String {
+    let mut digits = Vec::with_capacity(width);
+    while v > 0 {
+        digits.push(BASE62[(v % 62) as usize]);
+        v /= 62;
+    }
+    while digits.len() < width {
+        digits.push(b'0');
+    }
+    digits.reverse();
+    String::from_utf8(digits).unwrap_or_default()
+}
+
+pub fn checksum(body: &str) -> String {
+    base62_u32(crc32fast::hash(body.as_bytes()), 6)
+}
+
+/// A new secret: `sk_<env>_` + 32 random base62 + 6-character checksum (>= 190 bits of entropy).
+pub fn generate_secret(env: Env) -> String {
+    let body = format!("sk_{}_{}", env.as_str(), random_base62(32));
+    let sum = checksum(&body);
+    body + &sum
+}
+
+pub fn generate_id() -> String {
+    format!("key_{}", random_base62(16))
+}
+
+/// What a presented key looks like.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Shape {
+    /// Our format with a valid checksum.
+    Ours(Env),
+    /// Our format, checksum wrong: refused without a lookup.
+    BadChecksum,
+    /// Anything else (imported keys from other systems).
+    Foreign,
+}
+
+pub fn shape(key: &str) -> Shape {
+    let env = if key.starts_with("sk_live_") {
+        Env::Live
+    } else if key.starts_with("sk_test_") {
+        Env::Test
+    } else {
+        return Shape::Foreign;
+    };
+    let b = key.as_bytes();
+    if b.len() != 46 || !b[8..].iter().all(u8::is_ascii_alphanumeric) {
+        return Shape::Foreign;
+    }
+    if checksum(&key[..40]) == key[40..] {
+        Shape::Ours(env)
+    } else {
+        Shape::BadChecksum
+    }
+}
+
+pub type Hash = [u8; 32];
+
+pub fn hash_key(key: &str) -> Hash {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, key.as_bytes());
+    let mut h = [0u8; 32];
+    h.copy_from_slice(d.as_ref());
+    h
+}
+
+/// A key as stored: metadata and secret hashes, never a secret.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyRow {
+    pub id: String,
+    pub prefix: String,
+    pub name: String,
+    pub subject: Option<String>,
+    pub scopes: Vec<String>,
+    pub env: Env,
+    pub rate_limit: Option<String>,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+    pub last_used_at: Option<i64>,
+    /// The current secret's hash.
+    pub current: Hash,
+    /// Earlier secrets still accepted until their time (unix seconds).
+    pub previous: Vec<(Hash, i64)>,
+}
+
+/// A key in memory.
+#[derive(Debug)]
+pub struct KeyRecord {
+    pub row: KeyRow,
+    pub last_used: AtomicI64,
+    dirty: AtomicBool,
+    /// Built once: the identity every request with this key gets.
+    pub identity: Arc<Identity>,
+}
+
+impl KeyRecord {
+    pub fn status(&self, now: i64) -> &'static str {
+        if self.row.revoked_at.is_some() {
+            "revoked"
+        } else if self.row.expires_at.is_some_and(|e| e <= now) {
+            "expired"
+        } else {
+            "active"
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyRefusal {
+    Malformed,
+    Unknown,
+    Expired,
+    Revoked,
+    /// An earlier secret whose grace period has ended.
+    Rotated,
+}
+
+impl KeyRefusal {
+    pub fn reason(self) -> &'static str {
+        match self {
+            KeyRefusal::Malformed => "api_key_checksum",
+            KeyRefusal::Unknown => "api_key_unknown",
+            KeyRefusal::Expired => "api_key_expired",
+            KeyRefusal::Revoked => "api_key_revoked",
+            KeyRefusal::Rotated => "api_key_rotated",
+        }
+    }
+}
+
+/// All keys, in memory, shared by every listener and reload.
+#[derive(Default)]
+pub struct KeyRing {
+    by_hash: DashMap<Hash, Arc<KeyRecord>>,
+    by_id: DashMap<String, Arc<KeyRecord>>,
+    /// One limiter per distinct per-key quota, counting per key id.
+    limits: DashMap<LimitSpec, Arc<RateLimit>>,
+    pub loaded: AtomicBool,
+}
+
+impl std::fmt::Debug for KeyRing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyRing").field("keys", &self.by_id.len()).finish()
+    }
+}
+
+pub fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+impl KeyRing {
+    fn limiter(&self, rate: &str) -> Option<Arc<RateLimit>> {
+        let r: Rate = crate::values::parse_rate(rate).ok()?;
+        let spec = LimitSpec {
+            count: r.count,
+            per: r.per,
+            burst: r.count,
+        };
+        Some(
+            self.limits
+                .entry(spec)
+                .or_insert_with(|| {
+                    Arc::new(
+                        RateLimit::new("api_key", spec, LimitKey::Identity)
+                            .unwrap_or_else(|_| unreachable_limit()),
+                    )
+                })
+                .clone(),
+        )
+    }
+
+    fn record(&self, row: KeyRow) -> Arc<KeyRecord> {
+        let identity = Arc::new(Identity {
+            method: AuthMethod::ApiKey,
+            authenticator: None,
+            subject: Some(row.subject.clone().unwrap_or_else(|| row.id.clone())),
+            scopes: row.scopes.clone(),
+            key_id: Some(row.id.clone()),
+            issuer: None,
+            extra_headers: Vec::new(),
+            own_limit: row.rate_limit.as_deref().and_then(|r| self.limiter(r)),
+        });
+        Arc::new(KeyRecord {
+            last_used: AtomicI64::new(row.last_used_at.unwrap_or(0)),
+            dirty: AtomicBool::new(false),
+            row,
+            identity,
+        })
+    }
+
+    /// Puts (or replaces) a key: every hash it has now points at the new record; hashes it no
+    /// longer has are dropped.
+    pub fn put(&self, row: KeyRow) {
+        let old = self.by_id.get(&row.id).map(|r| r.clone());
+        let rec = self.record(row);
+        if let Some(old) = old {
+            self.by_hash.remove(&old.row.current);
+            for (h, _) in &old.row.previous {
+                self.by_hash.remove(h);
+            }
+        }
+        if rec.row.revoked_at.is_none() {
+            self.by_hash.insert(rec.row.current, rec.clone());
+            for (h, _) in &rec.row.previous {
+                self.by_hash.insert(*h, rec.clone());
+            }
+        }
+        self.by_id.insert(rec.row.id.clone(), rec);
+    }
+
+    pub fn get(&self, id: &str) -> Option<Arc<KeyRecord>> {
+        self.by_id.get(id).map(|r| r.clone())
+    }
+
+    pub fn contains_hash(&self, h: &Hash) -> bool {
+        self.by_hash.contains_key(h)
+    }
+
+    pub fn all(&self) -> Vec<Arc<KeyRecord>> {
+        let mut v: Vec<_> = self.by_id.iter().map(|r| r.clone()).collect();
+        v.sort_by(|a, b| (a.row.created_at, &a.row.id).cmp(&(b.row.created_at, &b.row.id)));
+        v
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+
+    /// Active keys (not revoked, not expired).
+    pub fn active(&self, now: i64) -> usize {
+        self.by_id.iter().filter(|r| r.status(now) == "active").count()
+    }
+
+    /// The per-request lookup: shape check, then one hash and one map probe.
+    pub fn lookup(&self, key: &str, now: i64) -> Result<Arc<KeyRecord>, KeyRefusal> {
+        if shape(key) == Shape::BadChecksum {
+            return Err(KeyRefusal::Malformed);
+        }
+        let h = hash_key(key);
+        let rec = self.by_hash.get(&h).map(|r| r.clone()).ok_or(KeyRefusal::Unknown)?;
+        if rec.row.revoked_at.is_some() {
+            return Err(KeyRefusal::Revoked);
+        }
+        if rec.row.expires_at.is_some_and(|e| e <= now) {
+            return Err(KeyRefusal::Expired);
+        }
+        if rec.row.current != h {
+            let valid = rec.row.previous.iter().any(|(p, until)| *p == h && *until > now);
+            if !valid {
+                return Err(KeyRefusal::Rotated);
+            }
+        }
+        if rec.last_used.swap(now, Ordering::Relaxed) != now {
+            rec.dirty.store(true, Ordering::Relaxed);
+        }
+        Ok(rec)
+    }
+
+    /// Keys used since the last call, with their last-use time (for a batched store write).
+    pub fn take_used(&self) -> Vec<(String, i64)> {
+        self.by_id
+            .iter()
+            .filter(|r| r.dirty.swap(false, Ordering::Relaxed))
+            .map(|r| (r.row.id.clone(), r.last_used.load(Ordering::Relaxed)))
+            .collect()
+    }
+}
+
+fn unreachable_limit() -> RateLimit {
+    // parse_rate guarantees count >= 1, so RateLimit::new cannot fail; this is a harmless
+    // fallback that keeps the request path free of panics.
+    #[allow(clippy::expect_used)] // constant arguments: 1/s with burst 1 is always valid
+    RateLimit::new(
+        "api_key",
+        LimitSpec {
+            count: 1,
+            per: std::time::Duration::from_secs(1),
+            burst: 1,
+        },
+        LimitKey::Identity,
+    )
+    .expect("1/s is a valid quota")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issued_keys_have_the_documented_shape() {
+        for env in [Env::Live, Env::Test] {
+            let k = generate_secret(env);
+            assert_eq!(k.len(), 46);
+            assert!(k.starts_with(&format!("sk_{}_", env.as_str())));
+            assert_eq!(shape(&k), Shape::Ours(env));
+            assert_eq!(k[40..], base62_u32(crc32fast::hash(&k.as_bytes()[..40]), 6));
+            // a flipped character fails the checksum
+            let mut b = k.clone().into_bytes();
+            b[20] = if b[20] == b'a' { b'b' } else { b'a' };
+            assert_eq!(shape(&String::from_utf8(b).unwrap()), Shape::BadChecksum);
+        }
+        assert_eq!(shape("pk_0123456789abcdef"), Shape::Foreign);
+        assert_eq!(shape("sk_live_short"), Shape::Foreign);
+        assert_eq!(base62_u32(0, 6), "000000");
+        assert_eq!(base62_u32(61, 6), "00000z");
+        assert_eq!(base62_u32(62, 6), "000010");
+        assert_eq!(base62_u32(u32::MAX, 6), "4gfFC3");
+        assert!(generate_id().starts_with("key_"));
+        assert_eq!(generate_id().len(), 20);
+    }
+
+    fn row(id: &str, secret: &str) -> KeyRow {
+        KeyRow {
+            id: id.into(),
+            prefix: secret[..12].into(),
+            name: "n".into(),
+            subject: Some("svc".into()),
+            scopes: vec!["read".into()],
+            env: Env::Live,
+            rate_limit: None,
+            created_at: 1,
+            expires_at: None,
+            revoked_at: None,
+            last_used_at: None,
+            current: hash_key(secret),
+            previous: vec![],
+        }
+    }
+
+    #[test]
+    fn rotation_grace_and_revocation() {
+        let ring = KeyRing::default();
+        let old = generate_secret(Env::Live);
+        let new = generate_secret(Env::Live);
+        ring.put(row("key_a", &old));
+        assert!(ring.lookup(&old, 100).is_ok());
+        let mut r = row("key_a", &new);
+        r.previous = vec![(hash_key(&old), 200)];
+        ring.put(r.clone());
+        assert!(ring.lookup(&new, 150).is_ok());
+        assert!(ring.lookup(&old, 150).is_ok());
+        assert_eq!(ring.lookup(&old, 200).unwrap_err(), KeyRefusal::Rotated);
+        r.revoked_at = Some(160);
+        ring.put(r);
+        assert_eq!(ring.lookup(&new, 170).unwrap_err(), KeyRefusal::Unknown);
+        assert_eq!(ring.lookup(&old, 170).unwrap_err(), KeyRefusal::Unknown);
+        assert_eq!(ring.get("key_a").unwrap().status(170), "revoked");
+    }
+}

@@ -1,0 +1,363 @@
+//! The embedded store: SQLite (bundled), WAL, `synchronous=FULL` (an answered admin write
+//! survives a crash), created on first start.
+
+use super::{Store, StoreError, StoreResult};
+use crate::keys::{Env, Hash, KeyRow};
+use rusqlite::{params, Connection, OptionalExtension};
+use std::path::Path;
+use std::sync::Mutex;
+
+#[derive(Debug)]
+pub struct Sqlite {
+    conn: Mutex<Connection>,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS keys (
+    id TEXT PRIMARY KEY,
+    prefix TEXT NOT NULL,
+    name TEXT NOT NULL,
+    subject TEXT,
+    scopes TEXT NOT NULL,
+    env TEXT NOT NULL,
+    rate_limit TEXT,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER,
+    revoked_at INTEGER,
+    last_used_at INTEGER
+);
+CREATE TABLE IF NOT EXISTS key_secrets (
+    hash BLOB PRIMARY KEY,
+    key_id TEXT NOT NULL REFERENCES keys(id),
+    valid_until INTEGER          -- NULL: the current secret
+);
+CREATE INDEX IF NOT EXISTS key_secrets_by_key ON key_secrets(key_id);
+CREATE TABLE IF NOT EXISTS revocations (jti TEXT PRIMARY KEY, until INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS admin_audit (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    at INTEGER NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+";
+
+fn unavailable(e: rusqlite::Error) -> StoreError {
+    match &e {
+        rusqlite::Error::SqliteFailure(f, msg)
+            if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
+            StoreError::Conflict(msg.clone().unwrap_or_else(|| "constraint".into()))
+        }
+        _ => StoreError::Unavailable(e.to_string()),
+    }
+}
+
+impl Sqlite {
+    pub fn open(path: &Path) -> StoreResult<Sqlite> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::Unavailable(format!("{}: {e}", dir.display())))?;
+        }
+        let conn = Connection::open(path)
+            .map_err(|e| StoreError::Unavailable(format!("{}: {e}", path.display())))?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(unavailable)?;
+        conn.pragma_update(None, "synchronous", "FULL").map_err(unavailable)?;
+        conn.pragma_update(None, "foreign_keys", "ON").map_err(unavailable)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(unavailable)?;
+        conn.execute_batch(SCHEMA).map_err(unavailable)?;
+        Ok(Sqlite {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn integrity_check(&self) -> StoreResult<String> {
+        self.conn()
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .map_err(unavailable)
+    }
+}
+
+fn to_hash(v: Vec<u8>) -> Hash {
+    let mut h = [0u8; 32];
+    if v.len() == 32 {
+        h.copy_from_slice(&v);
+    }
+    h
+}
+
+impl Store for Sqlite {
+    fn load_keys(&self) -> StoreResult<Vec<KeyRow>> {
+        let conn = self.conn();
+        let mut secrets: std::collections::HashMap<String, (Option<Hash>, Vec<(Hash, i64)>)> =
+            std::collections::HashMap::new();
+        {
+            let mut st = conn
+                .prepare("SELECT key_id, hash, valid_until FROM key_secrets")
+                .map_err(unavailable)?;
+            let rows = st
+                .query_map([], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?, r.get::<_, Option<i64>>(2)?))
+                })
+                .map_err(unavailable)?;
+            for row in rows {
+                let (id, hash, until) = row.map_err(unavailable)?;
+                let e = secrets.entry(id).or_default();
+                match until {
+                    None => e.0 = Some(to_hash(hash)),
+                    Some(u) => e.1.push((to_hash(hash), u)),
+                }
+            }
+        }
+        let mut st = conn
+            .prepare(
+                "SELECT id, prefix, name, subject, scopes, env, rate_limit, created_at, expires_at, revoked_at, last_used_at FROM keys",
+            )
+            .map_err(unavailable)?;
+        let rows = st
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, Option<String>>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, String>(5)?,
+                    r.get::<_, Option<String>>(6)?,
+                    r.get::<_, i64>(7)?,
+                    r.get::<_, Option<i64>>(8)?,
+                    r.get::<_, Option<i64>>(9)?,
+                    r.get::<_, Option<i64>>(10)?,
+                ))
+            })
+            .map_err(unavailable)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, prefix, name, subject, scopes, env, rate_limit, created_at, expires_at, revoked_at, last_used_at) =
+                row.map_err(unavailable)?;
+            let (current, previous) = secrets.remove(&id).unwrap_or_default();
+            let Some(current) = current else { continue };
+            out.push(KeyRow {
+                scopes: serde_json::from_str(&scopes).unwrap_or_default(),
+                env: Env::parse(&env).unwrap_or(Env::Live),
+                id,
+                prefix,
+                name,
+                subject,
+                rate_limit,
+                created_at,
+                expires_at,
+                revoked_at,
+                last_used_at,
+                current,
+                previous,
+            });
+        }
+        Ok(out)
+    }
+
+    fn insert_keys(&self, rows: &[KeyRow]) -> StoreResult<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(unavailable)?;
+        {
+            let mut k = tx
+                .prepare_cached(
+                    "INSERT INTO keys (id, prefix, name, subject, scopes, env, rate_limit, created_at, expires_at, revoked_at, last_used_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                )
+                .map_err(unavailable)?;
+            let mut s = tx
+                .prepare_cached("INSERT INTO key_secrets (hash, key_id, valid_until) VALUES (?1, ?2, ?3)")
+                .map_err(unavailable)?;
+            for r in rows {
+                k.execute(params![
+                    r.id,
+                    r.prefix,
+                    r.name,
+                    r.subject,
+                    serde_json::to_string(&r.scopes).unwrap_or_else(|_| "[]".into()),
+                    r.env.as_str(),
+                    r.rate_limit,
+                    r.created_at,
+                    r.expires_at,
+                    r.revoked_at,
+                    r.last_used_at
+                ])
+                .map_err(|e| match unavailable(e) {
+                    StoreError::Conflict(_) => StoreError::Conflict(format!("key id `{}` already exists", r.id)),
+                    other => other,
+                })?;
+                s.execute(params![r.current.as_slice(), r.id, Option::<i64>::None])
+                    .map_err(|e| match unavailable(e) {
+                        StoreError::Conflict(_) => StoreError::Conflict(format!("the secret of key `{}` is already stored", r.id)),
+                        other => other,
+                    })?;
+                for (h, until) in &r.previous {
+                    s.execute(params![h.as_slice(), r.id, until]).map_err(unavailable)?;
+                }
+            }
+        }
+        tx.commit().map_err(unavailable)
+    }
+
+    fn rotate_key(&self, id: &str, current: &Hash, previous: &[(Hash, i64)]) -> StoreResult<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(unavailable)?;
+        let n = tx
+            .execute("DELETE FROM key_secrets WHERE key_id = ?1", params![id])
+            .map_err(unavailable)?;
+        if n == 0 {
+            return Err(StoreError::NotFound);
+        }
+        tx.execute(
+            "INSERT INTO key_secrets (hash, key_id, valid_until) VALUES (?1, ?2, NULL)",
+            params![current.as_slice(), id],
+        )
+        .map_err(unavailable)?;
+        for (h, until) in previous {
+            tx.execute(
+                "INSERT INTO key_secrets (hash, key_id, valid_until) VALUES (?1, ?2, ?3)",
+                params![h.as_slice(), id, until],
+            )
+            .map_err(unavailable)?;
+        }
+        tx.commit().map_err(unavailable)
+    }
+
+    fn revoke_key(&self, id: &str, at: i64) -> StoreResult<()> {
+        let n = self
+            .conn()
+            .execute(
+                "UPDATE keys SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+                params![id, at],
+            )
+            .map_err(unavailable)?;
+        if n == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    fn touch_keys(&self, used: &[(String, i64)]) -> StoreResult<()> {
+        if used.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(unavailable)?;
+        {
+            let mut st = tx
+                .prepare_cached("UPDATE keys SET last_used_at = ?2 WHERE id = ?1")
+                .map_err(unavailable)?;
+            for (id, at) in used {
+                st.execute(params![id, at]).map_err(unavailable)?;
+            }
+        }
+        tx.commit().map_err(unavailable)
+    }
+
+    fn load_revocations(&self, now: i64) -> StoreResult<Vec<(String, i64)>> {
+        let conn = self.conn();
+        let mut st = conn
+            .prepare("SELECT jti, until FROM revocations WHERE until > ?1")
+            .map_err(unavailable)?;
+        let rows = st
+            .query_map(params![now], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(unavailable)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(unavailable)
+    }
+
+    fn insert_revocation(&self, jti: &str, until: i64) -> StoreResult<()> {
+        self.conn()
+            .execute(
+                "INSERT INTO revocations (jti, until) VALUES (?1, ?2) ON CONFLICT(jti) DO UPDATE SET until = max(until, excluded.until)",
+                params![jti, until],
+            )
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    fn purge_revocations(&self, now: i64) -> StoreResult<usize> {
+        self.conn()
+            .execute("DELETE FROM revocations WHERE until <= ?1", params![now])
+            .map_err(unavailable)
+    }
+
+    fn audit(&self, actor: &str, action: &str, target: &str, detail: &str) -> StoreResult<()> {
+        self.conn()
+            .execute(
+                "INSERT INTO admin_audit (at, actor, action, target, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![crate::keys::now_unix(), actor, action, target, detail],
+            )
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    fn setting(&self, name: &str) -> StoreResult<Option<String>> {
+        self.conn()
+            .query_row("SELECT value FROM settings WHERE name = ?1", params![name], |r| r.get(0))
+            .optional()
+            .map_err(unavailable)
+    }
+
+    fn set_setting(&self, name: &str, value: &str) -> StoreResult<()> {
+        self.conn()
+            .execute(
+                "INSERT INTO settings (name, value) VALUES (?1, ?2) ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+                params![name, value],
+            )
+            .map_err(unavailable)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::{generate_secret, hash_key};
+
+    #[test]
+    fn round_trip_rotate_revoke_and_conflicts() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Sqlite::open(&dir.path().join("sub/p.db")).unwrap();
+        let secret = generate_secret(Env::Test);
+        let row = KeyRow {
+            id: "key_1".into(),
+            prefix: secret[..12].into(),
+            name: "ci".into(),
+            subject: Some("svc".into()),
+            scopes: vec!["a".into(), "b".into()],
+            env: Env::Test,
+            rate_limit: Some("5/s".into()),
+            created_at: 10,
+            expires_at: Some(99),
+            revoked_at: None,
+            last_used_at: None,
+            current: hash_key(&secret),
+            previous: vec![],
+        };
+        s.insert_keys(std::slice::from_ref(&row)).unwrap();
+        assert!(matches!(s.insert_keys(std::slice::from_ref(&row)), Err(StoreError::Conflict(_))));
+        assert_eq!(s.load_keys().unwrap(), vec![row.clone()]);
+        let new = hash_key("other");
+        s.rotate_key("key_1", &new, &[(row.current, 50)]).unwrap();
+        s.touch_keys(&[("key_1".into(), 42)]).unwrap();
+        s.revoke_key("key_1", 60).unwrap();
+        assert!(matches!(s.revoke_key("key_1", 61), Err(StoreError::NotFound)));
+        let back = &s.load_keys().unwrap()[0];
+        assert_eq!(back.current, new);
+        assert_eq!(back.previous, vec![(row.current, 50)]);
+        assert_eq!(back.revoked_at, Some(60));
+        assert_eq!(back.last_used_at, Some(42));
+        s.insert_revocation("j", 100).unwrap();
+        assert_eq!(s.load_revocations(50).unwrap(), vec![("j".to_string(), 100)]);
+        assert_eq!(s.purge_revocations(100).unwrap(), 1);
+        s.set_setting("admin_token_sha256", "x").unwrap();
+        assert_eq!(s.setting("admin_token_sha256").unwrap().as_deref(), Some("x"));
+        assert_eq!(s.integrity_check().unwrap(), "ok");
+    }
+}
