@@ -49,8 +49,39 @@ pub struct RawConfig {
     #[serde(default)]
     pub scopes: RawScopes,
     #[serde(default)]
+    pub admin: RawAdmin,
+    #[serde(default)]
+    pub store: RawStore,
+    #[serde(default)]
     pub routes: Vec<RawRoute>,
     pub workers: Option<Num>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAdmin {
+    pub bind: S,
+    /// `sha256:<64 hex>` of the admin token.
+    pub token_sha256: Option<S>,
+    pub tls: Option<RawTls>,
+}
+
+impl Default for RawAdmin {
+    fn default() -> Self {
+        RawAdmin {
+            bind: S("127.0.0.1:9901".into()),
+            token_sha256: None,
+            tls: None,
+        }
+    }
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawStore {
+    pub sqlite: Option<S>,
+    pub postgres: Option<S>,
+    pub redis: Option<S>,
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -171,6 +202,10 @@ pub struct RawUpstream {
 pub enum RawAuthenticator {
     Mtls {},
     Jwt(Box<RawJwt>),
+    ApiKey {
+        /// Accept only keys of these environments (`live`, `test`); default both.
+        envs: Option<Vec<S>>,
+    },
 }
 
 #[derive(Deserialize, Debug)]
@@ -374,8 +409,26 @@ pub fn canonical_ip(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// State that outlives every snapshot: the keys and the JWT denylist.
+#[derive(Debug, Default)]
+pub struct Shared {
+    pub keys: Arc<crate::keys::KeyRing>,
+    pub revocations: Arc<Revocations>,
+}
+
+pub struct AdminCfg {
+    pub bind: SocketAddr,
+    /// SHA-256 of the admin token, when the config gives one.
+    pub token_sha256: Option<[u8; 32]>,
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+}
+
 pub struct Snapshot {
     pub source: PathBuf,
+    pub shared: Arc<Shared>,
+    pub admin: AdminCfg,
+    /// The SQLite file (resolved).
+    pub store_path: PathBuf,
     pub listeners: Vec<ListenerCfg>,
     pub limits: Limits,
     pub logging: LoggingCfg,
@@ -444,6 +497,17 @@ pub fn load_mode(
     prev: Option<&Snapshot>,
     mode: Mode,
 ) -> Result<Snapshot, ConfigErrors> {
+    let shared = prev.map_or_else(|| Arc::new(Shared::default()), |p| p.shared.clone());
+    load_shared(file, prev, mode, &shared)
+}
+
+/// Loads with the given long-lived state (the server passes its own).
+pub fn load_shared(
+    file: &Path,
+    prev: Option<&Snapshot>,
+    mode: Mode,
+    shared: &Arc<Shared>,
+) -> Result<Snapshot, ConfigErrors> {
     let src = std::fs::read_to_string(file).map_err(|e| ConfigErrors {
         file: file.to_path_buf(),
         issues: vec![ConfigIssue {
@@ -452,7 +516,7 @@ pub fn load_mode(
             at: None,
         }],
     })?;
-    load_str(file, &src, prev, mode)
+    load_str_shared(file, &src, prev, mode, shared)
 }
 
 pub fn load_str(
@@ -460,6 +524,17 @@ pub fn load_str(
     src: &str,
     prev: Option<&Snapshot>,
     mode: Mode,
+) -> Result<Snapshot, ConfigErrors> {
+    let shared = prev.map_or_else(|| Arc::new(Shared::default()), |p| p.shared.clone());
+    load_str_shared(file, src, prev, mode, &shared)
+}
+
+pub fn load_str_shared(
+    file: &Path,
+    src: &str,
+    prev: Option<&Snapshot>,
+    mode: Mode,
+    shared: &Arc<Shared>,
 ) -> Result<Snapshot, ConfigErrors> {
     let fail = |issues: Vec<ConfigIssue>| ConfigErrors {
         file: file.to_path_buf(),
@@ -470,7 +545,7 @@ pub fn load_str(
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."));
-    compile(raw, file, &base, prev, mode).map_err(|mut issues| {
+    compile(raw, file, &base, prev, mode, shared).map_err(|mut issues| {
         let locator = Locator::new(src);
         for i in &mut issues {
             i.at = locator.find(&i.path);
@@ -516,6 +591,7 @@ pub fn compile(
     base: &Path,
     prev: Option<&Snapshot>,
     mode: Mode,
+    shared: &Arc<Shared>,
 ) -> Result<Snapshot, Vec<ConfigIssue>> {
     let mut issues = Issues::default();
 
@@ -714,6 +790,20 @@ pub fn compile(
         let p = format!("authenticators.{name}");
         let compiled = match a {
             RawAuthenticator::Mtls {} => Authenticator::Mtls,
+            RawAuthenticator::ApiKey { envs } => {
+                let mut list = Vec::new();
+                for (i, e) in envs.iter().flatten().enumerate() {
+                    match crate::keys::Env::parse(e.as_str()) {
+                        Some(env) => list.push(env),
+                        None => issues.add(format!("{p}.envs[{i}]"), format!("`{e}`: use live or test")),
+                    }
+                }
+                Authenticator::ApiKey(Arc::new(crate::auth::api_key::ApiKeyAuthn {
+                    name: Arc::from(name.as_str()),
+                    envs: list,
+                    ring: shared.keys.clone(),
+                }))
+            }
             RawAuthenticator::Jwt(j) => {
                 match compile_jwt(name, j, base, &p, prev, &revocations, &mut remote_jwks) {
                     Ok(j) => {
@@ -929,6 +1019,44 @@ pub fn compile(
         issues.add("logging.level", format!("invalid level: {e}"));
     }
 
+    // Admin listener and store
+    let admin_bind = match raw.admin.bind.0.parse::<SocketAddr>() {
+        Ok(a) => a,
+        Err(_) => {
+            issues.add("admin.bind", format!("`{}` is not an address:port", raw.admin.bind));
+            "127.0.0.1:9901".parse().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 9901)))
+        }
+    };
+    let token_sha256 = match &raw.admin.token_sha256 {
+        None => None,
+        Some(t) => match parse_sha256(t.as_str()) {
+            Some(h) => Some(h),
+            None => {
+                issues.add("admin.token_sha256", "must be `sha256:` followed by 64 hex digits (see `portcullis admin-token`)");
+                None
+            }
+        },
+    };
+    let admin_tls = match &raw.admin.tls {
+        None => None,
+        Some(t) => match tls::server_config(t, base, "admin.tls") {
+            Ok(c) => Some(c),
+            Err(errs) => {
+                for (path, msg) in errs {
+                    issues.add(path, msg);
+                }
+                None
+            }
+        },
+    };
+    if raw.store.postgres.is_some() {
+        issues.add("store.postgres", "cluster mode (PostgreSQL) is not available in this version; use store.sqlite");
+    }
+    if raw.store.redis.is_some() {
+        issues.add("store.redis", "cluster mode (Redis) is not available in this version");
+    }
+    let store_path = resolve(base, raw.store.sqlite.as_ref().map_or("data/portcullis.db", |s| s.as_str()));
+
     let audit_target = AuditTarget::parse(raw.logging.audit.as_str(), base);
     let audit = match prev.map(|p| &p.audit).filter(|a| a.target == audit_target) {
         Some(a) => a.clone(),
@@ -948,6 +1076,13 @@ pub fn compile(
     }
     Ok(Snapshot {
         source: file.to_path_buf(),
+        shared: shared.clone(),
+        admin: AdminCfg {
+            bind: admin_bind,
+            token_sha256,
+            tls: admin_tls,
+        },
+        store_path,
         listeners,
         limits,
         logging: LoggingCfg {
@@ -1256,6 +1391,19 @@ fn dev_files_ready(t: &RawTls, base: &Path, mode: Mode, p: &str, issues: &mut Is
             false
         }
     }
+}
+
+/// `sha256:<64 hex>` -> the 32 bytes.
+pub fn parse_sha256(s: &str) -> Option<[u8; 32]> {
+    let hex = s.strip_prefix("sha256:")?;
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
 }
 
 fn list_names<'a>(names: impl Iterator<Item = &'a String>) -> String {

@@ -6,6 +6,8 @@
 //! request through [`forward`] with the header rules of the trust boundary.
 #![forbid(unsafe_code)]
 
+pub mod admin;
+pub mod admin_client;
 pub mod audit;
 pub mod auth;
 pub mod body;
@@ -24,6 +26,7 @@ pub mod router;
 pub mod server;
 pub mod store;
 pub mod telemetry;
+pub mod telemetry_metrics;
 pub mod tls;
 pub mod values;
 

@@ -109,6 +109,13 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for IdleIo<T> {
     }
 }
 
+/// What a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Proxy,
+    Admin,
+}
+
 /// Runs one listener's accept loop until `shutdown` flips.
 pub async fn accept_loop(
     listener: TcpListener,
@@ -116,6 +123,7 @@ pub async fn accept_loop(
     gw: Arc<Gateway>,
     conns: Arc<Semaphore>,
     mut shutdown: watch::Receiver<bool>,
+    kind: Kind,
 ) {
     loop {
         let permit = tokio::select! {
@@ -134,7 +142,7 @@ pub async fn accept_loop(
                 let gw = gw.clone();
                 let name = name.clone();
                 let shutdown = shutdown.clone();
-                tokio::spawn(serve_conn(tcp, peer, name, gw, permit, shutdown));
+                tokio::spawn(serve_conn(tcp, peer, name, gw, permit, shutdown, kind));
             }
             Err(e) => {
                 // EMFILE and friends: back off briefly instead of spinning.
@@ -153,14 +161,18 @@ async fn serve_conn(
     gw: Arc<Gateway>,
     _permit: OwnedSemaphorePermit,
     shutdown: watch::Receiver<bool>,
+    kind: Kind,
 ) {
     let _ = tcp.set_nodelay(true);
     let snap = gw.snapshot();
-    let Some(lcfg) = snap.listener(&name) else {
-        return;
+    let tls = match kind {
+        Kind::Admin => snap.admin.tls.clone(),
+        Kind::Proxy => match snap.listener(&name) {
+            Some(l) => l.tls.clone(),
+            None => return,
+        },
     };
     let limits = snap.limits.clone();
-    let tls = lcfg.tls.clone();
     drop(snap);
     let activity = Arc::new(Activity::default());
     match tls {
@@ -174,7 +186,7 @@ async fn serve_conn(
                 client_cert: None,
                 activity: activity.clone(),
             });
-            serve_http(tcp, info, gw, &limits, shutdown).await;
+            serve_http(tcp, info, gw, &limits, shutdown, kind).await;
         }
         Some(cfg) => {
             let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
@@ -204,7 +216,7 @@ async fn serve_conn(
                     .map(client_cert_info),
                 activity: activity.clone(),
             });
-            serve_http(stream, info, gw, &limits, shutdown).await;
+            serve_http(stream, info, gw, &limits, shutdown, kind).await;
         }
     }
 }
@@ -215,6 +227,7 @@ async fn serve_http<T>(
     gw: Arc<Gateway>,
     limits: &crate::config::Limits,
     mut shutdown: watch::Receiver<bool>,
+    kind: Kind,
 ) where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -237,7 +250,12 @@ async fn serve_http<T>(
     let svc = service_fn(move |req| {
         let gw = gw.clone();
         let info = info.clone();
-        async move { Ok::<_, Infallible>(crate::proxy::handle(gw, info, req).await) }
+        async move {
+            Ok::<_, Infallible>(match kind {
+                Kind::Proxy => crate::proxy::handle(gw, info, req).await,
+                Kind::Admin => crate::admin::handle(gw, req).await,
+            })
+        }
     });
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
     tokio::pin!(conn);

@@ -70,6 +70,25 @@ pub async fn handle(
         latency_us,
         "request"
     );
+    gw.metrics.request(out.route.as_ref(), status, latency_us);
+    if out.route.is_some() {
+        let authn = id.and_then(|i| i.authenticator.as_ref());
+        match reason {
+            None => gw.metrics.decision(authn, true, "ok"),
+            Some("rate_limited") => {
+                if let Some(r) = &out.route {
+                    gw.metrics.rate_limited(r);
+                }
+                gw.metrics.decision(authn, false, "rate_limited");
+            }
+            Some(r) if r.starts_with("upstream_") => {
+                if let Some(route) = &out.route {
+                    gw.metrics.upstream_error(route, r);
+                }
+            }
+            Some(r) => gw.metrics.decision(authn, false, r),
+        }
+    }
     if snap.audit.enabled() {
         snap.audit.record(&AuditRecord {
             time: rfc3339_now(),

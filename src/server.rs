@@ -1,8 +1,12 @@
 //! The running gateway: the current [`Snapshot`] behind an `ArcSwap`, the listeners, reload on
 //! SIGHUP, and graceful shutdown on SIGTERM/SIGINT.
 
-use crate::config::{self, ConfigErrors, Snapshot};
-use crate::listener::accept_loop;
+use crate::config::{self, ConfigErrors, Shared, Snapshot};
+use crate::keys::KeyRing;
+use crate::listener::{accept_loop, Kind};
+use crate::store::Store;
+use crate::telemetry_metrics::Metrics;
+use std::sync::atomic::AtomicBool;
 use arc_swap::ArcSwap;
 use http::HeaderValue;
 use std::net::SocketAddr;
@@ -18,18 +22,126 @@ pub struct Gateway {
     config_path: PathBuf,
     id_prefix: String,
     id_counter: AtomicU64,
+    store: Arc<dyn Store>,
+    shared: Arc<Shared>,
+    /// The admin token hash kept in the store (used when the config gives none).
+    stored_token: Option<[u8; 32]>,
+    pub metrics: Metrics,
+    store_ok: AtomicBool,
 }
 
 impl Gateway {
-    pub fn new(config_path: &Path, snap: Snapshot) -> Gateway {
+    pub fn new(
+        config_path: &Path,
+        snap: Snapshot,
+        store: Arc<dyn Store>,
+        stored_token: Option<[u8; 32]>,
+    ) -> Gateway {
         let mut seed = [0u8; 6];
         let _ = aws_lc_rs::rand::fill(&mut seed);
         Gateway {
+            shared: snap.shared.clone(),
             snapshot: ArcSwap::from_pointee(snap),
             config_path: config_path.to_path_buf(),
             id_prefix: crate::tls::hex_lower(&seed),
             id_counter: AtomicU64::new(0),
+            store,
+            stored_token,
+            metrics: Metrics::default(),
+            store_ok: AtomicBool::new(true),
         }
+    }
+
+    pub fn keys(&self) -> &KeyRing {
+        &self.shared.keys
+    }
+
+    pub fn revocations(&self) -> &crate::auth::revocation::Revocations {
+        &self.shared.revocations
+    }
+
+    pub fn store(&self) -> Arc<dyn Store> {
+        self.store.clone()
+    }
+
+    /// The config's `admin.token_sha256`, else the one generated at first start.
+    pub fn admin_token_sha256(&self) -> Option<[u8; 32]> {
+        self.snapshot().admin.token_sha256.or(self.stored_token)
+    }
+
+    /// Records an admin change in the store's trail and the log (never a secret).
+    pub async fn admin_audit(&self, actor: &str, action: &str, target: &str, detail: &str) {
+        tracing::info!(target: "admin", actor, action, key = target, detail, "admin change");
+        let store = self.store.clone();
+        let (a, b, c, d) = (actor.to_owned(), action.to_owned(), target.to_owned(), detail.to_owned());
+        let r = tokio::task::spawn_blocking(move || store.audit(&a, &b, &c, &d)).await;
+        if !matches!(r, Ok(Ok(()))) {
+            tracing::warn!(action, "could not write the admin audit trail");
+        }
+    }
+
+    /// `/readyz`: config, store and keys loaded; each JWKS source's state.
+    pub fn readiness(&self) -> (bool, serde_json::Value) {
+        let snap = self.snapshot();
+        let keys = self.keys().loaded.load(Ordering::Acquire);
+        let store = self.store_ok.load(Ordering::Acquire);
+        let mut jwks = Vec::new();
+        for j in &snap.jwts {
+            if let crate::auth::jwt::Keys::Remote(r) = &j.keys {
+                let source = match &r.location {
+                    crate::auth::jwks::JwksLocation::Url(u) => u.clone(),
+                    crate::auth::jwks::JwksLocation::Discovery(i) => i.clone(),
+                };
+                jwks.push(serde_json::json!({"authenticator": &*j.name, "source": source, "state": r.state()}));
+            }
+        }
+        let ready = keys && store;
+        (
+            ready,
+            serde_json::json!({"ready": ready, "config": true, "store": store, "keys": keys, "jwks": jwks}),
+        )
+    }
+
+    pub fn render_metrics(&self) -> String {
+        use std::fmt::Write as _;
+        let snap = self.snapshot();
+        let mut extra = String::new();
+        let now = crate::keys::now_unix();
+        let _ = writeln!(extra, "# HELP portcullis_api_keys_active API keys that are neither revoked nor expired.\n# TYPE portcullis_api_keys_active gauge\nportcullis_api_keys_active {}", self.keys().active(now));
+        let _ = writeln!(extra, "# HELP portcullis_jwks_refreshes_total JWKS fetches by source and result.\n# TYPE portcullis_jwks_refreshes_total counter");
+        for r in &snap.remote_jwks {
+            let (ok, failed) = r.fetch_counts();
+            let src = format!("{:?}", r.location).replace('"', "'");
+            let _ = writeln!(extra, "portcullis_jwks_refreshes_total{{source=\"{src}\",result=\"ok\"}} {ok}");
+            let _ = writeln!(extra, "portcullis_jwks_refreshes_total{{source=\"{src}\",result=\"error\"}} {failed}");
+        }
+        let _ = writeln!(extra, "# HELP portcullis_audit_dropped_total Audit lines dropped because the writer fell behind.\n# TYPE portcullis_audit_dropped_total counter\nportcullis_audit_dropped_total {}", snap.audit.dropped.load(Ordering::Relaxed));
+        self.metrics.render(&extra)
+    }
+
+    /// The config file as JSON with secrets redacted (`${VAR}` references are shown, not their
+    /// values).
+    pub fn redacted_config(&self) -> serde_json::Value {
+        let text = std::fs::read_to_string(&self.config_path).unwrap_or_default();
+        let v: serde_json::Value = serde_yaml::from_str(&text).unwrap_or(serde_json::Value::Null);
+        fn redact(v: &mut serde_json::Value) {
+            match v {
+                serde_json::Value::Object(m) => {
+                    for (k, val) in m.iter_mut() {
+                        if matches!(k.as_str(), "secret" | "token_sha256" | "postgres" | "redis" | "key") {
+                            *val = serde_json::Value::String("<redacted>".into());
+                        } else {
+                            redact(val);
+                        }
+                    }
+                }
+                serde_json::Value::Array(a) => a.iter_mut().for_each(redact),
+                _ => {}
+            }
+        }
+        let mut v = v;
+        redact(&mut v);
+        v
     }
 
     /// The current config; a request holds one for its whole life.
@@ -58,7 +170,7 @@ impl Gateway {
     /// Re-reads the config file and swaps it in. On any error the old config keeps serving.
     pub fn reload(&self) -> Result<(), ConfigErrors> {
         let cur = self.snapshot();
-        let next = config::load(&self.config_path, Some(&cur))?;
+        let next = config::load_shared(&self.config_path, Some(&cur), config::Mode::Run, &self.shared)?;
         let same_listeners = cur.listeners.len() == next.listeners.len()
             && cur.listeners.iter().zip(&next.listeners).all(|(a, b)| {
                 a.name == b.name && a.bind == b.bind && a.tls.is_some() == b.tls.is_some()
@@ -84,6 +196,7 @@ pub struct Running {
     pub gateway: Arc<Gateway>,
     /// Bound address of each listener, by name (useful with port 0).
     pub addrs: Vec<(String, SocketAddr)>,
+    pub admin_addr: SocketAddr,
     shutdown: watch::Sender<bool>,
     conns: Arc<Semaphore>,
     max_conns: usize,
@@ -111,8 +224,66 @@ impl Running {
 }
 
 /// Binds every listener and starts serving.
+fn io_err(e: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::other(e.to_string())
+}
+
+/// A new admin token: 40 random base62 characters after `pca_`.
+pub fn new_admin_token() -> String {
+    let mut s = String::from("pca_");
+    let mut buf = [0u8; 64];
+    while s.len() < 44 {
+        let _ = aws_lc_rs::rand::fill(&mut buf);
+        for b in buf {
+            if b < 248 && s.len() < 44 {
+                s.push(crate::keys::BASE62[(b % 62) as usize] as char);
+            }
+        }
+    }
+    s
+}
+
+/// Opens the store and loads every key and revocation into memory, then binds every listener
+/// (the admin one included) and starts serving.
 pub async fn start(config_path: &Path, snap: Snapshot) -> std::io::Result<Running> {
     crate::install_crypto_provider();
+    let t0 = std::time::Instant::now();
+    let store_path = snap.store_path.clone();
+    let shared = snap.shared.clone();
+    let need_token = snap.admin.token_sha256.is_none();
+    let (store, stored_token, n_keys) = tokio::task::spawn_blocking(move || {
+        let store = crate::store::sqlite::Sqlite::open(&store_path).map_err(io_err)?;
+        let rows = store.load_keys().map_err(io_err)?;
+        let n = rows.len();
+        for row in rows {
+            shared.keys.put(row);
+        }
+        let now = crate::keys::now_unix();
+        for (jti, until) in store.load_revocations(now).map_err(io_err)? {
+            shared.revocations.revoke(&jti, until as f64);
+        }
+        shared.keys.loaded.store(true, Ordering::Release);
+        let mut stored = None;
+        if need_token {
+            stored = match store.setting("admin_token_sha256").map_err(io_err)? {
+                Some(v) => config::parse_sha256(&v),
+                None => {
+                    let token = new_admin_token();
+                    let h = crate::keys::hash_key(&token);
+                    store
+                        .set_setting("admin_token_sha256", &format!("sha256:{}", crate::tls::hex_lower(&h)))
+                        .map_err(io_err)?;
+                    // Shown once, on the terminal; only its hash is kept.
+                    println!("admin token (shown once; only its hash is stored): {token}");
+                    Some(h)
+                }
+            };
+        }
+        Ok::<_, std::io::Error>((Arc::new(store) as Arc<dyn Store>, stored, n))
+    })
+    .await
+    .map_err(io_err)??;
+    tracing::info!(keys = n_keys, ms = t0.elapsed().as_millis() as u64, store = %snap.store_path.display(), "keys loaded");
     let max_conns = snap.limits.max_connections;
     let mut bound = Vec::new();
     for l in &snap.listeners {
@@ -128,8 +299,11 @@ pub async fn start(config_path: &Path, snap: Snapshot) -> std::io::Result<Runnin
         }
         bound.push((l.name.clone(), tcp));
     }
+    let admin_tcp = TcpListener::bind(snap.admin.bind).await.map_err(|e| {
+        std::io::Error::new(e.kind(), format!("admin cannot bind {}: {e}", snap.admin.bind))
+    })?;
     snap.start_background();
-    let gateway = Arc::new(Gateway::new(config_path, snap));
+    let gateway = Arc::new(Gateway::new(config_path, snap, store, stored_token));
     let (tx, rx) = watch::channel(false);
     let conns = Arc::new(Semaphore::new(max_conns));
     let mut tasks = JoinSet::new();
@@ -144,13 +318,27 @@ pub async fn start(config_path: &Path, snap: Snapshot) -> std::io::Result<Runnin
             gateway.clone(),
             conns.clone(),
             rx.clone(),
+            Kind::Proxy,
         ));
     }
-    // Upkeep: idle rate-limit keys, expired cache entries, expired revocations.
+    let admin_addr = admin_tcp.local_addr()?;
+    tracing::info!(listener = "admin", addr = %admin_addr, "listening");
+    // The admin API has its own connection budget: a flood on the public side cannot lock it out.
+    tasks.spawn(accept_loop(
+        admin_tcp,
+        Arc::from("admin"),
+        gateway.clone(),
+        Arc::new(Semaphore::new(256)),
+        rx.clone(),
+        Kind::Admin,
+    ));
+    // Upkeep: idle rate-limit keys, expired cache entries, expired revocations; key use times
+    // written to the store in batches, off the request path.
     let weak = Arc::downgrade(&gateway);
     tasks.spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
         let mut stop = rx.clone();
+        let mut rounds: u64 = 0;
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
@@ -158,11 +346,25 @@ pub async fn start(config_path: &Path, snap: Snapshot) -> std::io::Result<Runnin
             }
             let Some(gw) = weak.upgrade() else { return };
             gw.snapshot().sweep();
+            rounds += 1;
+            let used = gw.keys().take_used();
+            let store = gw.store();
+            let purge = rounds % 720 == 0;
+            let _ = tokio::task::spawn_blocking(move || {
+                if let Err(e) = store.touch_keys(&used) {
+                    tracing::warn!(error = %e, "could not record key use times");
+                }
+                if purge {
+                    let _ = store.purge_revocations(crate::keys::now_unix());
+                }
+            })
+            .await;
         }
     });
     Ok(Running {
         gateway,
         addrs,
+        admin_addr,
         shutdown: tx,
         conns,
         max_conns,

@@ -17,6 +17,7 @@ listeners:
     bind: 127.0.0.1:0
 limits: {{ shutdown_timeout: 20s }}
 logging: {{ format: json }}
+admin: {{ bind: "127.0.0.1:0", token_sha256: "{sha}" }}
 upstreams:
   rec: {{ url: "{url}", timeout: 30s }}
 routes:
@@ -25,7 +26,8 @@ routes:
     upstream: rec
     auth: none
 "#,
-        url = up.url()
+        url = up.url(),
+        sha = admin_token_sha256()
     );
     let f = dir.join("gateway.yaml");
     std::fs::write(&f, yaml).unwrap();

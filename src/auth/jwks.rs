@@ -263,6 +263,8 @@ pub struct RemoteJwks {
     keys: ArcSwapOption<KeySet>,
     /// Bumped on every key set swap: verified-token cache entries from an older set are re-checked.
     generation: AtomicU64,
+    fetch_ok: AtomicU64,
+    fetch_failed: AtomicU64,
     progress: Mutex<Progress>,
     fetch_lock: tokio::sync::Mutex<()>,
     started: AtomicBool,
@@ -326,6 +328,8 @@ impl RemoteJwks {
             timing,
             keys: ArcSwapOption::empty(),
             generation: AtomicU64::new(0),
+            fetch_ok: AtomicU64::new(0),
+            fetch_failed: AtomicU64::new(0),
             progress: Mutex::new(Progress {
                 loaded_at: None,
                 attempted_at: None,
@@ -350,6 +354,11 @@ impl RemoteJwks {
             .loaded_at
             .is_some_and(|t| t.elapsed() <= self.timing.max_stale);
         fresh.then_some(keys)
+    }
+
+    /// Successful and failed fetches so far (for metrics).
+    pub fn fetch_counts(&self) -> (u64, u64) {
+        (self.fetch_ok.load(Ordering::Relaxed), self.fetch_failed.load(Ordering::Relaxed))
     }
 
     pub fn generation(&self) -> u64 {
@@ -445,6 +454,7 @@ impl RemoteJwks {
                 let n = set.keys.len();
                 self.keys.store(Some(Arc::new(set)));
                 self.generation.fetch_add(1, Ordering::AcqRel);
+                self.fetch_ok.fetch_add(1, Ordering::Relaxed);
                 let mut p = self.progress();
                 p.loaded_at = Some(Instant::now());
                 p.last_error = None;
@@ -456,6 +466,7 @@ impl RemoteJwks {
                 true
             }
             Err(e) => {
+                self.fetch_failed.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(source = ?self.location, error = %e, "JWKS fetch failed; keeping the last good key set");
                 let mut p = self.progress();
                 p.last_error = Some(e);

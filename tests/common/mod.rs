@@ -368,6 +368,13 @@ fn tokio_stream_from<T: Send + 'static>(
 // ------------------------------------------------------------------------------------------------
 // The gateway, in-process
 
+/// The admin token of test gateways.
+pub const ADMIN_TOKEN: &str = "pca_test-admin-token-0123456789";
+
+pub fn admin_token_sha256() -> String {
+    format!("sha256:{}", portcullis::tls::hex_lower(&portcullis::keys::hash_key(ADMIN_TOKEN)))
+}
+
 pub struct Gw {
     pub running: Option<portcullis::server::Running>,
     pub dir: tempfile::TempDir,
@@ -379,6 +386,12 @@ impl Gw {
         portcullis::install_crypto_provider();
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("gateway.yaml");
+        let mut yaml = yaml.to_owned();
+        if !yaml.contains("\nadmin:") {
+            // an ephemeral admin port (9901 would collide between parallel tests) and a known token
+            yaml.push_str(&format!("\nadmin: {{ bind: \"127.0.0.1:0\", token_sha256: \"{}\" }}\n", admin_token_sha256()));
+        }
+        let yaml = yaml.as_str();
         std::fs::write(&file, yaml).unwrap();
         let snap = match portcullis::config::load(&file, None) {
             Ok(s) => s,
@@ -393,6 +406,10 @@ impl Gw {
 
     pub fn addr(&self, listener: &str) -> SocketAddr {
         self.running.as_ref().unwrap().addr(listener).unwrap()
+    }
+
+    pub fn admin(&self) -> String {
+        format!("http://{}", self.running.as_ref().unwrap().admin_addr)
     }
 
     pub fn http(&self, listener: &str) -> String {
