@@ -49,7 +49,11 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound => not_found(),
             StoreError::Unavailable(m) => {
                 tracing::error!(error = %m, "store unavailable");
-                err(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", "the key store is unavailable; retry later")
+                err(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store_unavailable",
+                    "the key store is unavailable; retry later",
+                )
             }
         }
     }
@@ -58,8 +62,10 @@ impl From<StoreError> for ApiError {
 fn json_response(status: StatusCode, v: &Value) -> Response<GwBody> {
     let mut r = Response::new(GwBody::full(v.to_string()));
     *r.status_mut() = status;
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     r.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
@@ -115,7 +121,9 @@ pub fn prefix_of(key: &str) -> String {
 
 fn valid_id(id: &str) -> bool {
     (1..=64).contains(&id.len())
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 fn check_scopes(scopes: &[String]) -> Result<(), ApiError> {
@@ -127,9 +135,19 @@ fn check_scopes(scopes: &[String]) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// The admin API's canonical rate form (what the OpenAPI document promises to echo back):
+/// `N/s`, `N/min` or `N/h`, N from 1 to 999999999.
 fn check_rate(r: &Option<String>) -> Result<(), ApiError> {
     if let Some(r) = r {
-        crate::values::parse_rate(r).map_err(bad)?;
+        let ok = r.split_once('/').is_some_and(|(n, u)| {
+            (1..=9).contains(&n.len())
+                && n.bytes().all(|b| b.is_ascii_digit())
+                && !n.starts_with('0')
+                && matches!(u, "s" | "min" | "h")
+        });
+        if !ok {
+            return Err(bad(format!("rate_limit `{r}`: use N/s, N/min or N/h")));
+        }
     }
     Ok(())
 }
@@ -137,7 +155,9 @@ fn check_rate(r: &Option<String>) -> Result<(), ApiError> {
 fn check_text(field: &str, v: &Option<String>, max: usize) -> Result<(), ApiError> {
     if let Some(v) = v {
         if v.is_empty() || v.len() > max || v.chars().any(char::is_control) {
-            return Err(bad(format!("{field}: 1-{max} characters, no control characters")));
+            return Err(bad(format!(
+                "{field}: 1-{max} characters, no control characters"
+            )));
         }
     }
     Ok(())
@@ -225,10 +245,16 @@ async fn route(gw: Arc<Gateway>, req: Request<Incoming>) -> Result<Response<GwBo
     let path = req.uri().path().to_owned();
     let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match (method.clone(), segs.as_slice()) {
-        (Method::GET, ["healthz"]) => return Ok(json_response(StatusCode::OK, &json!({"status": "ok"}))),
+        (Method::GET, ["healthz"]) => {
+            return Ok(json_response(StatusCode::OK, &json!({"status": "ok"})))
+        }
         (Method::GET, ["readyz"]) => {
             let (ready, doc) = gw.readiness();
-            let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+            let status = if ready {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
             return Ok(json_response(status, &doc));
         }
         (Method::GET, ["metrics"]) => {
@@ -241,18 +267,28 @@ async fn route(gw: Arc<Gateway>, req: Request<Incoming>) -> Result<Response<GwBo
         }
         (Method::GET, ["openapi.json"]) => {
             let mut r = Response::new(GwBody::full(OPENAPI));
-            r.headers_mut()
-                .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
             return Ok(r);
         }
         (_, ["admin", ..]) => {}
         (_, ["healthz" | "readyz" | "metrics" | "openapi.json"]) => {
-            return Err(err(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed"));
+            return Err(err(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "method not allowed",
+            ));
         }
         _ => return Err(err(StatusCode::NOT_FOUND, "not_found", "no such endpoint")),
     }
     if !authorized(&gw, &req) {
-        return Err(err(StatusCode::UNAUTHORIZED, "unauthorized", "a valid admin token is required"));
+        return Err(err(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a valid admin token is required",
+        ));
     }
     let (parts, body) = req.into_parts();
     let body: Bytes = Limited::new(body, MAX_BODY)
@@ -277,19 +313,26 @@ async fn route(gw: Arc<Gateway>, req: Request<Incoming>) -> Result<Response<GwBo
             Ok(json_response(StatusCode::OK, &meta(&rec, now)))
         }
         (Method::DELETE, ["admin", "keys", id]) => revoke_key(&gw, id, now, actor).await,
-        (Method::POST, ["admin", "keys", id, "rotate"]) => rotate_key(&gw, id, &body, now, actor).await,
+        (Method::POST, ["admin", "keys", id, "rotate"]) => {
+            rotate_key(&gw, id, &body, now, actor).await
+        }
         (Method::POST, ["admin", "revocations"]) => {
             let r: Revocation = parse(&body)?;
             if r.jti.is_empty() || r.jti.len() > 256 {
                 return Err(bad("jti: 1-256 characters"));
             }
-            let until = parse_rfc3339(&r.until).ok_or_else(|| bad("until: not an RFC 3339 date-time"))?;
+            let until =
+                parse_rfc3339(&r.until).ok_or_else(|| bad("until: not an RFC 3339 date-time"))?;
             let store = gw.store();
             let (jti, u) = (r.jti.clone(), until);
             blocking(move || store.insert_revocation(&jti, u)).await?;
             gw.revocations().revoke(&r.jti, until as f64);
-            gw.admin_audit(actor, "revoke_token", &r.jti, &format!("until {}", r.until)).await;
-            Ok(json_response(StatusCode::CREATED, &json!({"jti": r.jti, "until": rfc3339(until, 0)})))
+            gw.admin_audit(actor, "revoke_token", &r.jti, &format!("until {}", r.until))
+                .await;
+            Ok(json_response(
+                StatusCode::CREATED,
+                &json!({"jti": r.jti, "until": rfc3339(until, 0)}),
+            ))
         }
         (Method::GET, ["admin", "revocations"]) => {
             let list: Vec<Value> = gw
@@ -304,7 +347,10 @@ async fn route(gw: Arc<Gateway>, req: Request<Incoming>) -> Result<Response<GwBo
             Ok(()) => {
                 gw.admin_audit(actor, "reload", "config", "ok").await;
                 tracing::info!("config reloaded (admin API)");
-                Ok(json_response(StatusCode::OK, &json!({"status": "reloaded"})))
+                Ok(json_response(
+                    StatusCode::OK,
+                    &json!({"status": "reloaded"}),
+                ))
             }
             Err(e) => {
                 let errors: Vec<String> = e.to_string().lines().map(str::to_owned).collect();
@@ -312,20 +358,38 @@ async fn route(gw: Arc<Gateway>, req: Request<Incoming>) -> Result<Response<GwBo
                 Err(ApiError {
                     status: StatusCode::BAD_REQUEST,
                     error: "invalid_config",
-                    description: "the new config has errors; the previous config keeps serving".into(),
+                    description: "the new config has errors; the previous config keeps serving"
+                        .into(),
                     extra: Some(json!({"errors": errors})),
                 })
             }
         },
-        (Method::GET, ["admin", "config"]) => Ok(json_response(StatusCode::OK, &gw.redacted_config())),
-        (_, ["admin", "keys"] | ["admin", "keys", _] | ["admin", "keys", _, "rotate"] | ["admin", "revocations"] | ["admin", "reload"] | ["admin", "config"]) => {
-            Err(err(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed"))
+        (Method::GET, ["admin", "config"]) => {
+            Ok(json_response(StatusCode::OK, &gw.redacted_config()))
         }
+        (
+            _,
+            ["admin", "keys"]
+            | ["admin", "keys", _]
+            | ["admin", "keys", _, "rotate"]
+            | ["admin", "revocations"]
+            | ["admin", "reload"]
+            | ["admin", "config"],
+        ) => Err(err(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "method not allowed",
+        )),
         _ => Err(err(StatusCode::NOT_FOUND, "not_found", "no such endpoint")),
     }
 }
 
-async fn create_key(gw: &Arc<Gateway>, body: &[u8], now: i64, actor: &str) -> Result<Response<GwBody>, ApiError> {
+async fn create_key(
+    gw: &Arc<Gateway>,
+    body: &[u8],
+    now: i64,
+    actor: &str,
+) -> Result<Response<GwBody>, ApiError> {
     let c: CreateKey = parse(body)?;
     check_text("name", &Some(c.name.clone()), 128)?;
     check_text("subject", &c.subject, 256)?;
@@ -337,8 +401,12 @@ async fn create_key(gw: &Arc<Gateway>, body: &[u8], now: i64, actor: &str) -> Re
     };
     let expires_at = match (&c.expires_at, &c.expires_in) {
         (Some(_), Some(_)) => return Err(bad("give expires_at or expires_in, not both")),
-        (Some(t), None) => Some(parse_rfc3339(t).ok_or_else(|| bad("expires_at: not an RFC 3339 date-time"))?),
-        (None, Some(d)) => Some(now + crate::values::parse_duration(d).map_err(bad)?.as_secs() as i64),
+        (Some(t), None) => {
+            Some(parse_rfc3339(t).ok_or_else(|| bad("expires_at: not an RFC 3339 date-time"))?)
+        }
+        (None, Some(d)) => {
+            Some(now + crate::values::parse_duration(d).map_err(bad)?.as_secs() as i64)
+        }
         (None, None) => None,
     };
     if expires_at.is_some_and(|e| e <= now) {
@@ -372,9 +440,20 @@ async fn create_key(gw: &Arc<Gateway>, body: &[u8], now: i64, actor: &str) -> Re
     Ok(json_response(StatusCode::CREATED, &v))
 }
 
-async fn rotate_key(gw: &Arc<Gateway>, id: &str, body: &[u8], now: i64, actor: &str) -> Result<Response<GwBody>, ApiError> {
-    let r: Rotate = if body.iter().all(u8::is_ascii_whitespace) { Rotate::default() } else { parse(body)? };
-    let grace = crate::values::parse_duration(r.grace.as_deref().unwrap_or("24h")).map_err(|e| bad(format!("grace: {e}")))?;
+async fn rotate_key(
+    gw: &Arc<Gateway>,
+    id: &str,
+    body: &[u8],
+    now: i64,
+    actor: &str,
+) -> Result<Response<GwBody>, ApiError> {
+    let r: Rotate = if body.iter().all(u8::is_ascii_whitespace) {
+        Rotate::default()
+    } else {
+        parse(body)?
+    };
+    let grace = crate::values::parse_duration(r.grace.as_deref().unwrap_or("24h"))
+        .map_err(|e| bad(format!("grace: {e}")))?;
     let rec = gw.keys().get(id).ok_or_else(not_found)?;
     if rec.row.revoked_at.is_some() {
         return Err(err(StatusCode::CONFLICT, "conflict", "the key is revoked"));
@@ -398,14 +477,25 @@ async fn rotate_key(gw: &Arc<Gateway>, id: &str, body: &[u8], now: i64, actor: &
     let (sid, cur, prev) = (row.id.clone(), row.current, row.previous.clone());
     blocking(move || store.rotate_key(&sid, &cur, &prev)).await?;
     gw.keys().put(row);
-    gw.admin_audit(actor, "rotate_key", id, &format!("grace {}s", grace.as_secs())).await;
+    gw.admin_audit(
+        actor,
+        "rotate_key",
+        id,
+        &format!("grace {}s", grace.as_secs()),
+    )
+    .await;
     Ok(json_response(
         StatusCode::OK,
         &json!({"id": id, "key": secret, "previous_valid_until": rfc3339(until.max(now), 0)}),
     ))
 }
 
-async fn revoke_key(gw: &Arc<Gateway>, id: &str, now: i64, actor: &str) -> Result<Response<GwBody>, ApiError> {
+async fn revoke_key(
+    gw: &Arc<Gateway>,
+    id: &str,
+    now: i64,
+    actor: &str,
+) -> Result<Response<GwBody>, ApiError> {
     let rec = gw.keys().get(id).ok_or_else(not_found)?;
     if rec.row.revoked_at.is_some() {
         return Err(not_found());
@@ -422,7 +512,12 @@ async fn revoke_key(gw: &Arc<Gateway>, id: &str, now: i64, actor: &str) -> Resul
     Ok(r)
 }
 
-async fn import_keys(gw: &Arc<Gateway>, body: &[u8], now: i64, actor: &str) -> Result<Response<GwBody>, ApiError> {
+async fn import_keys(
+    gw: &Arc<Gateway>,
+    body: &[u8],
+    now: i64,
+    actor: &str,
+) -> Result<Response<GwBody>, ApiError> {
     let items: Vec<ImportKey> = parse(body)?;
     if items.is_empty() {
         return Err(bad("nothing to import"));
@@ -431,12 +526,19 @@ async fn import_keys(gw: &Arc<Gateway>, body: &[u8], now: i64, actor: &str) -> R
     let mut seen_ids = std::collections::HashSet::new();
     let mut seen_hashes = std::collections::HashSet::new();
     for (i, k) in items.into_iter().enumerate() {
-        if k.key.len() < 16 || k.key.len() > 256 || !k.key.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
-            return Err(bad(format!("[{i}].key: 16-256 printable characters without spaces")));
+        if k.key.len() < 16
+            || k.key.len() > 256
+            || !k.key.bytes().all(|b| (0x21..=0x7e).contains(&b))
+        {
+            return Err(bad(format!(
+                "[{i}].key: 16-256 printable characters without spaces"
+            )));
         }
         let env = match keys::shape(&k.key) {
             Shape::BadChecksum => {
-                return Err(bad(format!("[{i}].key looks like a Portcullis key but its checksum is wrong")));
+                return Err(bad(format!(
+                    "[{i}].key looks like a Portcullis key but its checksum is wrong"
+                )));
             }
             Shape::Ours(env) => env,
             Shape::Foreign => Env::Live,
@@ -452,10 +554,18 @@ async fn import_keys(gw: &Arc<Gateway>, body: &[u8], now: i64, actor: &str) -> R
         check_rate(&k.rate_limit)?;
         let h = keys::hash_key(&k.key);
         if gw.keys().contains_hash(&h) || !seen_hashes.insert(h) {
-            return Err(err(StatusCode::CONFLICT, "conflict", format!("[{i}]: this key is already imported (nothing was imported)")));
+            return Err(err(
+                StatusCode::CONFLICT,
+                "conflict",
+                format!("[{i}]: this key is already imported (nothing was imported)"),
+            ));
         }
         if gw.keys().get(&id).is_some() || !seen_ids.insert(id.clone()) {
-            return Err(err(StatusCode::CONFLICT, "conflict", format!("[{i}]: key id `{id}` already exists (nothing was imported)")));
+            return Err(err(
+                StatusCode::CONFLICT,
+                "conflict",
+                format!("[{i}]: key id `{id}` already exists (nothing was imported)"),
+            ));
         }
         rows.push(KeyRow {
             prefix: prefix_of(&k.key),
@@ -481,6 +591,7 @@ async fn import_keys(gw: &Arc<Gateway>, body: &[u8], now: i64, actor: &str) -> R
     for r in rows.iter() {
         gw.keys().put(r.clone());
     }
-    gw.admin_audit(actor, "import_keys", "-", &format!("{n} keys")).await;
+    gw.admin_audit(actor, "import_keys", "-", &format!("{n} keys"))
+        .await;
     Ok(json_response(StatusCode::CREATED, &json!({"imported": n})))
 }

@@ -161,7 +161,13 @@ mod tests {
 /// seconds.
 pub fn parse_rfc3339(s: &str) -> Option<i64> {
     let b = s.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') || b[13] != b':' || b[16] != b':' {
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't' | b' ')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
         return None;
     }
     let num = |r: std::ops::Range<usize>| -> Option<i64> {
@@ -171,7 +177,14 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
         }
         t.parse().ok()
     };
-    let (y, mo, d, h, mi, se) = (num(0..4)?, num(5..7)?, num(8..10)?, num(11..13)?, num(14..16)?, num(17..19)?);
+    let (y, mo, d, h, mi, se) = (
+        num(0..4)?,
+        num(5..7)?,
+        num(8..10)?,
+        num(11..13)?,
+        num(14..16)?,
+        num(17..19)?,
+    );
     if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
         return None;
     }
@@ -220,9 +233,18 @@ mod parse_tests {
         for t in [0i64, 951_782_400, 1_795_000_000, 4_102_444_800] {
             assert_eq!(parse_rfc3339(&rfc3339(t, 0)), Some(t));
         }
-        assert_eq!(parse_rfc3339("2026-11-18T12:06:40+01:00"), Some(1_795_000_000));
+        assert_eq!(
+            parse_rfc3339("2026-11-18T12:06:40+01:00"),
+            Some(1_795_000_000)
+        );
         assert_eq!(parse_rfc3339("2026-11-18T11:06:40.5Z"), Some(1_795_000_000));
-        for bad in ["", "2026-11-18", "2026-13-01T00:00:00Z", "2026-11-18T11:06:40", "x026-11-18T11:06:40Z"] {
+        for bad in [
+            "",
+            "2026-11-18",
+            "2026-13-01T00:00:00Z",
+            "2026-11-18T11:06:40",
+            "x026-11-18T11:06:40Z",
+        ] {
             assert_eq!(parse_rfc3339(bad), None, "{bad}");
         }
     }

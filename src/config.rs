@@ -728,10 +728,7 @@ pub fn compile(
     }
 
     // Shared state carried across reloads
-    let revocations = prev.map_or_else(
-        || Arc::new(Revocations::default()),
-        |p| p.revocations.clone(),
-    );
+    let revocations = shared.revocations.clone();
 
     // Rate limits
     let mut rate_limits: BTreeMap<String, Arc<RateLimit>> = BTreeMap::new();
@@ -795,7 +792,9 @@ pub fn compile(
                 for (i, e) in envs.iter().flatten().enumerate() {
                     match crate::keys::Env::parse(e.as_str()) {
                         Some(env) => list.push(env),
-                        None => issues.add(format!("{p}.envs[{i}]"), format!("`{e}`: use live or test")),
+                        None => {
+                            issues.add(format!("{p}.envs[{i}]"), format!("`{e}`: use live or test"))
+                        }
                     }
                 }
                 Authenticator::ApiKey(Arc::new(crate::auth::api_key::ApiKeyAuthn {
@@ -1023,19 +1022,26 @@ pub fn compile(
     let admin_bind = match raw.admin.bind.0.parse::<SocketAddr>() {
         Ok(a) => a,
         Err(_) => {
-            issues.add("admin.bind", format!("`{}` is not an address:port", raw.admin.bind));
-            "127.0.0.1:9901".parse().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 9901)))
+            issues.add(
+                "admin.bind",
+                format!("`{}` is not an address:port", raw.admin.bind),
+            );
+            "127.0.0.1:9901"
+                .parse()
+                .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 9901)))
         }
     };
     let token_sha256 = match &raw.admin.token_sha256 {
         None => None,
-        Some(t) => match parse_sha256(t.as_str()) {
-            Some(h) => Some(h),
-            None => {
-                issues.add("admin.token_sha256", "must be `sha256:` followed by 64 hex digits (see `portcullis admin-token`)");
-                None
+        Some(t) => {
+            match parse_sha256(t.as_str()) {
+                Some(h) => Some(h),
+                None => {
+                    issues.add("admin.token_sha256", "must be `sha256:` followed by 64 hex digits (see `portcullis admin-token`)");
+                    None
+                }
             }
-        },
+        }
     };
     let admin_tls = match &raw.admin.tls {
         None => None,
@@ -1050,12 +1056,24 @@ pub fn compile(
         },
     };
     if raw.store.postgres.is_some() {
-        issues.add("store.postgres", "cluster mode (PostgreSQL) is not available in this version; use store.sqlite");
+        issues.add(
+            "store.postgres",
+            "cluster mode (PostgreSQL) is not available in this version; use store.sqlite",
+        );
     }
     if raw.store.redis.is_some() {
-        issues.add("store.redis", "cluster mode (Redis) is not available in this version");
+        issues.add(
+            "store.redis",
+            "cluster mode (Redis) is not available in this version",
+        );
     }
-    let store_path = resolve(base, raw.store.sqlite.as_ref().map_or("data/portcullis.db", |s| s.as_str()));
+    let store_path = resolve(
+        base,
+        raw.store
+            .sqlite
+            .as_ref()
+            .map_or("data/portcullis.db", |s| s.as_str()),
+    );
 
     let audit_target = AuditTarget::parse(raw.logging.audit.as_str(), base);
     let audit = match prev.map(|p| &p.audit).filter(|a| a.target == audit_target) {

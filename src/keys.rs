@@ -192,7 +192,9 @@ pub struct KeyRing {
 
 impl std::fmt::Debug for KeyRing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KeyRing").field("keys", &self.by_id.len()).finish()
+        f.debug_struct("KeyRing")
+            .field("keys", &self.by_id.len())
+            .finish()
     }
 }
 
@@ -286,7 +288,10 @@ impl KeyRing {
 
     /// Active keys (not revoked, not expired).
     pub fn active(&self, now: i64) -> usize {
-        self.by_id.iter().filter(|r| r.status(now) == "active").count()
+        self.by_id
+            .iter()
+            .filter(|r| r.status(now) == "active")
+            .count()
     }
 
     /// The per-request lookup: shape check, then one hash and one map probe.
@@ -295,7 +300,11 @@ impl KeyRing {
             return Err(KeyRefusal::Malformed);
         }
         let h = hash_key(key);
-        let rec = self.by_hash.get(&h).map(|r| r.clone()).ok_or(KeyRefusal::Unknown)?;
+        let rec = self
+            .by_hash
+            .get(&h)
+            .map(|r| r.clone())
+            .ok_or(KeyRefusal::Unknown)?;
         if rec.row.revoked_at.is_some() {
             return Err(KeyRefusal::Revoked);
         }
@@ -303,7 +312,11 @@ impl KeyRing {
             return Err(KeyRefusal::Expired);
         }
         if rec.row.current != h {
-            let valid = rec.row.previous.iter().any(|(p, until)| *p == h && *until > now);
+            let valid = rec
+                .row
+                .previous
+                .iter()
+                .any(|(p, until)| *p == h && *until > now);
             if !valid {
                 return Err(KeyRefusal::Rotated);
             }

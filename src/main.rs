@@ -261,7 +261,10 @@ enum Admin {
 }
 
 fn admin_cmd(base: &str, json: bool, cmd: Admin) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("portcullis: {e}");
@@ -287,46 +290,122 @@ async fn admin_cmd_async(base: &str, json: bool, cmd: Admin) -> Result<String, (
     let token = std::env::var("PORTCULLIS_ADMIN_TOKEN").ok();
     let token = token.as_deref();
     let (method, path, body): (Method, String, Option<Value>) = match &cmd {
-        Admin::Keys(KeysCmd::Create { name, subject, scopes, env, rate, expires }) => {
+        Admin::Keys(KeysCmd::Create {
+            name,
+            subject,
+            scopes,
+            env,
+            rate,
+            expires,
+        }) => {
             let mut b = j!({"name": name});
-            if let Some(s) = subject { b["subject"] = j!(s); }
-            if let Some(s) = scopes { b["scopes"] = j!(s.split_whitespace().collect::<Vec<_>>()); }
-            if let Some(e) = env { b["env"] = j!(e); }
-            if let Some(r) = rate { b["rate_limit"] = j!(r); }
-            if let Some(x) = expires { b["expires_in"] = j!(x); }
+            if let Some(s) = subject {
+                b["subject"] = j!(s);
+            }
+            if let Some(s) = scopes {
+                b["scopes"] = j!(s.split_whitespace().collect::<Vec<_>>());
+            }
+            if let Some(e) = env {
+                b["env"] = j!(e);
+            }
+            if let Some(r) = rate {
+                b["rate_limit"] = j!(r);
+            }
+            if let Some(x) = expires {
+                b["expires_in"] = j!(x);
+            }
             (Method::POST, "/admin/keys".into(), Some(b))
         }
         Admin::Keys(KeysCmd::List) => (Method::GET, "/admin/keys".into(), None),
         Admin::Keys(KeysCmd::Show { id }) => (Method::GET, format!("/admin/keys/{id}"), None),
-        Admin::Keys(KeysCmd::Rotate { id, grace }) => (Method::POST, format!("/admin/keys/{id}/rotate"), Some(j!({"grace": grace}))),
+        Admin::Keys(KeysCmd::Rotate { id, grace }) => (
+            Method::POST,
+            format!("/admin/keys/{id}/rotate"),
+            Some(j!({"grace": grace})),
+        ),
         Admin::Keys(KeysCmd::Revoke { id }) => (Method::DELETE, format!("/admin/keys/{id}"), None),
         Admin::Keys(KeysCmd::Import { file }) => {
-            let text = std::fs::read_to_string(file).map_err(|e| (1, format!("{}: {e}", file.display())))?;
+            let text = std::fs::read_to_string(file)
+                .map_err(|e| (1, format!("{}: {e}", file.display())))?;
             let items = parse_import(&text).map_err(|e| (1, format!("{}: {e}", file.display())))?;
-            (Method::POST, "/admin/keys/import".into(), Some(Value::Array(items)))
+            (
+                Method::POST,
+                "/admin/keys/import".into(),
+                Some(Value::Array(items)),
+            )
         }
-        Admin::Tokens(TokensCmd::Revoke { jti, until }) => (Method::POST, "/admin/revocations".into(), Some(j!({"jti": jti, "until": until}))),
+        Admin::Tokens(TokensCmd::Revoke { jti, until }) => (
+            Method::POST,
+            "/admin/revocations".into(),
+            Some(j!({"jti": jti, "until": until})),
+        ),
     };
-    let a = call(base, token, method, &path, body.as_ref()).await.map_err(|e| (2, e))?;
+    let a = call(base, token, method, &path, body.as_ref())
+        .await
+        .map_err(|e| (2, e))?;
     if a.status >= 400 {
-        let msg = a.body.get("error_description").and_then(Value::as_str).map(str::to_owned).unwrap_or_else(|| a.body.to_string());
-        let hint = if a.status == 401 { " (set PORTCULLIS_ADMIN_TOKEN)" } else { "" };
-        return Err((if a.status >= 500 { 2 } else { 1 }, format!("{} {msg}{hint}", a.status)));
+        let msg = a
+            .body
+            .get("error_description")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .unwrap_or_else(|| a.body.to_string());
+        let hint = if a.status == 401 {
+            " (set PORTCULLIS_ADMIN_TOKEN)"
+        } else {
+            ""
+        };
+        return Err((
+            if a.status >= 500 { 2 } else { 1 },
+            format!("{} {msg}{hint}", a.status),
+        ));
     }
     if json {
-        return Ok(if a.body.is_null() { String::new() } else { format!("{}\n", a.body) });
+        return Ok(if a.body.is_null() {
+            String::new()
+        } else {
+            format!("{}\n", a.body)
+        });
     }
-    let meta = ["id", "name", "prefix", "subject", "scopes", "env", "rate_limit", "status", "created_at", "expires_at", "last_used_at", "previous_valid_until", "revoked_at"];
+    let meta = [
+        "id",
+        "name",
+        "prefix",
+        "subject",
+        "scopes",
+        "env",
+        "rate_limit",
+        "status",
+        "created_at",
+        "expires_at",
+        "last_used_at",
+        "previous_valid_until",
+        "revoked_at",
+    ];
     Ok(match cmd {
         Admin::Keys(KeysCmd::Create { .. }) => {
             let mut out = fields(&a.body, &meta);
-            out.push_str(&format!("key: {}\n", a.body["key"].as_str().unwrap_or_default()));
+            out.push_str(&format!(
+                "key: {}\n",
+                a.body["key"].as_str().unwrap_or_default()
+            ));
             out.push_str("(the key is shown once: store it now)\n");
             out
         }
         Admin::Keys(KeysCmd::List) => {
             let rows = a.body["keys"].as_array().cloned().unwrap_or_default();
-            table(&rows, &[("id", "ID"), ("name", "NAME"), ("subject", "SUBJECT"), ("env", "ENV"), ("status", "STATUS"), ("scopes", "SCOPES"), ("last_used_at", "LAST USED")])
+            table(
+                &rows,
+                &[
+                    ("id", "ID"),
+                    ("name", "NAME"),
+                    ("subject", "SUBJECT"),
+                    ("env", "ENV"),
+                    ("status", "STATUS"),
+                    ("scopes", "SCOPES"),
+                    ("last_used_at", "LAST USED"),
+                ],
+            )
         }
         Admin::Keys(KeysCmd::Show { .. }) => fields(&a.body, &meta),
         Admin::Keys(KeysCmd::Rotate { .. }) => format!(
@@ -337,6 +416,9 @@ async fn admin_cmd_async(base: &str, json: bool, cmd: Admin) -> Result<String, (
         ),
         Admin::Keys(KeysCmd::Revoke { id }) => format!("revoked {id}\n"),
         Admin::Keys(KeysCmd::Import { .. }) => format!("imported {}\n", a.body["imported"]),
-        Admin::Tokens(TokensCmd::Revoke { jti, .. }) => format!("revoked jti {jti} until {}\n", a.body["until"].as_str().unwrap_or_default()),
+        Admin::Tokens(TokensCmd::Revoke { jti, .. }) => format!(
+            "revoked jti {jti} until {}\n",
+            a.body["until"].as_str().unwrap_or_default()
+        ),
     })
 }

@@ -6,11 +6,11 @@ use crate::keys::KeyRing;
 use crate::listener::{accept_loop, Kind};
 use crate::store::Store;
 use crate::telemetry_metrics::Metrics;
-use std::sync::atomic::AtomicBool;
 use arc_swap::ArcSwap;
 use http::HeaderValue;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::net::TcpListener;
@@ -73,7 +73,12 @@ impl Gateway {
     pub async fn admin_audit(&self, actor: &str, action: &str, target: &str, detail: &str) {
         tracing::info!(target: "admin", actor, action, key = target, detail, "admin change");
         let store = self.store.clone();
-        let (a, b, c, d) = (actor.to_owned(), action.to_owned(), target.to_owned(), detail.to_owned());
+        let (a, b, c, d) = (
+            actor.to_owned(),
+            action.to_owned(),
+            target.to_owned(),
+            detail.to_owned(),
+        );
         let r = tokio::task::spawn_blocking(move || store.audit(&a, &b, &c, &d)).await;
         if !matches!(r, Ok(Ok(()))) {
             tracing::warn!(action, "could not write the admin audit trail");
@@ -112,8 +117,14 @@ impl Gateway {
         for r in &snap.remote_jwks {
             let (ok, failed) = r.fetch_counts();
             let src = format!("{:?}", r.location).replace('"', "'");
-            let _ = writeln!(extra, "portcullis_jwks_refreshes_total{{source=\"{src}\",result=\"ok\"}} {ok}");
-            let _ = writeln!(extra, "portcullis_jwks_refreshes_total{{source=\"{src}\",result=\"error\"}} {failed}");
+            let _ = writeln!(
+                extra,
+                "portcullis_jwks_refreshes_total{{source=\"{src}\",result=\"ok\"}} {ok}"
+            );
+            let _ = writeln!(
+                extra,
+                "portcullis_jwks_refreshes_total{{source=\"{src}\",result=\"error\"}} {failed}"
+            );
         }
         let _ = writeln!(extra, "# HELP portcullis_audit_dropped_total Audit lines dropped because the writer fell behind.\n# TYPE portcullis_audit_dropped_total counter\nportcullis_audit_dropped_total {}", snap.audit.dropped.load(Ordering::Relaxed));
         self.metrics.render(&extra)
@@ -128,7 +139,10 @@ impl Gateway {
             match v {
                 serde_json::Value::Object(m) => {
                     for (k, val) in m.iter_mut() {
-                        if matches!(k.as_str(), "secret" | "token_sha256" | "postgres" | "redis" | "key") {
+                        if matches!(
+                            k.as_str(),
+                            "secret" | "token_sha256" | "postgres" | "redis" | "key"
+                        ) {
                             *val = serde_json::Value::String("<redacted>".into());
                         } else {
                             redact(val);
@@ -170,7 +184,12 @@ impl Gateway {
     /// Re-reads the config file and swaps it in. On any error the old config keeps serving.
     pub fn reload(&self) -> Result<(), ConfigErrors> {
         let cur = self.snapshot();
-        let next = config::load_shared(&self.config_path, Some(&cur), config::Mode::Run, &self.shared)?;
+        let next = config::load_shared(
+            &self.config_path,
+            Some(&cur),
+            config::Mode::Run,
+            &self.shared,
+        )?;
         let same_listeners = cur.listeners.len() == next.listeners.len()
             && cur.listeners.iter().zip(&next.listeners).all(|(a, b)| {
                 a.name == b.name && a.bind == b.bind && a.tls.is_some() == b.tls.is_some()
@@ -271,7 +290,10 @@ pub async fn start(config_path: &Path, snap: Snapshot) -> std::io::Result<Runnin
                     let token = new_admin_token();
                     let h = crate::keys::hash_key(&token);
                     store
-                        .set_setting("admin_token_sha256", &format!("sha256:{}", crate::tls::hex_lower(&h)))
+                        .set_setting(
+                            "admin_token_sha256",
+                            &format!("sha256:{}", crate::tls::hex_lower(&h)),
+                        )
                         .map_err(io_err)?;
                     // Shown once, on the terminal; only its hash is kept.
                     println!("admin token (shown once; only its hash is stored): {token}");
@@ -300,7 +322,10 @@ pub async fn start(config_path: &Path, snap: Snapshot) -> std::io::Result<Runnin
         bound.push((l.name.clone(), tcp));
     }
     let admin_tcp = TcpListener::bind(snap.admin.bind).await.map_err(|e| {
-        std::io::Error::new(e.kind(), format!("admin cannot bind {}: {e}", snap.admin.bind))
+        std::io::Error::new(
+            e.kind(),
+            format!("admin cannot bind {}: {e}", snap.admin.bind),
+        )
     })?;
     snap.start_background();
     let gateway = Arc::new(Gateway::new(config_path, snap, store, stored_token));

@@ -36,7 +36,9 @@ fn bump<K: std::hash::Hash + Eq>(m: &DashMap<K, AtomicU64>, k: K) {
 }
 
 fn esc(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 static NO_ROUTE: std::sync::LazyLock<Arc<str>> = std::sync::LazyLock::new(|| Arc::from("-"));
@@ -56,7 +58,10 @@ impl Metrics {
 
     pub fn decision(&self, authenticator: Option<&Arc<str>>, allowed: bool, reason: &'static str) {
         let a = authenticator.unwrap_or(&NO_ROUTE).clone();
-        bump(&self.decisions, (a, if allowed { "allow" } else { "deny" }, reason));
+        bump(
+            &self.decisions,
+            (a, if allowed { "allow" } else { "deny" }, reason),
+        );
     }
 
     pub fn upstream_error(&self, route: &Arc<str>, kind: &'static str) {
@@ -73,7 +78,12 @@ impl Metrics {
         o.push_str("# HELP portcullis_requests_total Requests by route and status.\n# TYPE portcullis_requests_total counter\n");
         for e in self.requests.iter() {
             let (r, s) = e.key();
-            let _ = writeln!(o, "portcullis_requests_total{{route=\"{}\",status=\"{s}\"}} {}", esc(r), e.value().load(Ordering::Relaxed));
+            let _ = writeln!(
+                o,
+                "portcullis_requests_total{{route=\"{}\",status=\"{s}\"}} {}",
+                esc(r),
+                e.value().load(Ordering::Relaxed)
+            );
         }
         o.push_str("# HELP portcullis_auth_decisions_total Auth decisions by authenticator, decision and reason.\n# TYPE portcullis_auth_decisions_total counter\n");
         for e in self.decisions.iter() {
@@ -83,19 +93,40 @@ impl Metrics {
         o.push_str("# HELP portcullis_upstream_errors_total Upstream failures (502/504) by route and kind.\n# TYPE portcullis_upstream_errors_total counter\n");
         for e in self.upstream_errors.iter() {
             let (u, k) = e.key();
-            let _ = writeln!(o, "portcullis_upstream_errors_total{{route=\"{}\",kind=\"{k}\"}} {}", esc(u), e.value().load(Ordering::Relaxed));
+            let _ = writeln!(
+                o,
+                "portcullis_upstream_errors_total{{route=\"{}\",kind=\"{k}\"}} {}",
+                esc(u),
+                e.value().load(Ordering::Relaxed)
+            );
         }
         o.push_str("# HELP portcullis_rate_limited_total Requests refused by a rate limit, by route.\n# TYPE portcullis_rate_limited_total counter\n");
         for e in self.rate_limited.iter() {
-            let _ = writeln!(o, "portcullis_rate_limited_total{{route=\"{}\"}} {}", esc(e.key()), e.value().load(Ordering::Relaxed));
+            let _ = writeln!(
+                o,
+                "portcullis_rate_limited_total{{route=\"{}\"}} {}",
+                esc(e.key()),
+                e.value().load(Ordering::Relaxed)
+            );
         }
         o.push_str("# HELP portcullis_request_duration_seconds Time from request head to response head.\n# TYPE portcullis_request_duration_seconds histogram\n");
         for (i, b) in BUCKETS.iter().enumerate() {
-            let _ = writeln!(o, "portcullis_request_duration_seconds_bucket{{le=\"{b}\"}} {}", self.latency_buckets[i].load(Ordering::Relaxed));
+            let _ = writeln!(
+                o,
+                "portcullis_request_duration_seconds_bucket{{le=\"{b}\"}} {}",
+                self.latency_buckets[i].load(Ordering::Relaxed)
+            );
         }
         let count = self.latency_count.load(Ordering::Relaxed);
-        let _ = writeln!(o, "portcullis_request_duration_seconds_bucket{{le=\"+Inf\"}} {count}");
-        let _ = writeln!(o, "portcullis_request_duration_seconds_sum {}", self.latency_sum_us.load(Ordering::Relaxed) as f64 / 1e6);
+        let _ = writeln!(
+            o,
+            "portcullis_request_duration_seconds_bucket{{le=\"+Inf\"}} {count}"
+        );
+        let _ = writeln!(
+            o,
+            "portcullis_request_duration_seconds_sum {}",
+            self.latency_sum_us.load(Ordering::Relaxed) as f64 / 1e6
+        );
         let _ = writeln!(o, "portcullis_request_duration_seconds_count {count}");
         o.push_str(extra);
         o

@@ -19,12 +19,23 @@ pub struct ApiKeyAuthn {
 const CHALLENGE: &str = "Api-Key realm=\"portcullis\"";
 
 fn invalid(reason: &'static str, description: &str) -> Reject {
-    Reject::new(StatusCode::UNAUTHORIZED, "invalid_api_key", reason, description)
-        .with_header(header::WWW_AUTHENTICATE, HeaderValue::from_static(CHALLENGE))
+    Reject::new(
+        StatusCode::UNAUTHORIZED,
+        "invalid_api_key",
+        reason,
+        description,
+    )
+    .with_header(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static(CHALLENGE),
+    )
 }
 
 fn duplicated() -> Reject {
-    Reject::bad_request("credential_duplicated", "the credential is offered more than once")
+    Reject::bad_request(
+        "credential_duplicated",
+        "the credential is offered more than once",
+    )
 }
 
 /// `Api-Key` (any case) then one or more spaces then the key.
@@ -64,7 +75,10 @@ impl ApiKeyAuthn {
         };
         match (from_auth, from_x) {
             (Some(a), Some(b)) if a == b => Err(duplicated()),
-            (Some(_), Some(_)) => Err(invalid("api_key_conflict", "two different API keys were offered")),
+            (Some(_), Some(_)) => Err(invalid(
+                "api_key_conflict",
+                "two different API keys were offered",
+            )),
             (Some(k), None) | (None, Some(k)) => Ok(Some(k)),
             (None, None) => Ok(None),
         }
@@ -83,7 +97,10 @@ impl ApiKeyAuthn {
             invalid(e.reason(), d)
         })?;
         if !self.envs.is_empty() && !self.envs.contains(&rec.row.env) {
-            return Err(invalid("api_key_env", "this route does not accept keys of this environment"));
+            return Err(invalid(
+                "api_key_env",
+                "this route does not accept keys of this environment",
+            ));
         }
         Ok(rec.identity.clone())
     }

@@ -358,7 +358,10 @@ impl RemoteJwks {
 
     /// Successful and failed fetches so far (for metrics).
     pub fn fetch_counts(&self) -> (u64, u64) {
-        (self.fetch_ok.load(Ordering::Relaxed), self.fetch_failed.load(Ordering::Relaxed))
+        (
+            self.fetch_ok.load(Ordering::Relaxed),
+            self.fetch_failed.load(Ordering::Relaxed),
+        )
     }
 
     pub fn generation(&self) -> u64 {

@@ -63,10 +63,14 @@ impl Sqlite {
         }
         let conn = Connection::open(path)
             .map_err(|e| StoreError::Unavailable(format!("{}: {e}", path.display())))?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(unavailable)?;
-        conn.pragma_update(None, "synchronous", "FULL").map_err(unavailable)?;
-        conn.pragma_update(None, "foreign_keys", "ON").map_err(unavailable)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(unavailable)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(unavailable)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(unavailable)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(unavailable)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(unavailable)?;
         conn.execute_batch(SCHEMA).map_err(unavailable)?;
         Ok(Sqlite {
             conn: Mutex::new(conn),
@@ -103,7 +107,11 @@ impl Store for Sqlite {
                 .map_err(unavailable)?;
             let rows = st
                 .query_map([], |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?, r.get::<_, Option<i64>>(2)?))
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, Vec<u8>>(1)?,
+                        r.get::<_, Option<i64>>(2)?,
+                    ))
                 })
                 .map_err(unavailable)?;
             for row in rows {
@@ -139,8 +147,19 @@ impl Store for Sqlite {
             .map_err(unavailable)?;
         let mut out = Vec::new();
         for row in rows {
-            let (id, prefix, name, subject, scopes, env, rate_limit, created_at, expires_at, revoked_at, last_used_at) =
-                row.map_err(unavailable)?;
+            let (
+                id,
+                prefix,
+                name,
+                subject,
+                scopes,
+                env,
+                rate_limit,
+                created_at,
+                expires_at,
+                revoked_at,
+                last_used_at,
+            ) = row.map_err(unavailable)?;
             let (current, previous) = secrets.remove(&id).unwrap_or_default();
             let Some(current) = current else { continue };
             out.push(KeyRow {
@@ -172,7 +191,9 @@ impl Store for Sqlite {
                 )
                 .map_err(unavailable)?;
             let mut s = tx
-                .prepare_cached("INSERT INTO key_secrets (hash, key_id, valid_until) VALUES (?1, ?2, ?3)")
+                .prepare_cached(
+                    "INSERT INTO key_secrets (hash, key_id, valid_until) VALUES (?1, ?2, ?3)",
+                )
                 .map_err(unavailable)?;
             for r in rows {
                 k.execute(params![
@@ -189,16 +210,22 @@ impl Store for Sqlite {
                     r.last_used_at
                 ])
                 .map_err(|e| match unavailable(e) {
-                    StoreError::Conflict(_) => StoreError::Conflict(format!("key id `{}` already exists", r.id)),
+                    StoreError::Conflict(_) => {
+                        StoreError::Conflict(format!("key id `{}` already exists", r.id))
+                    }
                     other => other,
                 })?;
                 s.execute(params![r.current.as_slice(), r.id, Option::<i64>::None])
                     .map_err(|e| match unavailable(e) {
-                        StoreError::Conflict(_) => StoreError::Conflict(format!("the secret of key `{}` is already stored", r.id)),
+                        StoreError::Conflict(_) => StoreError::Conflict(format!(
+                            "the secret of key `{}` is already stored",
+                            r.id
+                        )),
                         other => other,
                     })?;
                 for (h, until) in &r.previous {
-                    s.execute(params![h.as_slice(), r.id, until]).map_err(unavailable)?;
+                    s.execute(params![h.as_slice(), r.id, until])
+                        .map_err(unavailable)?;
                 }
             }
         }
@@ -299,7 +326,11 @@ impl Store for Sqlite {
 
     fn setting(&self, name: &str) -> StoreResult<Option<String>> {
         self.conn()
-            .query_row("SELECT value FROM settings WHERE name = ?1", params![name], |r| r.get(0))
+            .query_row(
+                "SELECT value FROM settings WHERE name = ?1",
+                params![name],
+                |r| r.get(0),
+            )
             .optional()
             .map_err(unavailable)
     }
@@ -341,23 +372,35 @@ mod tests {
             previous: vec![],
         };
         s.insert_keys(std::slice::from_ref(&row)).unwrap();
-        assert!(matches!(s.insert_keys(std::slice::from_ref(&row)), Err(StoreError::Conflict(_))));
+        assert!(matches!(
+            s.insert_keys(std::slice::from_ref(&row)),
+            Err(StoreError::Conflict(_))
+        ));
         assert_eq!(s.load_keys().unwrap(), vec![row.clone()]);
         let new = hash_key("other");
         s.rotate_key("key_1", &new, &[(row.current, 50)]).unwrap();
         s.touch_keys(&[("key_1".into(), 42)]).unwrap();
         s.revoke_key("key_1", 60).unwrap();
-        assert!(matches!(s.revoke_key("key_1", 61), Err(StoreError::NotFound)));
+        assert!(matches!(
+            s.revoke_key("key_1", 61),
+            Err(StoreError::NotFound)
+        ));
         let back = &s.load_keys().unwrap()[0];
         assert_eq!(back.current, new);
         assert_eq!(back.previous, vec![(row.current, 50)]);
         assert_eq!(back.revoked_at, Some(60));
         assert_eq!(back.last_used_at, Some(42));
         s.insert_revocation("j", 100).unwrap();
-        assert_eq!(s.load_revocations(50).unwrap(), vec![("j".to_string(), 100)]);
+        assert_eq!(
+            s.load_revocations(50).unwrap(),
+            vec![("j".to_string(), 100)]
+        );
         assert_eq!(s.purge_revocations(100).unwrap(), 1);
         s.set_setting("admin_token_sha256", "x").unwrap();
-        assert_eq!(s.setting("admin_token_sha256").unwrap().as_deref(), Some("x"));
+        assert_eq!(
+            s.setting("admin_token_sha256").unwrap().as_deref(),
+            Some("x")
+        );
         assert_eq!(s.integrity_check().unwrap(), "ok");
     }
 }

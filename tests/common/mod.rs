@@ -372,7 +372,10 @@ fn tokio_stream_from<T: Send + 'static>(
 pub const ADMIN_TOKEN: &str = "pca_test-admin-token-0123456789";
 
 pub fn admin_token_sha256() -> String {
-    format!("sha256:{}", portcullis::tls::hex_lower(&portcullis::keys::hash_key(ADMIN_TOKEN)))
+    format!(
+        "sha256:{}",
+        portcullis::tls::hex_lower(&portcullis::keys::hash_key(ADMIN_TOKEN))
+    )
 }
 
 pub struct Gw {
@@ -389,7 +392,10 @@ impl Gw {
         let mut yaml = yaml.to_owned();
         if !yaml.contains("\nadmin:") {
             // an ephemeral admin port (9901 would collide between parallel tests) and a known token
-            yaml.push_str(&format!("\nadmin: {{ bind: \"127.0.0.1:0\", token_sha256: \"{}\" }}\n", admin_token_sha256()));
+            yaml.push_str(&format!(
+                "\nadmin: {{ bind: \"127.0.0.1:0\", token_sha256: \"{}\" }}\n",
+                admin_token_sha256()
+            ));
         }
         let yaml = yaml.as_str();
         std::fs::write(&file, yaml).unwrap();
@@ -475,7 +481,8 @@ impl GwProcess {
             }
         });
         let mut addrs = BTreeMap::new();
-        while addrs.len() < listeners {
+        // +1: the admin listener reports itself too
+        while addrs.len() < listeners + 1 {
             let line = rx
                 .recv_timeout(Duration::from_secs(30))
                 .expect("gateway did not report its listeners");

@@ -4,7 +4,8 @@
 #   tests/interop/schemathesis.sh BASE_URL TOKEN      e.g. http://127.0.0.1:9901 "$ADMIN_TOKEN"
 #
 # Fetches the schema from BASE_URL/openapi.json (served by the gateway), sends every request to
-# BASE_URL only (no proxy, no redirects followed), with `Authorization: Bearer TOKEN`, and runs the
+# BASE_URL only (no proxy, no redirects followed), with `Authorization: Bearer TOKEN` (passed through
+# the environment and a generated schemathesis.toml, not on a command line), and runs the
 # checks not_a_server_error, status_code_conformance, content_type_conformance and
 # response_schema_conformance over every operation (positive and negative data, all phases).
 # Bounded: ST_MAX_EXAMPLES test cases per operation and phase, and a hard wall-clock cap.
@@ -55,12 +56,15 @@ report_dir=${ST_REPORT_DIR:-$work/report}
 mkdir -p "$report_dir"
 junit="$report_dir/schemathesis-junit.xml"
 
-# Config: no persistent cache; /readyz may answer its documented 503 (not ready) without that
-# counting as a server error. Running from $work keeps any stray schemathesis.toml and a
-# .hypothesis directory out of the way.
+# Config: the token (from the environment, so it is not on a command line); no persistent cache;
+# /readyz may answer its documented 503 (not ready) without that counting as a server error.
+# Running from $work keeps any stray schemathesis.toml and a .hypothesis directory out of the way.
 cat >"$work/schemathesis.toml" <<'EOF'
 [cache]
 enabled = false
+
+[headers]
+Authorization = "Bearer ${PORTCULLIS_ST_TOKEN}"
 
 [[operations]]
 include-path = "/readyz"
@@ -71,7 +75,6 @@ checks=not_a_server_error,status_code_conformance,content_type_conformance,respo
 cmd=(
     "$st" --config-file "$work/schemathesis.toml" --no-color run "$base_url/openapi.json"
     --url "$base_url"
-    --header "Authorization: Bearer $token"
     --checks "$checks"
     --max-examples "$max_examples"
     --seed "$seed"
@@ -87,9 +90,10 @@ cmd=(
 # Waits up to 30 s for the gateway to accept connections.
 status=$(
     env -u HTTP_PROXY -u HTTPS_PROXY -u ALL_PROXY -u http_proxy -u https_proxy -u all_proxy \
-        python3 - "$base_url" "$token" <<'EOF' || true
-import sys, time, urllib.error, urllib.request
-req = urllib.request.Request(sys.argv[1] + "/admin/keys", headers={"Authorization": "Bearer " + sys.argv[2]})
+        PORTCULLIS_ST_TOKEN="$token" python3 - "$base_url" <<'EOF' || true
+import os, sys, time, urllib.error, urllib.request
+token = os.environ["PORTCULLIS_ST_TOKEN"]
+req = urllib.request.Request(sys.argv[1] + "/admin/keys", headers={"Authorization": "Bearer " + token})
 opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 deadline = time.monotonic() + 30  # the gateway may still be starting
 while True:
@@ -119,13 +123,14 @@ set +e
     export NO_PROXY='*' no_proxy='*'
     unset HTTP_PROXY HTTPS_PROXY ALL_PROXY http_proxy https_proxy all_proxy
     export HYPOTHESIS_STORAGE_DIRECTORY="$work/hypothesis"
+    export PORTCULLIS_ST_TOKEN="$token"
     exec timeout --kill-after=10 "$time_cap" "${cmd[@]}"
 )
 rc=$?
 set -e
 elapsed=$(($(date +%s) - start))
 
-# Summary from the JUnit report: one test case per operation.
+# Summary from the JUnit report: one test case per operation, plus one for the stateful phase.
 summary=""
 if [ -s "$junit" ]; then
     summary=$(python3 - "$junit" <<'EOF' || true
