@@ -91,7 +91,7 @@ fn error_response(e: ApiError) -> Response<GwBody> {
 }
 
 pub fn meta(rec: &KeyRecord, now: i64) -> Value {
-    let r = &rec.row;
+    let r = &rec.to_row();
     let last = rec.last_used.load(std::sync::atomic::Ordering::Relaxed);
     let t = |v: Option<i64>| v.map(|s| rfc3339(s, 0));
     json!({
@@ -455,12 +455,12 @@ async fn rotate_key(
     let grace = crate::values::parse_duration(r.grace.as_deref().unwrap_or("24h"))
         .map_err(|e| bad(format!("grace: {e}")))?;
     let rec = gw.keys().get(id).ok_or_else(not_found)?;
-    if rec.row.revoked_at.is_some() {
+    if rec.revoked_at.is_some() {
         return Err(err(StatusCode::CONFLICT, "conflict", "the key is revoked"));
     }
     let until = now + grace.as_secs() as i64;
-    let secret = keys::generate_secret(rec.row.env);
-    let mut row = rec.row.clone();
+    let secret = keys::generate_secret(rec.env);
+    let mut row = rec.to_row();
     // Every earlier secret ends at the latest when this rotation's grace ends.
     let mut previous: Vec<(keys::Hash, i64)> = row
         .previous
@@ -497,13 +497,13 @@ async fn revoke_key(
     actor: &str,
 ) -> Result<Response<GwBody>, ApiError> {
     let rec = gw.keys().get(id).ok_or_else(not_found)?;
-    if rec.row.revoked_at.is_some() {
+    if rec.revoked_at.is_some() {
         return Err(not_found());
     }
     let store = gw.store();
     let sid = id.to_owned();
     blocking(move || store.revoke_key(&sid, now)).await?;
-    let mut row = rec.row.clone();
+    let mut row = rec.to_row();
     row.revoked_at = Some(now);
     gw.keys().put(row);
     gw.admin_audit(actor, "revoke_key", id, "").await;

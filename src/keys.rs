@@ -136,24 +136,70 @@ pub struct KeyRow {
     pub previous: Vec<(Hash, i64)>,
 }
 
-/// A key in memory.
+/// A key in memory: compact (a million of them must fit in a few hundred MiB). Strings that also
+/// appear in the identity are shared (`Arc<str>`), so building an identity per request only
+/// bumps reference counts.
 #[derive(Debug)]
 pub struct KeyRecord {
-    pub row: KeyRow,
+    pub id: Arc<str>,
+    pub subject: Option<Arc<str>>,
+    pub scopes: Arc<[String]>,
+    pub name: Box<str>,
+    pub prefix: Box<str>,
+    pub env: Env,
+    /// The key's own rate limit: its text and the limiter shared by keys with the same quota.
+    pub rate_limit: Option<(Box<str>, Arc<RateLimit>)>,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+    pub revoked_at: Option<i64>,
     pub last_used: AtomicI64,
     dirty: AtomicBool,
-    /// Built once: the identity every request with this key gets.
-    pub identity: Arc<Identity>,
+    pub current: Hash,
+    pub previous: Box<[(Hash, i64)]>,
 }
 
 impl KeyRecord {
     pub fn status(&self, now: i64) -> &'static str {
-        if self.row.revoked_at.is_some() {
+        if self.revoked_at.is_some() {
             "revoked"
-        } else if self.row.expires_at.is_some_and(|e| e <= now) {
+        } else if self.expires_at.is_some_and(|e| e <= now) {
             "expired"
         } else {
             "active"
+        }
+    }
+
+    /// The identity a request with this key gets.
+    pub fn identity(&self) -> Arc<Identity> {
+        Arc::new(Identity {
+            method: AuthMethod::ApiKey,
+            authenticator: None,
+            subject: Some(self.subject.clone().unwrap_or_else(|| self.id.clone())),
+            scopes: self.scopes.clone(),
+            key_id: Some(self.id.clone()),
+            issuer: None,
+            extra_headers: Vec::new(),
+            own_limit: self.rate_limit.as_ref().map(|(_, l)| l.clone()),
+        })
+    }
+
+    /// The stored form (admin path only).
+    pub fn to_row(&self) -> KeyRow {
+        let last = self.last_used.load(Ordering::Relaxed);
+        KeyRow {
+            id: self.id.to_string(),
+            prefix: self.prefix.to_string(),
+            name: self.name.to_string(),
+            subject: self.subject.as_deref().map(str::to_owned),
+            scopes: self.scopes.to_vec(),
+            env: self.env,
+            rate_limit: self.rate_limit.as_ref().map(|(t, _)| t.to_string()),
+            created_at: self.created_at,
+            expires_at: self.expires_at,
+            revoked_at: self.revoked_at,
+            last_used_at: (last > 0).then_some(last),
+            current: self.current,
+            previous: self.previous.to_vec(),
         }
     }
 }
@@ -184,7 +230,7 @@ impl KeyRefusal {
 #[derive(Default)]
 pub struct KeyRing {
     by_hash: DashMap<Hash, Arc<KeyRecord>>,
-    by_id: DashMap<String, Arc<KeyRecord>>,
+    by_id: DashMap<Arc<str>, Arc<KeyRecord>>,
     /// One limiter per distinct per-key quota, counting per key id.
     limits: DashMap<LimitSpec, Arc<RateLimit>>,
     pub loaded: AtomicBool,
@@ -226,42 +272,50 @@ impl KeyRing {
     }
 
     fn record(&self, row: KeyRow) -> Arc<KeyRecord> {
-        let identity = Arc::new(Identity {
-            method: AuthMethod::ApiKey,
-            authenticator: None,
-            subject: Some(row.subject.clone().unwrap_or_else(|| row.id.clone())),
-            scopes: row.scopes.clone(),
-            key_id: Some(row.id.clone()),
-            issuer: None,
-            extra_headers: Vec::new(),
-            own_limit: row.rate_limit.as_deref().and_then(|r| self.limiter(r)),
-        });
+        let rate_limit = row
+            .rate_limit
+            .as_deref()
+            .and_then(|r| self.limiter(r).map(|l| (Box::from(r), l)));
         Arc::new(KeyRecord {
+            id: Arc::from(row.id),
+            subject: row.subject.map(Arc::from),
+            scopes: if row.scopes.is_empty() {
+                crate::auth::no_scopes()
+            } else {
+                Arc::from(row.scopes)
+            },
+            name: row.name.into_boxed_str(),
+            prefix: row.prefix.into_boxed_str(),
+            env: row.env,
+            rate_limit,
+            created_at: row.created_at,
+            expires_at: row.expires_at,
+            revoked_at: row.revoked_at,
             last_used: AtomicI64::new(row.last_used_at.unwrap_or(0)),
             dirty: AtomicBool::new(false),
-            row,
-            identity,
+            current: row.current,
+            previous: row.previous.into_boxed_slice(),
         })
     }
 
     /// Puts (or replaces) a key: every hash it has now points at the new record; hashes it no
     /// longer has are dropped.
     pub fn put(&self, row: KeyRow) {
-        let old = self.by_id.get(&row.id).map(|r| r.clone());
+        let old = self.by_id.get(row.id.as_str()).map(|r| r.clone());
         let rec = self.record(row);
         if let Some(old) = old {
-            self.by_hash.remove(&old.row.current);
-            for (h, _) in &old.row.previous {
+            self.by_hash.remove(&old.current);
+            for (h, _) in old.previous.iter() {
                 self.by_hash.remove(h);
             }
         }
-        if rec.row.revoked_at.is_none() {
-            self.by_hash.insert(rec.row.current, rec.clone());
-            for (h, _) in &rec.row.previous {
+        if rec.revoked_at.is_none() {
+            self.by_hash.insert(rec.current, rec.clone());
+            for (h, _) in rec.previous.iter() {
                 self.by_hash.insert(*h, rec.clone());
             }
         }
-        self.by_id.insert(rec.row.id.clone(), rec);
+        self.by_id.insert(rec.id.clone(), rec);
     }
 
     pub fn get(&self, id: &str) -> Option<Arc<KeyRecord>> {
@@ -274,7 +328,7 @@ impl KeyRing {
 
     pub fn all(&self) -> Vec<Arc<KeyRecord>> {
         let mut v: Vec<_> = self.by_id.iter().map(|r| r.clone()).collect();
-        v.sort_by(|a, b| (a.row.created_at, &a.row.id).cmp(&(b.row.created_at, &b.row.id)));
+        v.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
         v
     }
 
@@ -305,15 +359,14 @@ impl KeyRing {
             .get(&h)
             .map(|r| r.clone())
             .ok_or(KeyRefusal::Unknown)?;
-        if rec.row.revoked_at.is_some() {
+        if rec.revoked_at.is_some() {
             return Err(KeyRefusal::Revoked);
         }
-        if rec.row.expires_at.is_some_and(|e| e <= now) {
+        if rec.expires_at.is_some_and(|e| e <= now) {
             return Err(KeyRefusal::Expired);
         }
-        if rec.row.current != h {
+        if rec.current != h {
             let valid = rec
-                .row
                 .previous
                 .iter()
                 .any(|(p, until)| *p == h && *until > now);
@@ -332,7 +385,7 @@ impl KeyRing {
         self.by_id
             .iter()
             .filter(|r| r.dirty.swap(false, Ordering::Relaxed))
-            .map(|r| (r.row.id.clone(), r.last_used.load(Ordering::Relaxed)))
+            .map(|r| (r.id.to_string(), r.last_used.load(Ordering::Relaxed)))
             .collect()
     }
 }

@@ -272,11 +272,9 @@ pub async fn start(config_path: &Path, snap: Snapshot) -> std::io::Result<Runnin
     let need_token = snap.admin.token_sha256.is_none();
     let (store, stored_token, n_keys) = tokio::task::spawn_blocking(move || {
         let store = crate::store::sqlite::Sqlite::open(&store_path).map_err(io_err)?;
-        let rows = store.load_keys().map_err(io_err)?;
-        let n = rows.len();
-        for row in rows {
-            shared.keys.put(row);
-        }
+        let n = store
+            .for_each_key(&mut |row| shared.keys.put(row))
+            .map_err(io_err)?;
         let now = crate::keys::now_unix();
         for (jti, until) in store.load_revocations(now).map_err(io_err)? {
             shared.revocations.revoke(&jti, until as f64);

@@ -96,12 +96,12 @@ impl ApiKeyAuthn {
             };
             invalid(e.reason(), d)
         })?;
-        if !self.envs.is_empty() && !self.envs.contains(&rec.row.env) {
+        if !self.envs.is_empty() && !self.envs.contains(&rec.env) {
             return Err(invalid(
                 "api_key_env",
                 "this route does not accept keys of this environment",
             ));
         }
-        Ok(rec.identity.clone())
+        Ok(rec.identity())
     }
 }

@@ -398,8 +398,8 @@ impl JwtAuthn {
             identity: Arc::new(Identity {
                 method: AuthMethod::Jwt,
                 authenticator: Some(self.name.clone()),
-                subject: Some(sub),
-                scopes,
+                subject: Some(Arc::from(sub)),
+                scopes: Arc::from(scopes),
                 key_id: None,
                 issuer: Some(self.issuer.clone()),
                 extra_headers,

@@ -47,14 +47,21 @@ pub struct Identity {
     pub method: AuthMethod,
     /// Name of the authenticator that proved it.
     pub authenticator: Option<Arc<str>>,
-    pub subject: Option<String>,
-    pub scopes: Vec<String>,
-    pub key_id: Option<String>,
+    pub subject: Option<Arc<str>>,
+    pub scopes: Arc<[String]>,
+    pub key_id: Option<Arc<str>>,
     pub issuer: Option<String>,
     /// `claims_to_headers` values (names start with `x-auth-`, so client copies are stripped).
     pub extra_headers: Vec<(HeaderName, HeaderValue)>,
     /// An API key's own rate limit: replaces the route's for that key.
     pub own_limit: Option<Arc<RateLimit>>,
+}
+
+/// An empty scope list (shared; no allocation per identity).
+pub fn no_scopes() -> Arc<[String]> {
+    static EMPTY: std::sync::LazyLock<Arc<[String]>> =
+        std::sync::LazyLock::new(|| Arc::from(Vec::new()));
+    EMPTY.clone()
 }
 
 impl Identity {
@@ -63,7 +70,7 @@ impl Identity {
             method: AuthMethod::None,
             authenticator: None,
             subject: None,
-            scopes: Vec::new(),
+            scopes: no_scopes(),
             key_id: None,
             issuer: None,
             extra_headers: Vec::new(),
@@ -176,8 +183,8 @@ async fn authenticate_one(
             Arc::new(Identity {
                 method: AuthMethod::Mtls,
                 authenticator: Some(a.name.clone()),
-                subject: Some(c.subject.clone()),
-                scopes: Vec::new(),
+                subject: Some(Arc::from(c.subject.as_str())),
+                scopes: no_scopes(),
                 key_id: None,
                 issuer: None,
                 extra_headers: Vec::new(),

@@ -19,7 +19,13 @@ pub enum StoreError {
 pub type StoreResult<T> = Result<T, StoreError>;
 
 pub trait Store: Send + Sync + std::fmt::Debug {
-    fn load_keys(&self) -> StoreResult<Vec<KeyRow>>;
+    /// Streams every key to `f` (start-up: a million keys must not be held twice).
+    fn for_each_key(&self, f: &mut dyn FnMut(KeyRow)) -> StoreResult<usize>;
+    fn load_keys(&self) -> StoreResult<Vec<KeyRow>> {
+        let mut v = Vec::new();
+        self.for_each_key(&mut |r| v.push(r))?;
+        Ok(v)
+    }
     /// Inserts keys in one transaction: all or none. A duplicate id or secret is a `Conflict`.
     fn insert_keys(&self, rows: &[KeyRow]) -> StoreResult<()>;
     /// New current secret for `id`; `previous` replaces the list of earlier secrets.

@@ -97,88 +97,67 @@ fn to_hash(v: Vec<u8>) -> Hash {
 }
 
 impl Store for Sqlite {
-    fn load_keys(&self) -> StoreResult<Vec<KeyRow>> {
+    fn for_each_key(&self, f: &mut dyn FnMut(KeyRow)) -> StoreResult<usize> {
         let conn = self.conn();
-        let mut secrets: std::collections::HashMap<String, (Option<Hash>, Vec<(Hash, i64)>)> =
-            std::collections::HashMap::new();
-        {
-            let mut st = conn
-                .prepare("SELECT key_id, hash, valid_until FROM key_secrets")
-                .map_err(unavailable)?;
-            let rows = st
-                .query_map([], |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, Vec<u8>>(1)?,
-                        r.get::<_, Option<i64>>(2)?,
-                    ))
-                })
-                .map_err(unavailable)?;
-            for row in rows {
-                let (id, hash, until) = row.map_err(unavailable)?;
-                let e = secrets.entry(id).or_default();
+        // One pass over keys joined with their secrets, ordered by key: rows of one key are
+        // adjacent, so each key is built and handed over as soon as the next one starts.
+        let mut st = conn
+            .prepare(
+                "SELECT k.id, k.prefix, k.name, k.subject, k.scopes, k.env, k.rate_limit, k.created_at, \
+                 k.expires_at, k.revoked_at, k.last_used_at, s.hash, s.valid_until \
+                 FROM keys k JOIN key_secrets s ON s.key_id = k.id ORDER BY k.id",
+            )
+            .map_err(unavailable)?;
+        let mut rows = st.query([]).map_err(unavailable)?;
+        let mut cur: Option<(KeyRow, bool)> = None;
+        let mut n = 0;
+        let mut emit = |c: Option<(KeyRow, bool)>, n: &mut usize| {
+            if let Some((row, has_current)) = c {
+                if has_current {
+                    *n += 1;
+                    f(row);
+                }
+            }
+        };
+        while let Some(r) = rows.next().map_err(unavailable)? {
+            let id: String = r.get(0).map_err(unavailable)?;
+            let hash = to_hash(r.get::<_, Vec<u8>>(11).map_err(unavailable)?);
+            let until: Option<i64> = r.get(12).map_err(unavailable)?;
+            if cur.as_ref().is_none_or(|(row, _)| row.id != id) {
+                emit(cur.take(), &mut n);
+                let scopes: String = r.get(4).map_err(unavailable)?;
+                let env: String = r.get(5).map_err(unavailable)?;
+                cur = Some((
+                    KeyRow {
+                        id,
+                        prefix: r.get(1).map_err(unavailable)?,
+                        name: r.get(2).map_err(unavailable)?,
+                        subject: r.get(3).map_err(unavailable)?,
+                        scopes: if scopes == "[]" { Vec::new() } else { serde_json::from_str(&scopes).unwrap_or_default() },
+                        env: Env::parse(&env).unwrap_or(Env::Live),
+                        rate_limit: r.get(6).map_err(unavailable)?,
+                        created_at: r.get(7).map_err(unavailable)?,
+                        expires_at: r.get(8).map_err(unavailable)?,
+                        revoked_at: r.get(9).map_err(unavailable)?,
+                        last_used_at: r.get(10).map_err(unavailable)?,
+                        current: [0u8; 32],
+                        previous: Vec::new(),
+                    },
+                    false,
+                ));
+            }
+            if let Some((row, has_current)) = cur.as_mut() {
                 match until {
-                    None => e.0 = Some(to_hash(hash)),
-                    Some(u) => e.1.push((to_hash(hash), u)),
+                    None => {
+                        row.current = hash;
+                        *has_current = true;
+                    }
+                    Some(u) => row.previous.push((hash, u)),
                 }
             }
         }
-        let mut st = conn
-            .prepare(
-                "SELECT id, prefix, name, subject, scopes, env, rate_limit, created_at, expires_at, revoked_at, last_used_at FROM keys",
-            )
-            .map_err(unavailable)?;
-        let rows = st
-            .query_map([], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, Option<String>>(3)?,
-                    r.get::<_, String>(4)?,
-                    r.get::<_, String>(5)?,
-                    r.get::<_, Option<String>>(6)?,
-                    r.get::<_, i64>(7)?,
-                    r.get::<_, Option<i64>>(8)?,
-                    r.get::<_, Option<i64>>(9)?,
-                    r.get::<_, Option<i64>>(10)?,
-                ))
-            })
-            .map_err(unavailable)?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (
-                id,
-                prefix,
-                name,
-                subject,
-                scopes,
-                env,
-                rate_limit,
-                created_at,
-                expires_at,
-                revoked_at,
-                last_used_at,
-            ) = row.map_err(unavailable)?;
-            let (current, previous) = secrets.remove(&id).unwrap_or_default();
-            let Some(current) = current else { continue };
-            out.push(KeyRow {
-                scopes: serde_json::from_str(&scopes).unwrap_or_default(),
-                env: Env::parse(&env).unwrap_or(Env::Live),
-                id,
-                prefix,
-                name,
-                subject,
-                rate_limit,
-                created_at,
-                expires_at,
-                revoked_at,
-                last_used_at,
-                current,
-                previous,
-            });
-        }
-        Ok(out)
+        emit(cur.take(), &mut n);
+        Ok(n)
     }
 
     fn insert_keys(&self, rows: &[KeyRow]) -> StoreResult<()> {
