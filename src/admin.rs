@@ -455,7 +455,7 @@ async fn rotate_key(
     let grace = crate::values::parse_duration(r.grace.as_deref().unwrap_or("24h"))
         .map_err(|e| bad(format!("grace: {e}")))?;
     let rec = gw.keys().get(id).ok_or_else(not_found)?;
-    if rec.revoked_at.is_some() {
+    if rec.revoked_at().is_some() {
         return Err(err(StatusCode::CONFLICT, "conflict", "the key is revoked"));
     }
     let until = now + grace.as_secs() as i64;
@@ -497,7 +497,7 @@ async fn revoke_key(
     actor: &str,
 ) -> Result<Response<GwBody>, ApiError> {
     let rec = gw.keys().get(id).ok_or_else(not_found)?;
-    if rec.revoked_at.is_some() {
+    if rec.revoked_at().is_some() {
         return Err(not_found());
     }
     let store = gw.store();

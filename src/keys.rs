@@ -144,25 +144,64 @@ pub struct KeyRecord {
     pub id: Arc<str>,
     pub subject: Option<Arc<str>>,
     pub scopes: Arc<[String]>,
-    pub name: Box<str>,
-    pub prefix: Box<str>,
+    prefix: [u8; 12],
+    prefix_len: u8,
     pub env: Env,
-    /// The key's own rate limit: its text and the limiter shared by keys with the same quota.
-    pub rate_limit: Option<(Box<str>, Arc<RateLimit>)>,
     pub created_at: i64,
-    pub expires_at: Option<i64>,
-    pub revoked_at: Option<i64>,
+    /// 0 = never.
+    expires: i64,
+    /// 0 = not revoked.
+    revoked: i64,
     pub last_used: AtomicI64,
     dirty: AtomicBool,
     pub current: Hash,
-    pub previous: Box<[(Hash, i64)]>,
+    /// What most keys do not have, out of line (a million keys must stay small).
+    extra: Option<Box<Extra>>,
+}
+
+#[derive(Debug, Default)]
+struct Extra {
+    /// `None`: the same as the subject (imports of `<key> <subject>` lines).
+    name: Option<Box<str>>,
+    /// The key's own rate limit, shared by keys with the same quota (its name is the quota text).
+    rate_limit: Option<Arc<RateLimit>>,
+    /// Earlier secrets still accepted until their time.
+    previous: Box<[(Hash, i64)]>,
 }
 
 impl KeyRecord {
+    pub fn expires_at(&self) -> Option<i64> {
+        (self.expires != 0).then_some(self.expires)
+    }
+
+    pub fn revoked_at(&self) -> Option<i64> {
+        (self.revoked != 0).then_some(self.revoked)
+    }
+
+    pub fn name(&self) -> &str {
+        self.extra
+            .as_ref()
+            .and_then(|e| e.name.as_deref())
+            .or(self.subject.as_deref())
+            .unwrap_or(&self.id)
+    }
+
+    pub fn rate_limit(&self) -> Option<&Arc<RateLimit>> {
+        self.extra.as_ref().and_then(|e| e.rate_limit.as_ref())
+    }
+
+    pub fn previous(&self) -> &[(Hash, i64)] {
+        self.extra.as_ref().map_or(&[], |e| &e.previous)
+    }
+
+    pub fn prefix(&self) -> &str {
+        std::str::from_utf8(&self.prefix[..self.prefix_len as usize]).unwrap_or("")
+    }
+
     pub fn status(&self, now: i64) -> &'static str {
-        if self.revoked_at.is_some() {
+        if self.revoked != 0 {
             "revoked"
-        } else if self.expires_at.is_some_and(|e| e <= now) {
+        } else if self.expires != 0 && self.expires <= now {
             "expired"
         } else {
             "active"
@@ -179,7 +218,7 @@ impl KeyRecord {
             key_id: Some(self.id.clone()),
             issuer: None,
             extra_headers: Vec::new(),
-            own_limit: self.rate_limit.as_ref().map(|(_, l)| l.clone()),
+            own_limit: self.rate_limit().cloned(),
         })
     }
 
@@ -188,18 +227,18 @@ impl KeyRecord {
         let last = self.last_used.load(Ordering::Relaxed);
         KeyRow {
             id: self.id.to_string(),
-            prefix: self.prefix.to_string(),
-            name: self.name.to_string(),
+            prefix: self.prefix().to_owned(),
+            name: self.name().to_owned(),
             subject: self.subject.as_deref().map(str::to_owned),
             scopes: self.scopes.to_vec(),
             env: self.env,
-            rate_limit: self.rate_limit.as_ref().map(|(t, _)| t.to_string()),
+            rate_limit: self.rate_limit().map(|l| l.name.to_string()),
             created_at: self.created_at,
-            expires_at: self.expires_at,
-            revoked_at: self.revoked_at,
+            expires_at: self.expires_at(),
+            revoked_at: self.revoked_at(),
             last_used_at: (last > 0).then_some(last),
             current: self.current,
-            previous: self.previous.to_vec(),
+            previous: self.previous().to_vec(),
         }
     }
 }
@@ -229,7 +268,9 @@ impl KeyRefusal {
 /// All keys, in memory, shared by every listener and reload.
 #[derive(Default)]
 pub struct KeyRing {
-    by_hash: DashMap<Hash, Arc<KeyRecord>>,
+    /// Keyed by the first 16 bytes of the SHA-256 (a lookup then compares all 32 with the
+    /// record's), which halves the index of a million keys.
+    by_hash: DashMap<u128, Arc<KeyRecord>>,
     by_id: DashMap<Arc<str>, Arc<KeyRecord>>,
     /// One limiter per distinct per-key quota, counting per key id.
     limits: DashMap<LimitSpec, Arc<RateLimit>>,
@@ -242,6 +283,12 @@ impl std::fmt::Debug for KeyRing {
             .field("keys", &self.by_id.len())
             .finish()
     }
+}
+
+fn short(h: &Hash) -> u128 {
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&h[..16]);
+    u128::from_le_bytes(b)
 }
 
 pub fn now_unix() -> i64 {
@@ -263,7 +310,7 @@ impl KeyRing {
                 .entry(spec)
                 .or_insert_with(|| {
                     Arc::new(
-                        RateLimit::new("api_key", spec, LimitKey::Identity)
+                        RateLimit::new(rate, spec, LimitKey::Identity)
                             .unwrap_or_else(|_| unreachable_limit()),
                     )
                 })
@@ -272,10 +319,20 @@ impl KeyRing {
     }
 
     fn record(&self, row: KeyRow) -> Arc<KeyRecord> {
-        let rate_limit = row
-            .rate_limit
-            .as_deref()
-            .and_then(|r| self.limiter(r).map(|l| (Box::from(r), l)));
+        let rate_limit = row.rate_limit.as_deref().and_then(|r| self.limiter(r));
+        let mut prefix = [0u8; 12];
+        let plen = row.prefix.len().min(12);
+        prefix[..plen].copy_from_slice(&row.prefix.as_bytes()[..plen]);
+        let name =
+            (row.subject.as_deref() != Some(row.name.as_str())).then(|| row.name.into_boxed_str());
+        let extra =
+            (name.is_some() || rate_limit.is_some() || !row.previous.is_empty()).then(|| {
+                Box::new(Extra {
+                    name,
+                    rate_limit,
+                    previous: row.previous.into_boxed_slice(),
+                })
+            });
         Arc::new(KeyRecord {
             id: Arc::from(row.id),
             subject: row.subject.map(Arc::from),
@@ -284,17 +341,16 @@ impl KeyRing {
             } else {
                 Arc::from(row.scopes)
             },
-            name: row.name.into_boxed_str(),
-            prefix: row.prefix.into_boxed_str(),
+            prefix,
+            prefix_len: plen as u8,
             env: row.env,
-            rate_limit,
             created_at: row.created_at,
-            expires_at: row.expires_at,
-            revoked_at: row.revoked_at,
+            expires: row.expires_at.unwrap_or(0),
+            revoked: row.revoked_at.unwrap_or(0),
             last_used: AtomicI64::new(row.last_used_at.unwrap_or(0)),
             dirty: AtomicBool::new(false),
             current: row.current,
-            previous: row.previous.into_boxed_slice(),
+            extra,
         })
     }
 
@@ -304,15 +360,15 @@ impl KeyRing {
         let old = self.by_id.get(row.id.as_str()).map(|r| r.clone());
         let rec = self.record(row);
         if let Some(old) = old {
-            self.by_hash.remove(&old.current);
-            for (h, _) in old.previous.iter() {
-                self.by_hash.remove(h);
+            self.by_hash.remove(&short(&old.current));
+            for (h, _) in old.previous().iter() {
+                self.by_hash.remove(&short(h));
             }
         }
-        if rec.revoked_at.is_none() {
-            self.by_hash.insert(rec.current, rec.clone());
-            for (h, _) in rec.previous.iter() {
-                self.by_hash.insert(*h, rec.clone());
+        if rec.revoked == 0 {
+            self.by_hash.insert(short(&rec.current), rec.clone());
+            for (h, _) in rec.previous().iter() {
+                self.by_hash.insert(short(h), rec.clone());
             }
         }
         self.by_id.insert(rec.id.clone(), rec);
@@ -323,7 +379,9 @@ impl KeyRing {
     }
 
     pub fn contains_hash(&self, h: &Hash) -> bool {
-        self.by_hash.contains_key(h)
+        self.by_hash
+            .get(&short(h))
+            .is_some_and(|r| r.current == *h || r.previous().iter().any(|(p, _)| p == h))
     }
 
     pub fn all(&self) -> Vec<Arc<KeyRecord>> {
@@ -356,18 +414,21 @@ impl KeyRing {
         let h = hash_key(key);
         let rec = self
             .by_hash
-            .get(&h)
+            .get(&short(&h))
             .map(|r| r.clone())
             .ok_or(KeyRefusal::Unknown)?;
-        if rec.revoked_at.is_some() {
+        if rec.current != h && !rec.previous().iter().any(|(p, _)| *p == h) {
+            return Err(KeyRefusal::Unknown);
+        }
+        if rec.revoked != 0 {
             return Err(KeyRefusal::Revoked);
         }
-        if rec.expires_at.is_some_and(|e| e <= now) {
+        if rec.expires != 0 && rec.expires <= now {
             return Err(KeyRefusal::Expired);
         }
         if rec.current != h {
             let valid = rec
-                .previous
+                .previous()
                 .iter()
                 .any(|(p, until)| *p == h && *until > now);
             if !valid {

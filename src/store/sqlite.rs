@@ -133,7 +133,11 @@ impl Store for Sqlite {
                         prefix: r.get(1).map_err(unavailable)?,
                         name: r.get(2).map_err(unavailable)?,
                         subject: r.get(3).map_err(unavailable)?,
-                        scopes: if scopes == "[]" { Vec::new() } else { serde_json::from_str(&scopes).unwrap_or_default() },
+                        scopes: if scopes == "[]" {
+                            Vec::new()
+                        } else {
+                            serde_json::from_str(&scopes).unwrap_or_default()
+                        },
                         env: Env::parse(&env).unwrap_or(Env::Live),
                         rate_limit: r.get(6).map_err(unavailable)?,
                         created_at: r.get(7).map_err(unavailable)?,

@@ -1,0 +1,122 @@
+#!/usr/bin/env python3
+"""BENCHMARKS.md and a PNG chart from peerbench's raw JSON (one or two passes).
+
+Medians over rounds of proxy CPU microseconds per request (the stable figure on a noisy box),
+req/s, p99 and peak RSS; ratios against nginx, HAProxy and Envoy of the same pass; and the SPEC
+section 6 targets, each marked met or not.
+"""
+import argparse
+import json
+import statistics
+import sys
+
+SCEN = ["plain", "tls", "apikey", "jwt-rs256", "jwt-es256"]
+
+
+def medians(path):
+    data = json.load(open(path))
+    cells = {}
+    for r in data["records"]:
+        if r.get("error") or "cpu_us_per_req" not in r:
+            continue
+        cells.setdefault((r["peer"], r["scenario"]), []).append(r)
+    out = {}
+    for k, rs in cells.items():
+        out[k] = {
+            "cpu": statistics.median(x["cpu_us_per_req"] for x in rs),
+            "rps": statistics.median(x["rps"] for x in rs),
+            "p99": statistics.median(x.get("p99_ms", 0) for x in rs),
+            "rss": max(x.get("rss_peak_mib", 0) for x in rs),
+            "n": len(rs),
+        }
+    return data.get("meta", {}), out
+
+
+def fmt(x, nd=1):
+    return "n/a" if x is None else f"{x:.{nd}f}"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("pass1")
+    ap.add_argument("pass2", nargs="?")
+    ap.add_argument("--md", required=True)
+    ap.add_argument("--png")
+    a = ap.parse_args()
+    meta, m1 = medians(a.pass1)
+    m2 = medians(a.pass2)[1] if a.pass2 else {}
+    peers = ["portcullis", "nginx", "haproxy", "envoy"]
+    get = lambda m, p, s, k: m.get((p, s), {}).get(k)
+    lines = ["# Benchmarks", "",
+             "Produced by `benches/load/run.sh` (peerbench: nginx, HAProxy, Envoy and Portcullis on one",
+             "core each, one worker, wrk -t2 -c64 keep-alive, medians over rounds; see benches/load/).",
+             "CPU µs/request is the proxy's own utime+stime per completed request. Compare only within",
+             "one run: this machine is shared and noisy.", "",
+             f"Pass 1: `{a.pass1}`" + (f"; pass 2 (cache off): `{a.pass2}`" if a.pass2 else ""), "",
+             "## CPU µs per request (median)", "",
+             "| scenario | " + " | ".join(peers) + " |", "|---|" + "---:|" * len(peers)]
+    for s in SCEN:
+        lines.append(f"| {s} | " + " | ".join(fmt(get(m1, p, s, "cpu")) for p in peers) + " |")
+    if m2:
+        for s in ["jwt-rs256", "jwt-es256"]:
+            row = [fmt(get(m2, "portcullis-nocache", s, "cpu")), "-", fmt(get(m2, "haproxy", s, "cpu")), fmt(get(m2, "envoy", s, "cpu"))]
+            lines.append(f"| {s} (cache off, pass 2) | " + " | ".join(row) + " |")
+    lines += ["", "## req/s, p99 ms, peak RSS MiB (median)", "",
+              "| scenario | peer | req/s | p99 ms | RSS MiB |", "|---|---|---:|---:|---:|"]
+    for s in SCEN:
+        for p in peers:
+            if (p, s) in m1:
+                c = m1[(p, s)]
+                lines.append(f"| {s} | {p} | {c['rps']:.0f} | {c['p99']:.2f} | {c['rss']:.1f} |")
+    # targets
+    t = []
+    def check(name, val, limit):
+        if val is None or limit is None:
+            t.append((name, "n/a", "n/a", "not measured"))
+        else:
+            t.append((name, f"{val:.2f}", f"{limit:.2f}", "met" if val <= limit else "NOT met"))
+    ng_plain = get(m1, "nginx", "plain", "cpu")
+    ng_tls = get(m1, "nginx", "tls", "cpu")
+    pc = lambda s: get(m1, "portcullis", s, "cpu")
+    check("plain CPU vs nginx plain", pc("plain"), ng_plain)
+    check("tls CPU vs nginx tls", pc("tls"), ng_tls)
+    check("apikey (1 000 keys) CPU vs nginx plain", pc("apikey"), ng_plain)
+    check("jwt-rs256 cached CPU vs 1.1 x nginx plain", pc("jwt-rs256"), ng_plain and 1.1 * ng_plain)
+    check("jwt-es256 cached CPU vs 1.1 x nginx plain", pc("jwt-es256"), ng_plain and 1.1 * ng_plain)
+    if m2:
+        for s in ["jwt-rs256", "jwt-es256"]:
+            hp = get(m2, "haproxy", s, "cpu")
+            check(f"{s} cache off CPU vs 0.9 x HAProxy", get(m2, "portcullis-nocache", s, "cpu"), hp and 0.9 * hp)
+    for s in SCEN:
+        ev = get(m1, "envoy", s, "cpu")
+        check(f"{s} CPU vs 0.5 x Envoy", pc(s), ev and 0.5 * ev)
+        check(f"{s} p99 vs nginx p99", get(m1, "portcullis", s, "p99"), get(m1, "nginx", s, "p99"))
+    lines += ["", "## SPEC section 6 targets (this run)", "", "| target | Portcullis | limit | |", "|---|---:|---:|---|"]
+    lines += [f"| {a_} | {b} | {c} | {d} |" for a_, b, c, d in t]
+    open(a.md, "w").write("\n".join(lines) + "\n")
+    if a.png:
+        try:
+            import matplotlib
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+        except ImportError:
+            print("matplotlib missing: no chart", file=sys.stderr)
+            return 0
+        fig, ax = plt.subplots(figsize=(9, 4.5))
+        w = 0.2
+        for i, p in enumerate(peers):
+            vals = [get(m1, p, s, "cpu") or 0 for s in SCEN]
+            ax.bar([x + i * w for x in range(len(SCEN))], vals, w, label=p)
+        ax.set_xticks([x + 1.5 * w for x in range(len(SCEN))])
+        ax.set_xticklabels(SCEN)
+        ax.set_ylabel("proxy CPU µs / request (lower is better)")
+        ax.set_title("One core, one worker, medians (Portcullis: verified-token cache on)")
+        ax.set_yscale("log")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(a.png, dpi=110)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
