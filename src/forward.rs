@@ -270,11 +270,14 @@ pub fn upstream_request_headers(h: &mut HeaderMap, ctx: &ForwardCtx<'_>) {
     }
 
     let peer = ctx.peer_ip.to_string();
-    let xff = match prior_xff {
-        Some(p) => format!("{p}, {peer}"),
-        None => peer,
-    };
-    insert_str(h, "x-forwarded-for", &xff);
+    let peer_value = HeaderValue::from_str(&peer).ok();
+    match (prior_xff, &peer_value) {
+        (Some(p), _) => insert_str(h, "x-forwarded-for", &format!("{p}, {peer}")),
+        (None, Some(v)) => {
+            h.insert("x-forwarded-for", v.clone());
+        }
+        (None, None) => {}
+    }
     if !(ctx.peer_trusted && h.contains_key("x-forwarded-proto")) {
         h.insert("x-forwarded-proto", HeaderValue::from_static(ctx.proto));
     }
@@ -283,7 +286,13 @@ pub fn upstream_request_headers(h: &mut HeaderMap, ctx: &ForwardCtx<'_>) {
             insert_str(h, "x-forwarded-host", host);
         }
     }
-    insert_str(h, "x-real-ip", &ctx.client_ip.to_string());
+    match &peer_value {
+        // The usual case: the client is the peer; share the value (no second allocation).
+        Some(v) if ctx.client_ip == ctx.peer_ip => {
+            h.insert("x-real-ip", v.clone());
+        }
+        _ => insert_str(h, "x-real-ip", &ctx.client_ip.to_string()),
+    }
     h.insert("x-request-id", ctx.request_id.clone());
 
     let id = ctx.identity;

@@ -35,7 +35,8 @@ pub async fn handle(
     let snap = gw.snapshot();
     let request_id = gw.request_id(req.headers().get("x-request-id"));
     let method = req.method().clone();
-    let raw_path = req.uri().path().to_owned();
+    let uri = req.uri().clone(); // reference-counted: the path is only read for the log lines
+    let raw_path = uri.path();
     let client_ip = client_ip(&snap, &conn, req.headers());
     let mut out = Outcome::default();
     let result = route_and_forward(&snap, &conn, req, &request_id, client_ip, &mut out).await;
@@ -61,7 +62,7 @@ pub async fn handle(
         listener = %conn.listener,
         route = out.route.as_deref().unwrap_or("-"),
         method = %method,
-        path = %raw_path,
+        path = raw_path,
         client_ip = %client_ip,
         auth = id.map_or("-", |i| i.method.as_str()),
         subject = id.and_then(|i| i.subject.as_deref()).unwrap_or("-"),
@@ -96,7 +97,7 @@ pub async fn handle(
             listener: &conn.listener,
             route: out.route.as_deref(),
             method: method.as_str(),
-            path: &raw_path,
+            path: raw_path,
             client_ip: client_ip.to_string(),
             auth_method: id.map(|i| i.method.as_str()),
             authenticator: id.and_then(|i| i.authenticator.as_deref()),

@@ -65,6 +65,13 @@ pub fn no_scopes() -> Arc<[String]> {
 }
 
 impl Identity {
+    /// The shared anonymous identity (no allocation per request).
+    pub fn anonymous_arc() -> Arc<Identity> {
+        static ANON: std::sync::LazyLock<Arc<Identity>> =
+            std::sync::LazyLock::new(|| Arc::new(Identity::anonymous()));
+        ANON.clone()
+    }
+
     pub fn anonymous() -> Identity {
         Identity {
             method: AuthMethod::None,
@@ -243,7 +250,7 @@ pub async fn evaluate(
         AuthPolicy::None => {
             note(&mut trace, || "auth: none (no chain)".into());
             return Ok(Decision {
-                identity: Arc::new(Identity::anonymous()),
+                identity: Identity::anonymous_arc(),
                 response_headers: Vec::new(),
             });
         }
@@ -288,7 +295,7 @@ pub async fn evaluate(
     }
     let identity = match identity {
         Some(id) => id,
-        None if chain.any_of.is_empty() => Arc::new(Identity::anonymous()),
+        None if chain.any_of.is_empty() => Identity::anonymous_arc(),
         None => {
             let e = missing_credential(&chain.any_of);
             note(&mut trace, || {
