@@ -483,9 +483,12 @@ impl GwProcess {
         let mut addrs = BTreeMap::new();
         // +1: the admin listener reports itself too
         while addrs.len() < listeners + 1 {
-            let line = rx
-                .recv_timeout(Duration::from_secs(30))
-                .expect("gateway did not report its listeners");
+            let Ok(line) = rx.recv_timeout(Duration::from_secs(30)) else {
+                // never leave the process behind when the test fails here
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("gateway did not report its listeners");
+            };
             let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
                 continue;
             };
