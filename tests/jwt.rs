@@ -598,6 +598,14 @@ fn rfc_examples_verify_at_signature_level() {
             portcullis::auth::jwks::KeySet::from_jwks(set.to_string().as_bytes(), true).unwrap();
         assert!(skipped.is_empty(), "{name}: {skipped:?}");
         let token = v["token"].as_str().unwrap();
+        if !alg.starts_with("HS") {
+            // public keys are parsed once into aws-lc (PKCS#1 DER built from n/e, EC points, raw Ed25519)
+            let a: jsonwebtoken::Algorithm = alg.parse().unwrap();
+            assert!(
+                keys.keys[0].parsed_for(a).is_some(),
+                "{name}: key not pre-parsed"
+            );
+        }
         assert_eq!(
             portcullis::auth::jwt::signature_valid(&keys, token),
             Ok(true),

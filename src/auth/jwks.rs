@@ -46,7 +46,91 @@ pub struct VKey {
     pub kind: KeyKind,
     /// A JWK's `alg`: the only algorithm this key may be used with.
     pub alg: Option<Algorithm>,
+    /// For HMAC (and as the reference implementation for the rest).
     pub key: DecodingKey,
+    /// Public keys parsed once into aws-lc, per algorithm they fit: verification then skips the
+    /// per-call key parsing (a few µs of every cold RSA verification).
+    pub parsed: Vec<(Algorithm, aws_lc_rs::signature::ParsedPublicKey)>,
+}
+
+fn lc_alg(a: Algorithm) -> Option<&'static dyn aws_lc_rs::signature::VerificationAlgorithm> {
+    use aws_lc_rs::signature as s;
+    Some(match a {
+        Algorithm::RS256 => &s::RSA_PKCS1_2048_8192_SHA256,
+        Algorithm::RS384 => &s::RSA_PKCS1_2048_8192_SHA384,
+        Algorithm::RS512 => &s::RSA_PKCS1_2048_8192_SHA512,
+        Algorithm::PS256 => &s::RSA_PSS_2048_8192_SHA256,
+        Algorithm::PS384 => &s::RSA_PSS_2048_8192_SHA384,
+        Algorithm::PS512 => &s::RSA_PSS_2048_8192_SHA512,
+        Algorithm::ES256 => &s::ECDSA_P256_SHA256_FIXED,
+        Algorithm::ES384 => &s::ECDSA_P384_SHA384_FIXED,
+        Algorithm::EdDSA => &s::ED25519,
+        _ => return None,
+    })
+}
+
+/// Parses `bytes` (SPKI, PKCS#1 RSAPublicKey, an EC point or a raw Ed25519 key) for every
+/// algorithm the key kind fits. A key aws-lc rejects for an algorithm is simply not usable with it.
+fn parse_for(
+    kind: KeyKind,
+    bytes: &[u8],
+) -> Vec<(Algorithm, aws_lc_rs::signature::ParsedPublicKey)> {
+    use Algorithm::*;
+    [
+        RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA,
+    ]
+    .into_iter()
+    .filter(|a| kind.fits(*a))
+    .filter_map(|a| {
+        let lc = lc_alg(a)?;
+        aws_lc_rs::signature::ParsedPublicKey::new(lc, bytes)
+            .ok()
+            .map(|p| (a, p))
+    })
+    .collect()
+}
+
+/// DER `RSAPublicKey ::= SEQUENCE { modulus INTEGER, publicExponent INTEGER }` (RFC 8017).
+fn rsa_public_key_der(n: &[u8], e: &[u8]) -> Vec<u8> {
+    fn len(out: &mut Vec<u8>, l: usize) {
+        if l < 0x80 {
+            out.push(l as u8);
+        } else {
+            let b = l.to_be_bytes();
+            let skip = b.iter().take_while(|x| **x == 0).count();
+            out.push(0x80 | (b.len() - skip) as u8);
+            out.extend_from_slice(&b[skip..]);
+        }
+    }
+    fn int(out: &mut Vec<u8>, v: &[u8]) {
+        let v = &v[v
+            .iter()
+            .take_while(|x| **x == 0)
+            .count()
+            .min(v.len().saturating_sub(1))..];
+        let pad = v.first().is_some_and(|b| b & 0x80 != 0);
+        out.push(0x02);
+        len(out, v.len() + usize::from(pad));
+        if pad {
+            out.push(0);
+        }
+        out.extend_from_slice(v);
+    }
+    let mut body = Vec::with_capacity(n.len() + e.len() + 16);
+    int(&mut body, n);
+    int(&mut body, e);
+    let mut out = Vec::with_capacity(body.len() + 8);
+    out.push(0x30);
+    len(&mut out, body.len());
+    out.extend_from_slice(&body);
+    out
+}
+
+impl VKey {
+    /// The aws-lc parsed key for `alg`, when there is one.
+    pub fn parsed_for(&self, alg: Algorithm) -> Option<&aws_lc_rs::signature::ParsedPublicKey> {
+        self.parsed.iter().find(|(a, _)| *a == alg).map(|(_, p)| p)
+    }
 }
 
 impl std::fmt::Debug for VKey {
@@ -132,6 +216,7 @@ impl KeySet {
                 kind,
                 alg: None,
                 key,
+                parsed: parse_for(kind, der),
             }],
         })
     }
@@ -143,6 +228,7 @@ impl KeySet {
                 kind: KeyKind::Hmac,
                 alg: None,
                 key: DecodingKey::from_secret(secret),
+                parsed: Vec::new(),
             }],
         }
     }
@@ -174,10 +260,17 @@ fn parse_jwk(jwk: &Value, allow_oct: bool) -> Result<Option<VKey>, String> {
         Some(_) => return Err("`alg` is not a string".into()),
     };
     let bad = |e: jsonwebtoken::errors::Error| format!("malformed key: {e}");
-    let (kind, key) = match s(jwk, "kty")? {
+    let b64 = |k: &str| -> Result<Vec<u8>, String> {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(s(jwk, k)?)
+            .map_err(|_| format!("`{k}` is not base64url"))
+    };
+    let (kind, key, raw) = match s(jwk, "kty")? {
         "RSA" => (
             KeyKind::Rsa,
             DecodingKey::from_rsa_components(s(jwk, "n")?, s(jwk, "e")?).map_err(bad)?,
+            rsa_public_key_der(&b64("n")?, &b64("e")?),
         ),
         "EC" => {
             let kind = match s(jwk, "crv")? {
@@ -185,27 +278,35 @@ fn parse_jwk(jwk: &Value, allow_oct: bool) -> Result<Option<VKey>, String> {
                 "P-384" => KeyKind::EcP384,
                 c => return Err(format!("unsupported curve {c}")),
             };
+            let mut point = vec![0x04];
+            point.extend(b64("x")?);
+            point.extend(b64("y")?);
             (
                 kind,
                 DecodingKey::from_ec_components(s(jwk, "x")?, s(jwk, "y")?).map_err(bad)?,
+                point,
             )
         }
         "OKP" => match s(jwk, "crv")? {
             "Ed25519" => (
                 KeyKind::Ed25519,
                 DecodingKey::from_ed_components(s(jwk, "x")?).map_err(bad)?,
+                b64("x")?,
             ),
             c => return Err(format!("unsupported curve {c}")),
         },
-        "oct" if allow_oct => {
-            use base64::Engine;
-            let k = base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(s(jwk, "k")?)
-                .map_err(|_| "`k` is not base64url".to_owned())?;
-            (KeyKind::Hmac, DecodingKey::from_secret(&k))
-        }
+        "oct" if allow_oct => (
+            KeyKind::Hmac,
+            DecodingKey::from_secret(&b64("k")?),
+            Vec::new(),
+        ),
         "oct" => return Err("symmetric keys are only accepted from jwks_file".into()),
         t => return Err(format!("unsupported key type {t}")),
+    };
+    let parsed = if kind == KeyKind::Hmac {
+        Vec::new()
+    } else {
+        parse_for(kind, &raw)
     };
     if let Some(a) = alg {
         if !kind.fits(a) {
@@ -217,6 +318,7 @@ fn parse_jwk(jwk: &Value, allow_oct: bool) -> Result<Option<VKey>, String> {
         kind,
         alg,
         key,
+        parsed,
     }))
 }
 
@@ -542,6 +644,8 @@ mod tests {
         assert_eq!(set.keys.len(), 1);
         assert_eq!(skipped.len(), 2, "{skipped:?}");
         assert_eq!(set.candidates(Some("e"), Algorithm::ES256).count(), 1);
+        assert!(set.keys[0].parsed_for(Algorithm::ES256).is_some());
+        assert!(set.keys[0].parsed_for(Algorithm::ES384).is_none());
         assert_eq!(set.candidates(Some("e"), Algorithm::ES384).count(), 0);
         assert_eq!(set.candidates(None, Algorithm::HS256).count(), 0);
         let (set, _) = KeySet::from_jwks(doc, true).expect("parses");

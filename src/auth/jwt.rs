@@ -274,14 +274,19 @@ impl JwtAuthn {
         let mut any = false;
         for k in set.candidates(kid, alg).take(limit) {
             any = true;
-            if jsonwebtoken::crypto::verify(
-                token.signature,
-                token.signing_input.as_bytes(),
-                &k.key,
-                alg,
-            )
-            .unwrap_or(false)
-            {
+            let ok = match k.parsed_for(alg) {
+                Some(p) => p
+                    .verify_sig(token.signing_input.as_bytes(), &token.signature_bytes)
+                    .is_ok(),
+                None => jsonwebtoken::crypto::verify(
+                    token.signature,
+                    token.signing_input.as_bytes(),
+                    &k.key,
+                    alg,
+                )
+                .unwrap_or(false),
+            };
+            if ok {
                 return Ok(Some(true));
             }
         }
@@ -439,11 +444,12 @@ pub fn signature_valid(set: &KeySet, token: &str) -> Result<bool, String> {
         .map_err(|e| format!("header: {e}"))?;
     let alg = header.get("alg").and_then(Value::as_str).ok_or("no alg")?;
     let alg: Algorithm = alg.parse().map_err(|_| format!("unsupported alg {alg}"))?;
-    b64url(sig).map_err(|e| e.description)?;
+    let raw = b64url(sig).map_err(|e| e.description)?;
     let input = &token[..h.len() + 1 + p.len()];
-    Ok(set
-        .candidates(None, alg)
-        .any(|k| jsonwebtoken::crypto::verify(sig, input.as_bytes(), &k.key, alg).unwrap_or(false)))
+    Ok(set.candidates(None, alg).any(|k| match k.parsed_for(alg) {
+        Some(pk) => pk.verify_sig(input.as_bytes(), &raw).is_ok(),
+        None => jsonwebtoken::crypto::verify(sig, input.as_bytes(), &k.key, alg).unwrap_or(false),
+    }))
 }
 
 pub fn alg_name(a: Algorithm) -> &'static str {
@@ -509,6 +515,7 @@ pub struct Parsed<'a> {
     pub claims: Map<String, Value>,
     pub signing_input: &'a str,
     pub signature: &'a str,
+    pub signature_bytes: Vec<u8>,
 }
 
 impl Parsed<'_> {
@@ -586,7 +593,7 @@ pub fn parse(token: &str) -> Result<Parsed<'_>, Reject> {
             "unencoded payloads are not accepted",
         ));
     }
-    b64url(s)?;
+    let signature_bytes = b64url(s)?;
     let claims: StrictObject = serde_json::from_slice(&b64url(p)?).map_err(|_| malformed())?;
     Ok(Parsed {
         raw: token,
@@ -594,6 +601,7 @@ pub fn parse(token: &str) -> Result<Parsed<'_>, Reject> {
         claims: claims.0,
         signing_input: &token[..h.len() + 1 + p.len()],
         signature: s,
+        signature_bytes,
     })
 }
 
