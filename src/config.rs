@@ -949,6 +949,8 @@ pub fn compile(
                     }
                 };
                 let strings = |v: &Vec<S>| v.iter().map(|x| x.0.clone()).collect::<Vec<_>>();
+                let credential_cookies = route_jwts_sources(&any_of, true);
+                let credential_params = route_jwts_sources(&any_of, false);
                 AuthPolicy::Chain(Box::new(Chain {
                     any_of,
                     jwts: route_jwts,
@@ -959,6 +961,8 @@ pub fn compile(
                     },
                     superscope: superscope.clone(),
                     rate_limit,
+                    credential_cookies,
+                    credential_params,
                 }))
             }
         };
@@ -1409,6 +1413,26 @@ fn dev_files_ready(t: &RawTls, base: &Path, mode: Mode, p: &str, issues: &mut Is
             false
         }
     }
+}
+
+/// The cookie (or query-parameter) names the route's JWT authenticators read tokens from.
+fn route_jwts_sources(any_of: &[Arc<AuthnDef>], cookies: bool) -> Vec<String> {
+    let mut out = Vec::new();
+    for a in any_of {
+        if let Authenticator::Jwt(j) = &a.kind {
+            for src in &j.token_from {
+                match (src, cookies) {
+                    (TokenSource::Cookie(n), true) | (TokenSource::Query(n), false) => {
+                        if !out.contains(n) {
+                            out.push(n.clone());
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    out
 }
 
 /// `sha256:<64 hex>` -> the 32 bytes.

@@ -325,6 +325,52 @@ pub fn upstream_request_headers(h: &mut HeaderMap, ctx: &ForwardCtx<'_>) {
     }
 }
 
+/// Removes the cookies named in `names` from every `Cookie` header (a token the gateway consumed
+/// must not reach the upstream).
+pub fn strip_cookies(h: &mut HeaderMap, names: &[String]) {
+    if names.is_empty() || !h.contains_key(header::COOKIE) {
+        return;
+    }
+    let kept: Vec<String> = h
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| {
+            let s = String::from_utf8_lossy(v.as_bytes());
+            let rest: Vec<&str> = s
+                .split(';')
+                .map(str::trim)
+                .filter(|c| {
+                    let name = c.split_once('=').map_or(*c, |(n, _)| n);
+                    !c.is_empty() && !names.iter().any(|x| x == name)
+                })
+                .collect();
+            (!rest.is_empty()).then(|| rest.join("; "))
+        })
+        .collect();
+    h.remove(header::COOKIE);
+    for c in kept {
+        if let Ok(v) = HeaderValue::from_str(&c) {
+            h.append(header::COOKIE, v);
+        }
+    }
+}
+
+/// The query without the parameters named in `names`.
+pub fn strip_params(query: Option<String>, names: &[String]) -> Option<String> {
+    let q = query?;
+    if names.is_empty() {
+        return Some(q);
+    }
+    let kept: Vec<&str> = q
+        .split('&')
+        .filter(|p| {
+            let k = p.split_once('=').map_or(*p, |(k, _)| k);
+            !names.iter().any(|n| n == k)
+        })
+        .collect();
+    (!kept.is_empty()).then(|| kept.join("&"))
+}
+
 fn join_values(h: &HeaderMap, name: &str) -> Option<String> {
     let mut out: Option<String> = None;
     for v in h.get_all(name) {

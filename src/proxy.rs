@@ -255,10 +255,16 @@ async fn route_and_forward(
         strip_credentials,
         upgrade: upgrade.clone(),
     };
-    let query = req.uri().query().map(str::to_owned);
+    let mut query = req.uri().query().map(str::to_owned);
     let client_version = req.version();
     let (mut parts, body) = req.into_parts();
     forward::upstream_request_headers(&mut parts.headers, &ctx);
+    if strip_credentials {
+        if let AuthPolicy::Chain(c) = &route.auth {
+            forward::strip_cookies(&mut parts.headers, &c.credential_cookies);
+            query = forward::strip_params(query, &c.credential_params);
+        }
+    }
     out.identity = Some(identity.clone());
     if let Some(h) = &host {
         // Keep the client's Host for name-based upstreams; an h2 request carried it as :authority.

@@ -306,6 +306,8 @@ routes:
         ),
         200
     );
+    // the consumed token is removed before forwarding; the other cookie is kept
+    assert_eq!(up.last().header("cookie"), Some("theme=dark"));
     assert_eq!(
         status(
             c.get(format!("{base}/a?x=1&access_token={at}"))
@@ -315,6 +317,11 @@ routes:
         ),
         200
     );
+    assert_eq!(up.last().uri, "/a?x=1");
+    assert!(up
+        .requests()
+        .iter()
+        .all(|r| r.headers.iter().all(|(_, v)| !v.contains(&at)) && !r.uri.contains(&at)));
     // the same credential in two places is a 400, not a choice
     assert_eq!(
         status(

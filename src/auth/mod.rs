@@ -141,6 +141,10 @@ pub struct Chain {
     pub scopes: ScopeRule,
     pub superscope: Option<String>,
     pub rate_limit: Option<Arc<RateLimit>>,
+    /// Cookie and query-parameter names that carry tokens on this route (`token_from`): removed
+    /// before forwarding, like `Authorization`, unless `forward_credentials: true`.
+    pub credential_cookies: Vec<String>,
+    pub credential_params: Vec<String>,
 }
 
 /// What the chain looks at.
