@@ -1417,19 +1417,18 @@ fn dev_files_ready(t: &RawTls, base: &Path, mode: Mode, p: &str, issues: &mut Is
 
 /// The cookie (or query-parameter) names the route's JWT authenticators read tokens from.
 fn route_jwts_sources(any_of: &[Arc<AuthnDef>], cookies: bool) -> Vec<String> {
-    let mut out = Vec::new();
-    for a in any_of {
-        if let Authenticator::Jwt(j) = &a.kind {
-            for src in &j.token_from {
-                match (src, cookies) {
-                    (TokenSource::Cookie(n), true) | (TokenSource::Query(n), false) => {
-                        if !out.contains(n) {
-                            out.push(n.clone());
-                        }
-                    }
-                    _ => {}
-                }
-            }
+    let mut out: Vec<String> = Vec::new();
+    let names = any_of.iter().flat_map(|a| match &a.kind {
+        Authenticator::Jwt(j) => j.token_from.as_slice(),
+        _ => &[],
+    });
+    for src in names {
+        let name = match (src, cookies) {
+            (TokenSource::Cookie(n), true) | (TokenSource::Query(n), false) => n,
+            _ => continue,
+        };
+        if !out.contains(name) {
+            out.push(name.clone());
         }
     }
     out
