@@ -87,7 +87,6 @@ fn conn() -> ConnInfo {
         peer: "127.0.0.1:1".parse().expect("addr"),
         tls: false,
         sni: None,
-        alpn: None,
         client_cert: None,
         activity: Arc::new(Activity::default()),
     }

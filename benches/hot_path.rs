@@ -84,6 +84,7 @@ fn headers(c: &mut Criterion) {
                     identity: &id,
                     client_cert: None,
                     strip_credentials: true,
+                    credential_cookies: &[],
                     upgrade: None,
                 };
                 upstream_request_headers(&mut h, &ctx);

@@ -436,7 +436,6 @@ pub struct Snapshot {
     pub router: Router,
     pub upstreams: BTreeMap<String, Arc<Upstream>>,
     pub workers: usize,
-    pub revocations: Arc<Revocations>,
     pub rate_limits: BTreeMap<String, Arc<RateLimit>>,
     pub jwts: Vec<Arc<JwtAuthn>>,
     pub remote_jwks: Vec<Arc<RemoteJwks>>,
@@ -468,7 +467,7 @@ impl Snapshot {
                 }
             }
         }
-        self.revocations.purge(now);
+        self.shared.revocations.purge(now);
     }
 
     pub fn listener(&self, name: &str) -> Option<&ListenerCfg> {
@@ -966,6 +965,8 @@ pub fn compile(
                 }))
             }
         };
+        let strip_credentials = !r.forward_credentials.unwrap_or(false)
+            && matches!(&auth, AuthPolicy::Chain(c) if !c.any_of.is_empty());
         let pre_auth_rate_limit = match &r.pre_auth_rate_limit {
             None => None,
             Some(n) => {
@@ -991,7 +992,7 @@ pub fn compile(
                 upstream,
                 auth,
                 max_body_bytes: r.max_body_bytes.map_or(limits.max_body_bytes, |n| n.0),
-                forward_credentials: r.forward_credentials.unwrap_or(false),
+                strip_credentials,
                 pre_auth_rate_limit,
             });
         }
@@ -1115,7 +1116,6 @@ pub fn compile(
         router: Router::new(routes),
         upstreams,
         workers,
-        revocations,
         rate_limits,
         jwts,
         remote_jwks,

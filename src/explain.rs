@@ -66,7 +66,6 @@ pub async fn explain(snap: &Snapshot, input: &ExplainInput) -> Result<(String, b
         } else {
             None
         },
-        alpn: None,
         client_cert,
         activity: Arc::new(Activity::default()),
     };
@@ -127,8 +126,6 @@ pub async fn explain(snap: &Snapshot, input: &ExplainInput) -> Result<(String, b
     };
     let mut headers = req.headers().clone();
     let rid = HeaderValue::from_static("explain");
-    let strip_credentials = !route.forward_credentials
-        && matches!(&route.auth, auth::AuthPolicy::Chain(c) if !c.any_of.is_empty());
     let peer_ip = crate::config::canonical_ip(input.peer);
     forward::upstream_request_headers(
         &mut headers,
@@ -141,7 +138,8 @@ pub async fn explain(snap: &Snapshot, input: &ExplainInput) -> Result<(String, b
             request_id: &rid,
             identity: &decision.identity,
             client_cert: conn.client_cert.as_ref(),
-            strip_credentials,
+            strip_credentials: route.strip_credentials,
+            credential_cookies: route.auth.credential_sources().0,
             upgrade: None,
         },
     );

@@ -236,9 +236,10 @@ pub struct ForwardCtx<'a> {
     pub request_id: &'a HeaderValue,
     pub identity: &'a Identity,
     pub client_cert: Option<&'a ClientCert>,
-    /// Remove `Authorization` / `X-Api-Key` (a chain consumed them and the route does not say
-    /// `forward_credentials: true`).
+    /// Remove `Authorization` / `X-Api-Key` and the `token_from` cookies below (a chain
+    /// consumed them and the route does not say `forward_credentials: true`).
     pub strip_credentials: bool,
+    pub credential_cookies: &'a [String],
     /// The client's `Upgrade` value when it asked for a protocol upgrade.
     pub upgrade: Option<HeaderValue>,
 }
@@ -267,6 +268,9 @@ pub fn upstream_request_headers(h: &mut HeaderMap, ctx: &ForwardCtx<'_>) {
     }
     for n in &drop {
         h.remove(n);
+    }
+    if ctx.strip_credentials {
+        strip_cookies(h, ctx.credential_cookies);
     }
 
     let peer = ctx.peer_ip.to_string();
@@ -327,7 +331,7 @@ pub fn upstream_request_headers(h: &mut HeaderMap, ctx: &ForwardCtx<'_>) {
 
 /// Removes the cookies named in `names` from every `Cookie` header (a token the gateway consumed
 /// must not reach the upstream).
-pub fn strip_cookies(h: &mut HeaderMap, names: &[String]) {
+fn strip_cookies(h: &mut HeaderMap, names: &[String]) {
     if names.is_empty() || !h.contains_key(header::COOKIE) {
         return;
     }
@@ -452,6 +456,7 @@ mod tests {
             identity: &id,
             client_cert: None,
             strip_credentials: true,
+            credential_cookies: &[],
             upgrade: None,
         };
         upstream_request_headers(&mut h, &ctx);

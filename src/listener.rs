@@ -26,7 +26,6 @@ pub struct ConnInfo {
     pub tls: bool,
     /// SNI the client sent, lowercased.
     pub sni: Option<String>,
-    pub alpn: Option<Vec<u8>>,
     pub client_cert: Option<ClientCert>,
     /// Activity flag and in-flight count for the idle timeout.
     pub activity: Arc<Activity>,
@@ -182,7 +181,6 @@ async fn serve_conn(
                 peer,
                 tls: false,
                 sni: None,
-                alpn: None,
                 client_cert: None,
                 activity: activity.clone(),
             });
@@ -209,7 +207,6 @@ async fn serve_conn(
                 peer,
                 tls: true,
                 sni: conn.server_name().map(|s| s.to_ascii_lowercase()),
-                alpn: conn.alpn_protocol().map(<[u8]>::to_vec),
                 client_cert: conn
                     .peer_certificates()
                     .and_then(|c| c.first())

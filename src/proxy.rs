@@ -2,7 +2,7 @@
 //! an error to hyper (that would abort the connection): every refusal is a response.
 
 use crate::audit::{rfc3339_now, AuditRecord};
-use crate::auth::{self, AuthPolicy, AuthRequest, Identity};
+use crate::auth::{self, AuthRequest, Identity};
 use crate::body::{is_body_too_large, GwBody, LimitedBody};
 use crate::config::{canonical_ip, Snapshot};
 use crate::error::Reject;
@@ -241,8 +241,7 @@ async fn route_and_forward(
     let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
 
     let peer_ip = canonical_ip(conn.peer.ip());
-    let strip_credentials = !route.forward_credentials
-        && matches!(&route.auth, AuthPolicy::Chain(c) if !c.any_of.is_empty());
+    let (credential_cookies, credential_params) = route.auth.credential_sources();
     let ctx = ForwardCtx {
         peer_ip,
         peer_trusted: snap.trusted_proxies.contains(peer_ip),
@@ -252,18 +251,16 @@ async fn route_and_forward(
         request_id,
         identity: &identity,
         client_cert: conn.client_cert.as_ref(),
-        strip_credentials,
+        strip_credentials: route.strip_credentials,
+        credential_cookies,
         upgrade: upgrade.clone(),
     };
     let mut query = req.uri().query().map(str::to_owned);
     let client_version = req.version();
     let (mut parts, body) = req.into_parts();
     forward::upstream_request_headers(&mut parts.headers, &ctx);
-    if strip_credentials {
-        if let AuthPolicy::Chain(c) = &route.auth {
-            forward::strip_cookies(&mut parts.headers, &c.credential_cookies);
-            query = forward::strip_params(query, &c.credential_params);
-        }
+    if route.strip_credentials {
+        query = forward::strip_params(query, credential_params);
     }
     out.identity = Some(identity.clone());
     if let Some(h) = &host {

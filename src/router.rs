@@ -100,7 +100,9 @@ pub struct Route {
     pub upstream: Arc<Upstream>,
     pub auth: AuthPolicy,
     pub max_body_bytes: u64,
-    pub forward_credentials: bool,
+    /// Remove the consumed credential before forwarding: a chain with authenticators ran and the
+    /// route does not say `forward_credentials: true`. Decided once, at compile time.
+    pub strip_credentials: bool,
     /// Applied per client address before any signature check.
     pub pre_auth_rate_limit: Option<Arc<crate::auth::rate_limit::RateLimit>>,
 }

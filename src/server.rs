@@ -249,17 +249,7 @@ fn io_err(e: impl std::fmt::Display) -> std::io::Error {
 
 /// A new admin token: 40 random base62 characters after `pca_`.
 pub fn new_admin_token() -> String {
-    let mut s = String::from("pca_");
-    let mut buf = [0u8; 64];
-    while s.len() < 44 {
-        let _ = aws_lc_rs::rand::fill(&mut buf);
-        for b in buf {
-            if b < 248 && s.len() < 44 {
-                s.push(crate::keys::BASE62[(b % 62) as usize] as char);
-            }
-        }
-    }
-    s
+    format!("pca_{}", crate::keys::random_base62(40))
 }
 
 /// Opens the store and loads every key and revocation into memory, then binds every listener

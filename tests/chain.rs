@@ -364,8 +364,7 @@ routes:
         .as_ref()
         .unwrap()
         .gateway
-        .snapshot()
-        .revocations
+        .revocations()
         .revoke("t-1", (now + 600) as f64);
     let r = c
         .get(format!("{base}/a"))

@@ -173,7 +173,7 @@ routes:
     let _ = op.child.kill();
     let _ = op.child.wait();
     assert_eq!(call(&gw, &t2b).await, 200);
-    // an ID-token-like JWT (typ JWT) would be refused by require_typ: covered in the unit tests
+    // an ID-token-like JWT (typ JWT) refused by require_typ: tests/chain.rs, token_sources_typ_and_the_denylist
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -225,7 +225,7 @@ async fn unknown_kid_floods_refetch_at_most_once_per_cooldown() {
     // the first request may race the initial background fetch; wait for a 200
     let mut ok = false;
     for _ in 0..50 {
-        if call_root(&gw, good).await == 200 {
+        if call(&gw, good).await == 200 {
             ok = true;
             break;
         }
@@ -262,17 +262,6 @@ async fn unknown_kid_floods_refetch_at_most_once_per_cooldown() {
         "200 unknown kids caused {fetched} JWKS fetches within one cooldown"
     );
     assert_eq!(up.count(), 1);
-}
-
-async fn call_root(gw: &Gw, token: &str) -> u16 {
-    plain_client()
-        .get(format!("{}/x", gw.http("plain")))
-        .header("authorization", format!("Bearer {token}"))
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
 }
 
 /// Yields until the JWKS server has been hit `n` times (bounded).

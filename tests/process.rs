@@ -52,6 +52,14 @@ async fn served_cert(pki: &Pki, port: u16) -> Vec<u8> {
     info.peer_certificate().unwrap().to_vec()
 }
 
+/// The server certificate pair copied beside a fresh config (SIGHUP replaces the copies).
+fn setup(pki: &Pki, dir: &std::path::Path, up: &Upstream) -> std::path::PathBuf {
+    for f in ["server.crt", "server.key"] {
+        std::fs::copy(pki.dir.path().join(f), dir.join(f)).unwrap();
+    }
+    write_config(dir, up)
+}
+
 fn der(pki: &Pki, name: &str) -> Vec<u8> {
     let p = pki.dir.path().join(name);
     portcullis::tls::load_certs(&p).unwrap()[0].to_vec()
@@ -62,17 +70,7 @@ async fn sighup_swaps_certificates_and_a_broken_reload_keeps_the_old_config() {
     let pki = Pki::new();
     let up = Upstream::start().await;
     let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(
-        pki.dir.path().join("server.crt"),
-        dir.path().join("server.crt"),
-    )
-    .unwrap();
-    std::fs::copy(
-        pki.dir.path().join("server.key"),
-        dir.path().join("server.key"),
-    )
-    .unwrap();
-    let cfg = write_config(dir.path(), &up);
+    let cfg = setup(&pki, dir.path(), &up);
     let gw = GwProcess::start(&cfg, 2);
     let port = gw.addrs["public"].port();
     assert_eq!(served_cert(&pki, port).await, der(&pki, "server.crt"));
@@ -141,17 +139,7 @@ async fn sigterm_lets_in_flight_requests_finish_then_exits_zero() {
     let pki = Pki::new();
     let up = Upstream::start().await;
     let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(
-        pki.dir.path().join("server.crt"),
-        dir.path().join("server.crt"),
-    )
-    .unwrap();
-    std::fs::copy(
-        pki.dir.path().join("server.key"),
-        dir.path().join("server.key"),
-    )
-    .unwrap();
-    let cfg = write_config(dir.path(), &up);
+    let cfg = setup(&pki, dir.path(), &up);
     let mut gw = GwProcess::start(&cfg, 2);
     let plain = gw.addrs["plain"];
     let slow = tokio::spawn(async move {

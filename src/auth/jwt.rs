@@ -627,13 +627,6 @@ pub struct VerifyCache {
     max_entries: usize,
 }
 
-fn token_hash(token: &str) -> [u8; 32] {
-    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
-    let mut out = [0u8; 32];
-    out.copy_from_slice(d.as_ref());
-    out
-}
-
 impl VerifyCache {
     pub fn new(max_entries: usize) -> VerifyCache {
         VerifyCache {
@@ -642,16 +635,8 @@ impl VerifyCache {
         }
     }
 
-    pub fn len(&self) -> usize {
-        self.map.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
-    }
-
     fn get(&self, token: &str, now: f64, generation: u64) -> Option<CachedIdentity> {
-        let key = token_hash(token);
+        let key = crate::keys::hash_key(token);
         let hit = self.map.get(&key)?;
         if hit.expires < now || hit.generation != generation {
             drop(hit);
@@ -666,7 +651,7 @@ impl VerifyCache {
             self.evict();
         }
         self.map.insert(
-            token_hash(token),
+            crate::keys::hash_key(token),
             Entry {
                 value,
                 expires,

@@ -147,6 +147,16 @@ pub struct Chain {
     pub credential_params: Vec<String>,
 }
 
+impl AuthPolicy {
+    /// Cookie and query-parameter names that carry this route's tokens.
+    pub fn credential_sources(&self) -> (&[String], &[String]) {
+        match self {
+            AuthPolicy::None => (&[], &[]),
+            AuthPolicy::Chain(c) => (&c.credential_cookies, &c.credential_params),
+        }
+    }
+}
+
 /// What the chain looks at.
 pub struct AuthRequest<'a> {
     pub headers: &'a HeaderMap,

@@ -53,6 +53,8 @@ pub struct RateLimit<C: Clock = DefaultClock> {
     limiter: Limiter<C>,
     clock: C,
     policy: HeaderValue,
+    /// `"name"`, the first item of both headers.
+    quoted: String,
 }
 
 impl<C: Clock> std::fmt::Debug for RateLimit<C> {
@@ -91,12 +93,8 @@ impl<C: Clock + Clone> RateLimit<C> {
             .allow_burst(burst);
         let limiter = RateLimiter::dashmap_with_clock(quota, clock.clone())
             .with_middleware::<StateInformationMiddleware>();
-        let policy = format!(
-            "\"{}\";q={};w={}",
-            name.replace(['"', '\\'], ""),
-            spec.count,
-            spec.per.as_secs().max(1)
-        );
+        let quoted = format!("\"{}\"", name.replace(['"', '\\'], ""));
+        let policy = format!("{quoted};q={};w={}", spec.count, spec.per.as_secs().max(1));
         Ok(RateLimit {
             name: Arc::from(name),
             spec,
@@ -104,17 +102,12 @@ impl<C: Clock + Clone> RateLimit<C> {
             limiter,
             clock,
             policy: HeaderValue::from_str(&policy).map_err(|e| e.to_string())?,
+            quoted,
         })
     }
 
     fn headers(&self, remaining: u32, reset: Duration) -> LimitHeaders {
-        let name = self
-            .policy
-            .to_str()
-            .ok()
-            .and_then(|p| p.split(';').next())
-            .unwrap_or("\"\"");
-        let now = format!("{name};r={remaining};t={}", ceil_secs(reset));
+        let now = format!("{};r={remaining};t={}", self.quoted, ceil_secs(reset));
         [
             (
                 HeaderName::from_static("ratelimit-policy"),
