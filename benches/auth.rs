@@ -89,6 +89,7 @@ fn conn() -> ConnInfo {
         sni: None,
         client_cert: None,
         activity: Arc::new(Activity::default()),
+        peer_value: portcullis::listener::peer_value("127.0.0.1".parse().expect("ip")),
     }
 }
 

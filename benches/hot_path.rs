@@ -76,6 +76,7 @@ fn headers(c: &mut Criterion) {
             |mut h| {
                 let ctx = ForwardCtx {
                     peer_ip: "192.0.2.1".parse().expect("ip"),
+                    peer_value: &HeaderValue::from_static("192.0.2.1"),
                     peer_trusted: false,
                     client_ip: "192.0.2.1".parse().expect("ip"),
                     proto: "https",

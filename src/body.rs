@@ -14,6 +14,8 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub enum GwBody {
     Full(Option<Bytes>),
     Stream(Incoming),
+    /// From a pooled plain-HTTP/1 upstream connection.
+    Pooled(crate::upstream_pool::PooledBody),
 }
 
 impl GwBody {
@@ -40,6 +42,7 @@ impl Body for GwBody {
                     .map(|b| Ok(Frame::data(b))),
             ),
             GwBody::Stream(s) => Pin::new(s).poll_frame(cx),
+            GwBody::Pooled(s) => Pin::new(s).poll_frame(cx),
         }
     }
 
@@ -47,6 +50,7 @@ impl Body for GwBody {
         match self {
             GwBody::Full(b) => b.as_ref().is_none_or(|b| b.is_empty()),
             GwBody::Stream(s) => s.is_end_stream(),
+            GwBody::Pooled(s) => s.is_end_stream(),
         }
     }
 
@@ -54,6 +58,7 @@ impl Body for GwBody {
         match self {
             GwBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
             GwBody::Stream(s) => s.size_hint(),
+            GwBody::Pooled(s) => s.size_hint(),
         }
     }
 }

@@ -68,6 +68,7 @@ pub async fn explain(snap: &Snapshot, input: &ExplainInput) -> Result<(String, b
         },
         client_cert,
         activity: Arc::new(Activity::default()),
+        peer_value: crate::listener::peer_value(input.peer),
     };
     let _ = writeln!(out, "request: {method} {uri}");
     let routed = match crate::proxy::resolve(snap, &conn, &req) {
@@ -131,6 +132,7 @@ pub async fn explain(snap: &Snapshot, input: &ExplainInput) -> Result<(String, b
         &mut headers,
         &ForwardCtx {
             peer_ip,
+            peer_value: &conn.peer_value,
             peer_trusted: snap.trusted_proxies.contains(peer_ip),
             client_ip,
             proto: if tls { "https" } else { "http" },

@@ -28,6 +28,7 @@ pub mod store;
 pub mod telemetry;
 pub mod telemetry_metrics;
 pub mod tls;
+pub mod upstream_pool;
 pub mod values;
 
 /// Installs aws-lc-rs as the process-wide rustls provider. Idempotent; call before any TLS use.

