@@ -82,6 +82,14 @@ pub struct RawStore {
     pub sqlite: Option<S>,
     pub postgres: Option<S>,
     pub redis: Option<S>,
+    /// Cluster mode: what a rate-limit decision does when Redis cannot answer:
+    /// `local` (default; this replica's own limiter), `deny` (503) or `allow`.
+    pub on_redis_error: Option<S>,
+    /// Cluster mode: the most a rate-limit decision waits for Redis (default 100ms).
+    pub redis_timeout: Option<Dur>,
+    /// Cluster mode: how often a replica re-reads changes even without a notification (repairs
+    /// a notification lost with a dropped connection). Default 30s.
+    pub resync: Option<Dur>,
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -416,6 +424,21 @@ pub struct Shared {
     pub revocations: Arc<Revocations>,
 }
 
+/// `store.postgres`. Not `Debug`: the URL may carry a password.
+pub struct PostgresCfg {
+    pub url: String,
+    pub resync: std::time::Duration,
+}
+
+impl std::fmt::Debug for PostgresCfg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresCfg")
+            .field("url", &crate::store::postgres::redact_url(&self.url))
+            .field("resync", &self.resync)
+            .finish()
+    }
+}
+
 pub struct AdminCfg {
     pub bind: SocketAddr,
     /// SHA-256 of the admin token, when the config gives one.
@@ -429,6 +452,10 @@ pub struct Snapshot {
     pub admin: AdminCfg,
     /// The SQLite file (resolved).
     pub store_path: PathBuf,
+    /// Cluster mode: keys and revocations in PostgreSQL (then `store_path` is unused).
+    pub postgres: Option<PostgresCfg>,
+    /// Cluster mode: rate limits shared through Redis.
+    pub shared_limits: Option<Arc<crate::auth::shared_limit::SharedLimits>>,
     pub listeners: Vec<ListenerCfg>,
     pub limits: Limits,
     pub logging: LoggingCfg,
@@ -730,6 +757,55 @@ pub fn compile(
     let revocations = shared.revocations.clone();
 
     // Rate limits
+    let on_redis_error = match raw.store.on_redis_error.as_ref().map(|s| s.as_str()) {
+        None => crate::auth::shared_limit::OnRedisError::Local,
+        Some(v) => match crate::auth::shared_limit::OnRedisError::parse(v) {
+            Ok(o) => o,
+            Err(e) => {
+                issues.add("store.on_redis_error", e);
+                crate::auth::shared_limit::OnRedisError::Local
+            }
+        },
+    };
+    let shared_limits = match &raw.store.redis {
+        None => {
+            for (set, field) in [
+                (raw.store.on_redis_error.is_some(), "store.on_redis_error"),
+                (raw.store.redis_timeout.is_some(), "store.redis_timeout"),
+            ] {
+                if set {
+                    issues.add(field, "only used with store.redis");
+                }
+            }
+            None
+        }
+        Some(url) => {
+            let timeout = raw
+                .store
+                .redis_timeout
+                .as_ref()
+                .map_or(std::time::Duration::from_millis(100), |d| d.0);
+            // One client per process: a reload with the same settings keeps it (and its
+            // connection); a reload that changes them starts a new one.
+            match prev
+                .and_then(|p| p.shared_limits.as_ref())
+                .filter(|l| l.same_settings(url.as_str(), on_redis_error, timeout))
+            {
+                Some(l) => Some(l.clone()),
+                None => match crate::auth::shared_limit::SharedLimits::new(
+                    url.as_str(),
+                    on_redis_error,
+                    timeout,
+                ) {
+                    Ok(l) => Some(Arc::new(l)),
+                    Err(e) => {
+                        issues.add("store.redis", e);
+                        None
+                    }
+                },
+            }
+        }
+    };
     let mut rate_limits: BTreeMap<String, Arc<RateLimit>> = BTreeMap::new();
     for (name, r) in &raw.rate_limits {
         let p = format!("rate_limits.{name}");
@@ -960,6 +1036,7 @@ pub fn compile(
                     },
                     superscope: superscope.clone(),
                     rate_limit,
+                    shared_limits: shared_limits.clone(),
                     credential_cookies,
                     credential_params,
                 }))
@@ -1060,18 +1137,44 @@ pub fn compile(
             }
         },
     };
-    if raw.store.postgres.is_some() {
-        issues.add(
-            "store.postgres",
-            "cluster mode (PostgreSQL) is not available in this version; use store.sqlite",
-        );
-    }
-    if raw.store.redis.is_some() {
-        issues.add(
-            "store.redis",
-            "cluster mode (Redis) is not available in this version",
-        );
-    }
+    let postgres = match (&raw.store.postgres, &raw.store.sqlite) {
+        (Some(_), Some(_)) => {
+            issues.add(
+                "store.postgres",
+                "give either `sqlite` (one gateway) or `postgres` (cluster mode), not both",
+            );
+            None
+        }
+        (Some(url), None) => {
+            let u = url.as_str();
+            if !(u.starts_with("postgres://") || u.starts_with("postgresql://")) {
+                issues.add(
+                    "store.postgres",
+                    format!(
+                        "`{}` is not a PostgreSQL URL (postgres://user@host:5432/db)",
+                        crate::store::postgres::redact_url(u)
+                    ),
+                );
+                None
+            } else {
+                Some(PostgresCfg {
+                    url: u.to_owned(),
+                    resync: raw
+                        .store
+                        .resync
+                        .as_ref()
+                        .map_or(std::time::Duration::from_secs(30), |d| d.0)
+                        .max(std::time::Duration::from_millis(100)),
+                })
+            }
+        }
+        (None, _) => {
+            if raw.store.resync.is_some() {
+                issues.add("store.resync", "only used with store.postgres");
+            }
+            None
+        }
+    };
     let store_path = resolve(
         base,
         raw.store
@@ -1106,6 +1209,8 @@ pub fn compile(
             tls: admin_tls,
         },
         store_path,
+        postgres,
+        shared_limits,
         listeners,
         limits,
         logging: LoggingCfg {

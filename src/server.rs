@@ -10,7 +10,6 @@ use arc_swap::ArcSwap;
 use http::HeaderValue;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::net::TcpListener;
@@ -27,7 +26,8 @@ pub struct Gateway {
     /// The admin token hash kept in the store (used when the config gives none).
     stored_token: Option<[u8; 32]>,
     pub metrics: Metrics,
-    store_ok: AtomicBool,
+    /// Cluster mode: the replica's change feed from PostgreSQL.
+    pub feed: Option<Arc<crate::store::postgres::Feed>>,
 }
 
 impl Gateway {
@@ -48,7 +48,15 @@ impl Gateway {
             store,
             stored_token,
             metrics: Metrics::default(),
-            store_ok: AtomicBool::new(true),
+            feed: None,
+        }
+    }
+
+    pub fn store_backend(&self) -> &'static str {
+        if self.snapshot().postgres.is_some() {
+            "postgres"
+        } else {
+            "sqlite"
         }
     }
 
@@ -89,7 +97,15 @@ impl Gateway {
     pub fn readiness(&self) -> (bool, serde_json::Value) {
         let snap = self.snapshot();
         let keys = self.keys().loaded.load(Ordering::Acquire);
-        let store = self.store_ok.load(Ordering::Acquire);
+        // Loaded is what readiness needs: once the keys are in memory a replica serves them
+        // even while the store is down (failing readiness then would take every replica out of
+        // the load balancer at once). The store's state is reported beside it.
+        let store = keys;
+        let store_up = self.store.is_up()
+            && self
+                .feed
+                .as_ref()
+                .is_none_or(|f| f.connected.load(Ordering::Relaxed));
         let mut jwks = Vec::new();
         for j in &snap.jwts {
             if let crate::auth::jwt::Keys::Remote(r) = &j.keys {
@@ -103,7 +119,7 @@ impl Gateway {
         let ready = keys && store;
         (
             ready,
-            serde_json::json!({"ready": ready, "config": true, "store": store, "keys": keys, "jwks": jwks}),
+            serde_json::json!({"ready": ready, "config": true, "store": store, "store_backend": self.store_backend(), "store_up": store_up, "redis_up": snap.shared_limits.as_ref().map(|l| l.is_up()), "keys": keys, "jwks": jwks}),
         )
     }
 
@@ -125,6 +141,21 @@ impl Gateway {
                 extra,
                 "portcullis_jwks_refreshes_total{{source=\"{src}\",result=\"error\"}} {failed}"
             );
+        }
+        let (_, r) = self.readiness();
+        let up = r["store_up"].as_bool().unwrap_or(false);
+        let _ = writeln!(extra, "# HELP portcullis_store_up 1 while the key store (and, in cluster mode, its change feed) is reachable.\n# TYPE portcullis_store_up gauge\nportcullis_store_up{{backend=\"{}\"}} {}", self.store_backend(), u8::from(up));
+        let _ = writeln!(extra, "# HELP portcullis_keys_loaded API keys held in memory (any state).\n# TYPE portcullis_keys_loaded gauge\nportcullis_keys_loaded {}", self.keys().len());
+        if let Some(l) = &snap.shared_limits {
+            let _ = writeln!(
+                extra,
+                "portcullis_store_up{{backend=\"redis\"}} {}",
+                u8::from(l.is_up())
+            );
+            let _ = writeln!(extra, "# HELP portcullis_redis_fallback_total Rate-limit decisions made without Redis (on_redis_error applied).\n# TYPE portcullis_redis_fallback_total counter\nportcullis_redis_fallback_total {}", l.fallbacks.load(Ordering::Relaxed));
+        }
+        if let Some(f) = &self.feed {
+            let _ = writeln!(extra, "# HELP portcullis_store_changes_applied The last change number this replica applied from the store.\n# TYPE portcullis_store_changes_applied gauge\nportcullis_store_changes_applied {}", f.applied.load(Ordering::Relaxed));
         }
         let _ = writeln!(extra, "# HELP portcullis_audit_dropped_total Audit lines dropped because the writer fell behind.\n# TYPE portcullis_audit_dropped_total counter\nportcullis_audit_dropped_total {}", snap.audit.dropped.load(Ordering::Relaxed));
         self.metrics.render(&extra)
@@ -267,8 +298,22 @@ pub async fn start(config_path: &Path, snap: Snapshot) -> std::io::Result<Runnin
     let store_path = snap.store_path.clone();
     let shared = snap.shared.clone();
     let need_token = snap.admin.token_sha256.is_none();
-    let (store, stored_token, n_keys) = tokio::task::spawn_blocking(move || {
-        let store = crate::store::sqlite::Sqlite::open(&store_path).map_err(io_err)?;
+    let pg_cfg = snap.postgres.as_ref().map(|p| (p.url.clone(), p.resync));
+    let feed_shared = snap.shared.clone();
+    let (store, stored_token, n_keys, feed) = tokio::task::spawn_blocking(move || {
+        let (store, pg, from): (Arc<dyn Store>, _, _) = match &pg_cfg {
+            Some((url, _)) => {
+                let pg = Arc::new(crate::store::postgres::Postgres::open(url).map_err(io_err)?);
+                // Read before the load: a change committed meanwhile is applied twice, not lost.
+                let from = crate::store::postgres::start_seq(&pg).map_err(io_err)?;
+                (pg.clone() as Arc<dyn Store>, Some(pg), from)
+            }
+            None => (
+                Arc::new(crate::store::sqlite::Sqlite::open(&store_path).map_err(io_err)?),
+                None,
+                0,
+            ),
+        };
         let n = store
             .for_each_key(&mut |row| shared.keys.put(row))
             .map_err(io_err)?;
@@ -296,11 +341,24 @@ pub async fn start(config_path: &Path, snap: Snapshot) -> std::io::Result<Runnin
                 }
             };
         }
-        Ok::<_, std::io::Error>((Arc::new(store) as Arc<dyn Store>, stored, n))
+        let feed = match (pg, &pg_cfg) {
+            (Some(pg), Some((_, resync))) => Some(crate::store::postgres::Feed::spawn(
+                pg,
+                feed_shared,
+                from,
+                *resync,
+            )?),
+            _ => None,
+        };
+        Ok::<_, std::io::Error>((store, stored, n, feed))
     })
     .await
     .map_err(io_err)??;
-    tracing::info!(keys = n_keys, ms = t0.elapsed().as_millis() as u64, store = %snap.store_path.display(), "keys loaded");
+    let store_name = match &snap.postgres {
+        Some(p) => crate::store::postgres::redact_url(&p.url),
+        None => snap.store_path.display().to_string(),
+    };
+    tracing::info!(keys = n_keys, ms = t0.elapsed().as_millis() as u64, store = %store_name, "keys loaded");
     let max_conns = snap.limits.max_connections;
     let mut bound = Vec::new();
     for l in &snap.listeners {
@@ -323,7 +381,9 @@ pub async fn start(config_path: &Path, snap: Snapshot) -> std::io::Result<Runnin
         )
     })?;
     snap.start_background();
-    let gateway = Arc::new(Gateway::new(config_path, snap, store, stored_token));
+    let mut gateway = Gateway::new(config_path, snap, store, stored_token);
+    gateway.feed = feed;
+    let gateway = Arc::new(gateway);
     let (tx, rx) = watch::channel(false);
     let conns = Arc::new(Semaphore::new(max_conns));
     let mut tasks = JoinSet::new();

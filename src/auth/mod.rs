@@ -11,6 +11,7 @@ pub mod jwt;
 pub mod rate_limit;
 pub mod revocation;
 pub mod scope;
+pub mod shared_limit;
 
 use crate::error::Reject;
 use crate::listener::ConnInfo;
@@ -141,6 +142,8 @@ pub struct Chain {
     pub scopes: ScopeRule,
     pub superscope: Option<String>,
     pub rate_limit: Option<Arc<RateLimit>>,
+    /// Cluster mode: rate limits are decided in Redis (shared by every replica).
+    pub shared_limits: Option<Arc<shared_limit::SharedLimits>>,
     /// Cookie and query-parameter names that carry tokens on this route (`token_from`): removed
     /// before forwarding, like `Authorization`, unless `forward_credentials: true`.
     pub credential_cookies: Vec<String>,
@@ -340,7 +343,11 @@ pub async fn evaluate(
     let mut response_headers = Vec::new();
     if let Some(limit) = identity.own_limit.as_ref().or(chain.rate_limit.as_ref()) {
         let key = limit_key(limit, &identity, req);
-        match limit.check(&key) {
+        let decided = match &chain.shared_limits {
+            Some(shared) => shared.check(limit, &key).await,
+            None => limit.check(&key),
+        };
+        match decided {
             Ok(h) => {
                 note(&mut trace, || format!("rate_limit {}: ok", limit.name));
                 response_headers.extend(h);

@@ -106,7 +106,8 @@ impl<C: Clock + Clone> RateLimit<C> {
         })
     }
 
-    fn headers(&self, remaining: u32, reset: Duration) -> LimitHeaders {
+    /// The `RateLimit-Policy` / `RateLimit` pair: `remaining` units left, full again after `reset`.
+    pub fn headers(&self, remaining: u32, reset: Duration) -> LimitHeaders {
         let now = format!("{};r={remaining};t={}", self.quoted, ceil_secs(reset));
         [
             (
@@ -131,21 +132,23 @@ impl<C: Clock + Clone> RateLimit<C> {
                 let interval = self.spec.per / self.spec.count.max(1);
                 Ok(self.headers(remaining, interval * used))
             }
-            Err(not_until) => {
-                let wait = not_until.wait_time_from(self.clock.now());
-                let retry = ceil_secs(wait).max(1);
-                let [p, r] = self.headers(0, wait);
-                Err(Reject::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "rate_limited",
-                    "rate_limited",
-                    "too many requests; retry later",
-                )
-                .with_header(http::header::RETRY_AFTER, HeaderValue::from(retry))
-                .with_header(p.0, p.1)
-                .with_header(r.0, r.1))
-            }
+            Err(not_until) => Err(self.refusal(not_until.wait_time_from(self.clock.now()))),
         }
+    }
+
+    /// The 429 for a request that may be retried after `wait`.
+    pub fn refusal(&self, wait: Duration) -> Reject {
+        let retry = ceil_secs(wait).max(1);
+        let [p, r] = self.headers(0, wait);
+        Reject::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "rate_limited",
+            "too many requests; retry later",
+        )
+        .with_header(http::header::RETRY_AFTER, HeaderValue::from(retry))
+        .with_header(p.0, p.1)
+        .with_header(r.0, r.1)
     }
 
     /// Drops keys whose bucket is full again (indistinguishable from a fresh key).

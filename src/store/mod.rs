@@ -1,7 +1,7 @@
 //! The key store behind a trait: keys (hashes and metadata), JWT revocations, the admin audit
 //! trail and settings. The embedded default is SQLite; the request path never touches it (all
 //! keys live in memory), only start-up and the admin path do.
-
+pub mod postgres;
 pub mod sqlite;
 
 use crate::keys::{Hash, KeyRow};
@@ -41,5 +41,76 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// False while the store cannot be reached (reported by `/readyz` and `/metrics`).
     fn is_up(&self) -> bool {
         true
+    }
+}
+
+/// Builds keys from (key, secret) rows ordered by key id, as both stores read them: a key is
+/// handed to `f` once the next key starts (a million keys are never held twice); a key without
+/// a current secret is skipped.
+pub(crate) struct KeyGrouper<'a> {
+    cur: Option<(KeyRow, bool)>,
+    n: usize,
+    f: &'a mut dyn FnMut(KeyRow),
+}
+
+impl<'a> KeyGrouper<'a> {
+    pub(crate) fn new(f: &'a mut dyn FnMut(KeyRow)) -> KeyGrouper<'a> {
+        KeyGrouper { cur: None, n: 0, f }
+    }
+
+    /// One row: `make` builds the key's metadata when `id` starts a new key.
+    pub(crate) fn add(
+        &mut self,
+        id: String,
+        make: impl FnOnce(String) -> StoreResult<KeyRow>,
+        hash: Hash,
+        until: Option<i64>,
+    ) -> StoreResult<()> {
+        if self.cur.as_ref().is_none_or(|(row, _)| row.id != id) {
+            self.emit();
+            self.cur = Some((make(id)?, false));
+        }
+        if let Some((row, has_current)) = self.cur.as_mut() {
+            match until {
+                None => {
+                    row.current = hash;
+                    *has_current = true;
+                }
+                Some(u) => row.previous.push((hash, u)),
+            }
+        }
+        Ok(())
+    }
+
+    fn emit(&mut self) {
+        if let Some((row, true)) = self.cur.take() {
+            self.n += 1;
+            (self.f)(row);
+        }
+    }
+
+    /// Hands over the last key; the number of keys handed over.
+    pub(crate) fn finish(mut self) -> usize {
+        self.emit();
+        self.n
+    }
+}
+
+/// A stored 32-byte hash (anything else, which no writer produces, becomes all zeros and never
+/// matches a key).
+pub(crate) fn to_hash(v: Vec<u8>) -> Hash {
+    let mut h = [0u8; 32];
+    if v.len() == 32 {
+        h.copy_from_slice(&v);
+    }
+    h
+}
+
+/// Scopes as stored: a JSON array of strings.
+pub(crate) fn parse_scopes(s: &str) -> Vec<String> {
+    if s == "[]" {
+        Vec::new()
+    } else {
+        serde_json::from_str(s).unwrap_or_default()
     }
 }

@@ -1,7 +1,7 @@
 //! The embedded store: SQLite (bundled), WAL, `synchronous=FULL` (an answered admin write
 //! survives a crash), created on first start.
 
-use super::{Store, StoreError, StoreResult};
+use super::{parse_scopes, to_hash, KeyGrouper, Store, StoreError, StoreResult};
 use crate::keys::{Env, Hash, KeyRow};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::Path;
@@ -88,14 +88,6 @@ impl Sqlite {
     }
 }
 
-fn to_hash(v: Vec<u8>) -> Hash {
-    let mut h = [0u8; 32];
-    if v.len() == 32 {
-        h.copy_from_slice(&v);
-    }
-    h
-}
-
 impl Store for Sqlite {
     fn for_each_key(&self, f: &mut dyn FnMut(KeyRow)) -> StoreResult<usize> {
         let conn = self.conn();
@@ -109,35 +101,21 @@ impl Store for Sqlite {
             )
             .map_err(unavailable)?;
         let mut rows = st.query([]).map_err(unavailable)?;
-        let mut cur: Option<(KeyRow, bool)> = None;
-        let mut n = 0;
-        let mut emit = |c: Option<(KeyRow, bool)>, n: &mut usize| {
-            if let Some((row, has_current)) = c {
-                if has_current {
-                    *n += 1;
-                    f(row);
-                }
-            }
-        };
+        let mut keys = KeyGrouper::new(f);
         while let Some(r) = rows.next().map_err(unavailable)? {
-            let id: String = r.get(0).map_err(unavailable)?;
             let hash = to_hash(r.get::<_, Vec<u8>>(11).map_err(unavailable)?);
             let until: Option<i64> = r.get(12).map_err(unavailable)?;
-            if cur.as_ref().is_none_or(|(row, _)| row.id != id) {
-                emit(cur.take(), &mut n);
-                let scopes: String = r.get(4).map_err(unavailable)?;
-                let env: String = r.get(5).map_err(unavailable)?;
-                cur = Some((
-                    KeyRow {
+            keys.add(
+                r.get(0).map_err(unavailable)?,
+                |id| {
+                    let scopes: String = r.get(4).map_err(unavailable)?;
+                    let env: String = r.get(5).map_err(unavailable)?;
+                    Ok(KeyRow {
                         id,
                         prefix: r.get(1).map_err(unavailable)?,
                         name: r.get(2).map_err(unavailable)?,
                         subject: r.get(3).map_err(unavailable)?,
-                        scopes: if scopes == "[]" {
-                            Vec::new()
-                        } else {
-                            serde_json::from_str(&scopes).unwrap_or_default()
-                        },
+                        scopes: parse_scopes(&scopes),
                         env: Env::parse(&env).unwrap_or(Env::Live),
                         rate_limit: r.get(6).map_err(unavailable)?,
                         created_at: r.get(7).map_err(unavailable)?,
@@ -146,22 +124,13 @@ impl Store for Sqlite {
                         last_used_at: r.get(10).map_err(unavailable)?,
                         current: [0u8; 32],
                         previous: Vec::new(),
-                    },
-                    false,
-                ));
-            }
-            if let Some((row, has_current)) = cur.as_mut() {
-                match until {
-                    None => {
-                        row.current = hash;
-                        *has_current = true;
-                    }
-                    Some(u) => row.previous.push((hash, u)),
-                }
-            }
+                    })
+                },
+                hash,
+                until,
+            )?;
         }
-        emit(cur.take(), &mut n);
-        Ok(n)
+        Ok(keys.finish())
     }
 
     fn insert_keys(&self, rows: &[KeyRow]) -> StoreResult<()> {

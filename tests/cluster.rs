@@ -1,0 +1,649 @@
+//! Cluster mode against the machine's real PostgreSQL (127.0.0.1:5432, trust auth): several
+//! gateways on one database agree on keys, rotations and revocations through the change feed;
+//! with the database cut off they keep serving from memory, refuse admin writes with 503, and
+//! catch up when it returns. Each test gets a database of its own.
+//!
+//! Set `PORTCULLIS_TEST_PG` to use another server (default
+//! `postgres://postgres@127.0.0.1:5432/test`).
+
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+mod common;
+use common::*;
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::{TcpListener, TcpStream};
+
+fn pg_base() -> String {
+    std::env::var("PORTCULLIS_TEST_PG")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// Runs one statement on its own thread (the sync client must not run on a runtime thread).
+fn sql(url: &str, statement: &str) -> Result<(), String> {
+    let (url, statement) = (url.to_owned(), statement.to_owned());
+    std::thread::spawn(move || {
+        let mut c = postgres::Client::connect(&url, postgres::NoTls).map_err(|e| e.to_string())?;
+        c.batch_execute(&statement).map_err(|e| e.to_string())
+    })
+    .join()
+    .unwrap()
+}
+
+/// A fresh, empty database for one test; dropped when the guard is.
+struct Db {
+    name: String,
+    url: String,
+}
+
+impl Db {
+    fn new(tag: &str) -> Db {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let name = format!(
+            "pc_{tag}_{}_{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        let base = pg_base();
+        sql(&base, &format!("CREATE DATABASE {name}")).unwrap_or_else(|e| {
+            panic!(
+                "PostgreSQL is not reachable at {base} (cluster tests need it; set \
+                 PORTCULLIS_TEST_PG to another server): {e}"
+            )
+        });
+        let url = match base.rfind('/') {
+            Some(i) => format!("{}/{name}", &base[..i]),
+            None => panic!("PORTCULLIS_TEST_PG has no database part: {base}"),
+        };
+        Db { name, url }
+    }
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        let _ = sql(
+            &pg_base(),
+            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+        );
+    }
+}
+
+fn cluster_yaml(up: &Upstream, pg_url: &str) -> String {
+    format!(
+        r#"
+listeners: [{{ name: plain, bind: 127.0.0.1:0 }}]
+logging: {{ format: json, audit: off }}
+store: {{ postgres: "{pg_url}", resync: 2s }}
+upstreams: {{ rec: {{ url: "{url}" }} }}
+authenticators:
+  keys: {{ type: api_key }}
+routes:
+  - {{ name: api, match: {{ path_prefix: / }}, upstream: rec, auth: {{ any_of: [keys] }} }}
+"#,
+        url = up.url()
+    )
+}
+
+async fn admin(
+    c: &reqwest::Client,
+    gw: &Gw,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut r = c
+        .request(method, format!("{}{path}", gw.admin()))
+        .bearer_auth(ADMIN_TOKEN);
+    if let Some(b) = body {
+        r = r.json(&b);
+    }
+    let resp = r.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let v = resp.json().await.unwrap_or(Value::Null);
+    (status, v)
+}
+
+/// Creates a key through `gw`'s admin API: (id, key).
+async fn create_key(c: &reqwest::Client, gw: &Gw, body: Value) -> (String, String) {
+    let (st, v) = admin(c, gw, reqwest::Method::POST, "/admin/keys", Some(body)).await;
+    assert_eq!(st, 201, "{v}");
+    (
+        v["id"].as_str().unwrap().to_owned(),
+        v["key"].as_str().unwrap().to_owned(),
+    )
+}
+
+async fn revoke(c: &reqwest::Client, gw: &Gw, id: &str) {
+    let (st, v) = admin(
+        c,
+        gw,
+        reqwest::Method::DELETE,
+        &format!("/admin/keys/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(st, 204, "{v}");
+}
+
+async fn readyz(c: &reqwest::Client, gw: &Gw) -> Value {
+    c.get(format!("{}/readyz", gw.admin()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+async fn status_with_key(c: &reqwest::Client, gw: &Gw, key: &str) -> u16 {
+    c.get(format!("{}/data", gw.http("plain")))
+        .header("x-api-key", key)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// Polls until `gw` answers `want` for `key`; returns how long that took, or panics after
+/// `within`.
+async fn until_status(
+    c: &reqwest::Client,
+    gw: &Gw,
+    key: &str,
+    want: u16,
+    within: Duration,
+) -> Duration {
+    let t0 = Instant::now();
+    loop {
+        let s = status_with_key(c, gw, key).await;
+        if s == want {
+            return t0.elapsed();
+        }
+        assert!(
+            t0.elapsed() < within,
+            "gateway still answers {s} (want {want}) after {within:?}"
+        );
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_created_rotated_revoked_on_one_replica_hold_on_all() {
+    let db = Db::new("fanout");
+    let up = Upstream::start().await;
+    let yaml = cluster_yaml(&up, &db.url);
+    let a = Gw::start(&yaml).await;
+    let b = Gw::start(&yaml).await;
+    let c = Gw::start(&yaml).await;
+    let http = plain_client();
+
+    // Created on A: usable on B and C within a second.
+    let (id, key) = create_key(&http, &a, json!({"name": "k1", "subject": "svc-1"})).await;
+    for gw in [&b, &c] {
+        until_status(&http, gw, &key, 200, Duration::from_secs(1)).await;
+    }
+    assert_eq!(up.last().header("x-auth-subject"), Some("svc-1"));
+
+    // Rotated on B with a grace period: the new secret works on A and C, the old one still does.
+    let (st, rotated) = admin(
+        &http,
+        &b,
+        reqwest::Method::POST,
+        &format!("/admin/keys/{id}/rotate"),
+        Some(json!({"grace": "1h"})),
+    )
+    .await;
+    assert_eq!(st, 200, "{rotated}");
+    let new_key = rotated["key"].as_str().unwrap().to_owned();
+    for gw in [&a, &c] {
+        until_status(&http, gw, &new_key, 200, Duration::from_secs(1)).await;
+        assert_eq!(status_with_key(&http, gw, &key).await, 200);
+    }
+
+    // Revoked on C: refused everywhere (both secrets) within a second; the upstream sees nothing.
+    revoke(&http, &c, &id).await;
+    for gw in [&a, &b] {
+        until_status(&http, gw, &new_key, 401, Duration::from_secs(1)).await;
+        assert_eq!(status_with_key(&http, gw, &key).await, 401);
+    }
+    let before = up.count();
+    for gw in [&a, &b, &c] {
+        assert_eq!(status_with_key(&http, gw, &new_key).await, 401);
+    }
+    assert_eq!(up.count(), before, "a revoked key reached the upstream");
+
+    // A replica started now loads the current state.
+    let d = Gw::start(&yaml).await;
+    assert_eq!(status_with_key(&http, &d, &new_key).await, 401);
+    let (st, list) = admin(
+        &http,
+        &d,
+        reqwest::Method::GET,
+        &format!("/admin/keys/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(st, 200);
+    assert_eq!(list["status"], "revoked", "{list}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocation_reaches_the_other_replica_within_a_second_every_time() {
+    let db = Db::new("revoke");
+    let up = Upstream::start().await;
+    let yaml = cluster_yaml(&up, &db.url);
+    let a = Gw::start(&yaml).await;
+    let b = Gw::start(&yaml).await;
+    let http = plain_client();
+    let mut lat = Vec::new();
+    for i in 0..30 {
+        let (k_id, key) = create_key(&http, &a, json!({"name": format!("r{i}")})).await;
+        until_status(&http, &b, &key, 200, Duration::from_secs(1)).await;
+        let t0 = Instant::now();
+        revoke(&http, &a, &k_id).await;
+        until_status(&http, &b, &key, 401, Duration::from_secs(1)).await;
+        lat.push(t0.elapsed());
+    }
+    lat.sort();
+    println!(
+        "revocation A->B, 30 rounds: p50 {:?} max {:?}",
+        lat[lat.len() / 2],
+        lat[lat.len() - 1]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwt_revocations_are_shared() {
+    let db = Db::new("jti");
+    let up = Upstream::start().await;
+    let secret = "0123456789abcdef0123456789abcdef-cluster";
+    let yaml = format!(
+        r#"
+listeners: [{{ name: plain, bind: 127.0.0.1:0 }}]
+logging: {{ format: json, audit: off }}
+store: {{ postgres: "{pg}" }}
+upstreams: {{ rec: {{ url: "{url}" }} }}
+authenticators:
+  hs: {{ type: jwt, issuer: https://i.test, audiences: [gw], algorithms: [HS256], secret: "{secret}" }}
+routes:
+  - {{ name: api, match: {{ path_prefix: / }}, upstream: rec, auth: {{ any_of: [hs] }} }}
+"#,
+        pg = db.url,
+        url = up.url()
+    );
+    let a = Gw::start(&yaml).await;
+    let b = Gw::start(&yaml).await;
+    let now = unix_now();
+    let tok = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &json!({"iss": "https://i.test", "aud": "gw", "sub": "u1", "jti": "jti-cluster-1", "exp": now + 600}),
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap();
+    let http = plain_client();
+    let get = |gw: &Gw| {
+        http.get(format!("{}/x", gw.http("plain")))
+            .bearer_auth(&tok)
+            .send()
+    };
+    assert_eq!(get(&b).await.unwrap().status(), 200);
+    let (st, v) = admin(
+        &http,
+        &a,
+        reqwest::Method::POST,
+        "/admin/revocations",
+        Some(json!({"jti": "jti-cluster-1", "until": portcullis::audit::rfc3339(now + 600, 0)})),
+    )
+    .await;
+    assert!(st == 200 || st == 201, "{st} {v}");
+    let t0 = Instant::now();
+    loop {
+        if get(&b).await.unwrap().status() == 401 {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(1),
+            "revoked jti still accepted on B"
+        );
+        tokio::task::yield_now().await;
+    }
+}
+
+/// A TCP relay to PostgreSQL that the test can cut (closing every relayed connection and
+/// refusing new ones) and restore: the database "goes down" for one gateway only, without
+/// touching the machine's server.
+struct Relay {
+    addr: std::net::SocketAddr,
+    up: Arc<AtomicBool>,
+    cut: Arc<tokio::sync::Notify>,
+}
+
+impl Relay {
+    async fn start(target: std::net::SocketAddr) -> Relay {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let up = Arc::new(AtomicBool::new(true));
+        let cut = Arc::new(tokio::sync::Notify::new());
+        let (up2, cut2) = (up.clone(), cut.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = l.accept().await else {
+                    return;
+                };
+                if !up2.load(Ordering::SeqCst) {
+                    drop(inbound);
+                    continue;
+                }
+                let cut = cut2.clone();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = TcpStream::connect(target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = cut.notified() => {}
+                    }
+                });
+            }
+        });
+        Relay { addr, up, cut }
+    }
+
+    fn down(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        self.cut.notify_waiters();
+    }
+
+    fn restore(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_outage_serves_from_memory_refuses_writes_then_catches_up() {
+    let db = Db::new("outage");
+    let up = Upstream::start().await;
+    let relay = Relay::start("127.0.0.1:5432".parse().unwrap()).await;
+    let relayed = db.url.replace("127.0.0.1:5432", &relay.addr.to_string());
+    assert_ne!(
+        relayed, db.url,
+        "test database URL is not on 127.0.0.1:5432"
+    );
+    // A reaches the database directly; B only through the relay.
+    let a = Gw::start(&cluster_yaml(&up, &db.url)).await;
+    let b = Gw::start(&cluster_yaml(&up, &relayed)).await;
+    let http = plain_client();
+    let (k1_id, key1) = create_key(&http, &a, json!({"name": "before"})).await;
+    until_status(&http, &b, &key1, 200, Duration::from_secs(1)).await;
+
+    relay.down();
+    // B keeps serving what it has.
+    assert_eq!(status_with_key(&http, &b, &key1).await, 200);
+    // B's admin writes fail with 503 and a clear error; nothing half-written.
+    let (st, err) = admin(
+        &http,
+        &b,
+        reqwest::Method::POST,
+        "/admin/keys",
+        Some(json!({"name": "during"})),
+    )
+    .await;
+    assert_eq!(st, 503, "{err}");
+    assert_eq!(err["error"], "store_unavailable", "{err}");
+    // /readyz stays ready (keys are in memory) and says the store is down.
+    let r = readyz(&http, &b).await;
+    assert_eq!(r["ready"], true, "{r}");
+    assert_eq!(r["store_up"], false, "{r}");
+
+    // Changes made meanwhile on A (revoke key1, create key2) reach B once the database is back.
+    revoke(&http, &a, &k1_id).await;
+    let (_, key2) = create_key(&http, &a, json!({"name": "after"})).await;
+    assert_eq!(status_with_key(&http, &b, &key2).await, 401);
+
+    relay.restore();
+    until_status(&http, &b, &key1, 401, Duration::from_secs(15)).await;
+    until_status(&http, &b, &key2, 200, Duration::from_secs(1)).await;
+    let t0 = Instant::now();
+    loop {
+        let r = readyz(&http, &b).await;
+        if r["store_up"] == true {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(15),
+            "store never reported up again: {r}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // And B's admin writes work again.
+    let (st, _) = admin(
+        &http,
+        &b,
+        reqwest::Method::POST,
+        "/admin/keys",
+        Some(json!({"name": "b-again"})),
+    )
+    .await;
+    assert_eq!(st, 201);
+}
+
+#[test]
+fn check_refuses_sqlite_and_postgres_together_and_bad_urls() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("gateway.yaml");
+    for (store, want) in [
+        (
+            r#"{ sqlite: a.db, postgres: "postgres://u@h/db" }"#,
+            "store.postgres: give either",
+        ),
+        (
+            r#"{ postgres: "mysql://u:pw@h/db" }"#,
+            "is not a PostgreSQL URL",
+        ),
+        (
+            r#"{ sqlite: a.db, resync: 5s }"#,
+            "store.resync: only used with store.postgres",
+        ),
+    ] {
+        std::fs::write(
+            &f,
+            format!("listeners: [{{ name: p, bind: 127.0.0.1:0 }}]\nstore: {store}\nupstreams: {{ e: {{ echo: true }} }}\nroutes: [{{ name: r, match: {{ path_prefix: / }}, upstream: e, auth: none }}]\n"),
+        )
+        .unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+            .args(["check", "-c"])
+            .arg(&f)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains(want), "want `{want}` in:\n{err}");
+        assert!(
+            !err.contains(":pw@"),
+            "a password leaked into an error: {err}"
+        );
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Shared rate limits on the machine's real Redis (127.0.0.1:6379; `PORTCULLIS_TEST_REDIS`).
+
+fn redis_addr() -> String {
+    std::env::var("PORTCULLIS_TEST_REDIS").unwrap_or_else(|_| "127.0.0.1:6379".into())
+}
+
+async fn redis_reachable() {
+    let a = redis_addr();
+    if let Err(e) = TcpStream::connect(&a).await {
+        panic!("Redis is not reachable at {a} (shared rate-limit tests need it; set PORTCULLIS_TEST_REDIS): {e}");
+    }
+}
+
+/// A limit name no other test (or earlier run) shares: its Redis buckets are its own.
+fn fresh_limit() -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "t{}_{}_{}",
+        std::process::id(),
+        unix_now(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn limited_yaml(up: &Upstream, redis: &str, limit: &str, on_error: &str) -> String {
+    format!(
+        r#"
+listeners: [{{ name: plain, bind: 127.0.0.1:0 }}]
+logging: {{ format: json, audit: off }}
+store: {{ redis: "redis://{redis}", on_redis_error: {on_error}, redis_timeout: 200ms }}
+upstreams: {{ rec: {{ url: "{url}" }} }}
+rate_limits:
+  {limit}: {{ rate: 10/min, burst: 5, key: "header:x-client" }}
+routes:
+  - {{ name: api, match: {{ path_prefix: / }}, upstream: rec, auth: {{ rate_limit: {limit} }} }}
+"#,
+        url = up.url()
+    )
+}
+
+async fn hit(c: &reqwest::Client, gw: &Gw, client: &str) -> reqwest::Response {
+    c.get(format!("{}/x", gw.http("plain")))
+        .header("x-client", client)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn metric(c: &reqwest::Client, gw: &Gw, name: &str) -> Option<String> {
+    let text = c
+        .get(format!("{}/metrics", gw.admin()))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find(|l| l.starts_with(name))
+        .map(|l| l.rsplit(' ').next().unwrap_or("").to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_limit_admits_its_burst_across_replicas_not_per_replica() {
+    redis_reachable().await;
+    let up = Upstream::start().await;
+    let limit = fresh_limit();
+    let yaml = limited_yaml(&up, &redis_addr(), &limit, "local");
+    let a = Gw::start(&yaml).await;
+    let b = Gw::start(&yaml).await;
+    let http = plain_client();
+    let mut allowed = 0;
+    let mut refused = 0;
+    for i in 0..12 {
+        let gw = if i % 2 == 0 { &a } else { &b };
+        let r = hit(&http, gw, "client-1").await;
+        match r.status().as_u16() {
+            200 => allowed += 1,
+            429 => {
+                refused += 1;
+                assert!(r.headers().contains_key("retry-after"));
+                let rl = r.headers()["ratelimit"].to_str().unwrap().to_owned();
+                assert!(rl.contains(";r=0;"), "{rl}");
+            }
+            s => panic!("unexpected status {s}"),
+        }
+    }
+    // 10/min refills one unit every 6 s: within this burst the two replicas together admit the
+    // bucket's 5 (two local limiters would have admitted 10).
+    assert_eq!(allowed, 5, "allowed {allowed}, refused {refused}");
+    assert_eq!(up.count(), 5, "the upstream saw a refused request");
+    // Another client has its own bucket.
+    assert_eq!(hit(&http, &b, "client-2").await.status(), 200);
+    assert_eq!(
+        metric(&http, &a, "portcullis_redis_fallback_total")
+            .await
+            .as_deref(),
+        Some("0")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_outage_falls_back_as_configured_and_recovers() {
+    redis_reachable().await;
+    let up = Upstream::start().await;
+    let relay = Relay::start(redis_addr().parse().unwrap()).await;
+    let via = relay.addr.to_string();
+    let limit = fresh_limit();
+    let local = Gw::start(&limited_yaml(&up, &via, &limit, "local")).await;
+    let deny = Gw::start(&limited_yaml(&up, &via, &limit, "deny")).await;
+    let allow = Gw::start(&limited_yaml(&up, &via, &limit, "allow")).await;
+    let http = plain_client();
+    // Shared while Redis answers: 2 + 2 + 1 of one bucket of 5.
+    for gw in [&local, &local, &deny, &deny, &allow] {
+        assert_eq!(hit(&http, gw, "c").await.status(), 200);
+    }
+    assert_eq!(hit(&http, &local, "c").await.status(), 429);
+
+    relay.down();
+    // local: this replica's own bucket (5 for a client it has not limited yet).
+    let mut ok = 0;
+    for _ in 0..7 {
+        if hit(&http, &local, "fresh").await.status() == 200 {
+            ok += 1;
+        }
+    }
+    assert_eq!(
+        ok, 5,
+        "local fallback should admit the burst of its own limiter"
+    );
+    // deny: 503 with Retry-After, never the upstream.
+    let before = up.count();
+    let r = hit(&http, &deny, "fresh").await;
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["retry-after"], "1");
+    assert_eq!(up.count(), before);
+    // allow: passes.
+    for _ in 0..7 {
+        assert_eq!(hit(&http, &allow, "c").await.status(), 200);
+    }
+    let fallbacks: u64 = metric(&http, &local, "portcullis_redis_fallback_total")
+        .await
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(fallbacks >= 7, "fallbacks {fallbacks}");
+    assert_eq!(
+        metric(&http, &local, "portcullis_store_up{backend=\"redis\"}")
+            .await
+            .as_deref(),
+        Some("0")
+    );
+    let r = readyz(&http, &local).await;
+    assert_eq!(r["redis_up"], false, "{r}");
+
+    relay.restore();
+    // Back to shared decisions by itself: the shared bucket of `c` is still empty (allowed
+    // requests on `allow` during the outage were not counted in Redis, so it refills slowly).
+    let t0 = Instant::now();
+    loop {
+        let r = hit(&http, &deny, "after").await;
+        if r.status() == 200 {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "deny replica never recovered: {}",
+            r.status()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        hit(&http, &local, "c").await.status(),
+        429,
+        "shared bucket of `c` should be empty again"
+    );
+}
