@@ -647,3 +647,113 @@ async fn redis_outage_falls_back_as_configured_and_recovers() {
         "shared bucket of `c` should be empty again"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_postgres_store_passes_the_store_conformance_suite() {
+    let db = Db::new("conf");
+    let url = db.url.clone();
+    tokio::task::spawn_blocking(move || {
+        let s = portcullis::store::postgres::Postgres::open(&url).unwrap();
+        portcullis::store::conformance(&s);
+        // Opening again (a second replica starting) migrates nothing twice and loses nothing.
+        let again = portcullis::store::postgres::Postgres::open(&url).unwrap();
+        use portcullis::store::Store;
+        assert_eq!(again.load_keys().unwrap().len(), 1);
+    })
+    .await
+    .unwrap();
+}
+
+/// Runs the real CLI against `admin` (the operator's path).
+async fn cli(admin: String, args: &[&str]) -> (i32, String, String) {
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+            .args(&args)
+            .args(["--admin", &admin])
+            .env("PORTCULLIS_ADMIN_TOKEN", ADMIN_TOKEN)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_gateway_processes_follow_one_database_through_the_cli() {
+    let db = Db::new("procs");
+    let up = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("gateway.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "{}admin: {{ bind: \"127.0.0.1:0\", token_sha256: \"{}\" }}\n",
+            cluster_yaml(&up, &db.url),
+            admin_token_sha256()
+        ),
+    )
+    .unwrap();
+    let procs: Vec<GwProcess> = (0..3).map(|_| GwProcess::start(&cfg, 1)).collect();
+    let base = |i: usize| format!("http://{}", procs[i].addrs["plain"]);
+    let admin_of = |i: usize| format!("http://{}", procs[i].addrs["admin"]);
+    let http = plain_client();
+    let status = |i: usize, key: String| {
+        let req = http.get(format!("{}/x", base(i))).header("x-api-key", key);
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    let poll = |i: usize, key: String, want: u16| {
+        let status = &status;
+        async move {
+            let t0 = Instant::now();
+            loop {
+                let s = status(i, key.clone()).await;
+                if s == want {
+                    return;
+                }
+                assert!(
+                    t0.elapsed() < Duration::from_secs(1),
+                    "process {i} answers {s}, want {want}"
+                );
+                tokio::task::yield_now().await;
+            }
+        }
+    };
+
+    let (code, out, err) = cli(
+        admin_of(0),
+        &["keys", "create", "--name", "procs", "--subject", "svc-p"],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let line = |p: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(p))
+            .unwrap_or_else(|| panic!("no `{p}` in {out}"))
+            .to_owned()
+    };
+    let (key, id) = (line("key: "), line("id: "));
+    for i in [1, 2] {
+        poll(i, key.clone(), 200).await;
+    }
+    // Listed by another process's admin API too.
+    let (code, listed, err) = cli(admin_of(2), &["keys", "show", &id, "--json"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(listed.contains("svc-p"), "{listed}");
+
+    let (code, _, err) = cli(admin_of(1), &["keys", "revoke", &id]).await;
+    assert_eq!(code, 0, "{err}");
+    for i in [0, 2] {
+        poll(i, key.clone(), 401).await;
+    }
+    let seen = up.count();
+    for i in 0..3 {
+        assert_eq!(status(i, key.clone()).await, 401);
+    }
+    assert_eq!(up.count(), seen, "a revoked key reached the upstream");
+}

@@ -114,3 +114,79 @@ pub(crate) fn parse_scopes(s: &str) -> Vec<String> {
         serde_json::from_str(s).unwrap_or_default()
     }
 }
+
+/// What every store must do, run against each backend (SQLite in its unit tests, PostgreSQL in
+/// `tests/cluster.rs`). Panics on the first difference. Uses key id `key_1` and jti `j`: give it
+/// an empty store.
+#[doc(hidden)]
+#[allow(clippy::unwrap_used)]
+pub fn conformance(s: &dyn Store) {
+    use crate::keys::{generate_secret, hash_key, Env};
+    let secret = generate_secret(Env::Test);
+    let row = KeyRow {
+        id: "key_1".into(),
+        prefix: secret[..12].into(),
+        name: "ci".into(),
+        subject: Some("svc".into()),
+        scopes: vec!["a".into(), "b".into()],
+        env: Env::Test,
+        rate_limit: Some("5/s".into()),
+        created_at: 10,
+        expires_at: Some(99),
+        revoked_at: None,
+        last_used_at: None,
+        current: hash_key(&secret),
+        previous: vec![],
+    };
+    s.insert_keys(std::slice::from_ref(&row)).unwrap();
+    // The same id again, or another id with the same secret: conflicts, nothing written.
+    assert!(matches!(
+        s.insert_keys(std::slice::from_ref(&row)),
+        Err(StoreError::Conflict(_))
+    ));
+    let mut twin = row.clone();
+    twin.id = "key_2".into();
+    assert!(matches!(
+        s.insert_keys(&[twin]),
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(s.load_keys().unwrap(), vec![row.clone()]);
+    let new = hash_key("other");
+    s.rotate_key("key_1", &new, &[(row.current, 50)]).unwrap();
+    assert!(matches!(
+        s.rotate_key("nope", &new, &[]),
+        Err(StoreError::NotFound)
+    ));
+    s.touch_keys(&[("key_1".into(), 42)]).unwrap();
+    s.revoke_key("key_1", 60).unwrap();
+    assert!(matches!(
+        s.revoke_key("key_1", 61),
+        Err(StoreError::NotFound)
+    ));
+    let back = &s.load_keys().unwrap()[0];
+    assert_eq!(back.current, new);
+    assert_eq!(back.previous, vec![(row.current, 50)]);
+    assert_eq!(back.revoked_at, Some(60));
+    assert_eq!(back.last_used_at, Some(42));
+    assert_eq!(back.scopes, row.scopes);
+    assert_eq!(back.rate_limit, row.rate_limit);
+    s.insert_revocation("j", 100).unwrap();
+    // A later `until` extends a revocation, an earlier one never shortens it.
+    s.insert_revocation("j", 90).unwrap();
+    assert_eq!(
+        s.load_revocations(50).unwrap(),
+        vec![("j".to_string(), 100)]
+    );
+    assert_eq!(s.purge_revocations(100).unwrap(), 1);
+    assert!(s.load_revocations(0).unwrap().is_empty());
+    assert_eq!(s.setting("admin_token_sha256").unwrap(), None);
+    s.set_setting("admin_token_sha256", "x").unwrap();
+    s.set_setting("admin_token_sha256", "y").unwrap();
+    assert_eq!(
+        s.setting("admin_token_sha256").unwrap().as_deref(),
+        Some("y")
+    );
+    s.audit("admin-token", "create_key", "key_1", "conformance")
+        .unwrap();
+    assert!(s.is_up());
+}

@@ -301,58 +301,12 @@ impl Store for Sqlite {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keys::{generate_secret, hash_key};
 
     #[test]
-    fn round_trip_rotate_revoke_and_conflicts() {
+    fn store_conformance() {
         let dir = tempfile::tempdir().unwrap();
         let s = Sqlite::open(&dir.path().join("sub/p.db")).unwrap();
-        let secret = generate_secret(Env::Test);
-        let row = KeyRow {
-            id: "key_1".into(),
-            prefix: secret[..12].into(),
-            name: "ci".into(),
-            subject: Some("svc".into()),
-            scopes: vec!["a".into(), "b".into()],
-            env: Env::Test,
-            rate_limit: Some("5/s".into()),
-            created_at: 10,
-            expires_at: Some(99),
-            revoked_at: None,
-            last_used_at: None,
-            current: hash_key(&secret),
-            previous: vec![],
-        };
-        s.insert_keys(std::slice::from_ref(&row)).unwrap();
-        assert!(matches!(
-            s.insert_keys(std::slice::from_ref(&row)),
-            Err(StoreError::Conflict(_))
-        ));
-        assert_eq!(s.load_keys().unwrap(), vec![row.clone()]);
-        let new = hash_key("other");
-        s.rotate_key("key_1", &new, &[(row.current, 50)]).unwrap();
-        s.touch_keys(&[("key_1".into(), 42)]).unwrap();
-        s.revoke_key("key_1", 60).unwrap();
-        assert!(matches!(
-            s.revoke_key("key_1", 61),
-            Err(StoreError::NotFound)
-        ));
-        let back = &s.load_keys().unwrap()[0];
-        assert_eq!(back.current, new);
-        assert_eq!(back.previous, vec![(row.current, 50)]);
-        assert_eq!(back.revoked_at, Some(60));
-        assert_eq!(back.last_used_at, Some(42));
-        s.insert_revocation("j", 100).unwrap();
-        assert_eq!(
-            s.load_revocations(50).unwrap(),
-            vec![("j".to_string(), 100)]
-        );
-        assert_eq!(s.purge_revocations(100).unwrap(), 1);
-        s.set_setting("admin_token_sha256", "x").unwrap();
-        assert_eq!(
-            s.setting("admin_token_sha256").unwrap().as_deref(),
-            Some("x")
-        );
+        crate::store::conformance(&s);
         assert_eq!(s.integrity_check().unwrap(), "ok");
     }
 }
