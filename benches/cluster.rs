@@ -20,15 +20,6 @@ use common::*;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
-fn pg_base() -> String {
-    std::env::var("PORTCULLIS_TEST_PG")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-}
-
-fn redis_addr() -> String {
-    std::env::var("PORTCULLIS_TEST_REDIS").unwrap_or_else(|_| "127.0.0.1:6379".into())
-}
-
 fn fresh_db() -> String {
     let base = pg_base();
     let name = format!("pc_bench_{}", std::process::id());
@@ -70,13 +61,7 @@ async fn admin(
     path: &str,
     body: Option<Value>,
 ) -> Value {
-    let mut r = c
-        .request(m, format!("{}{path}", gw.admin()))
-        .bearer_auth(ADMIN_TOKEN);
-    if let Some(b) = body {
-        r = r.json(&b);
-    }
-    r.send().await.unwrap().json().await.unwrap_or(Value::Null)
+    admin_call(c, &gw.admin(), m, path, body).await.1
 }
 
 async fn status(c: &reqwest::Client, gw: &Gw, key: &str) -> u16 {

@@ -16,11 +16,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
 
-fn pg_base() -> String {
-    std::env::var("PORTCULLIS_TEST_PG")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-}
-
 /// Runs one statement on its own thread (the sync client must not run on a runtime thread).
 fn sql(url: &str, statement: &str) -> Result<(), String> {
     let (url, statement) = (url.to_owned(), statement.to_owned());
@@ -93,16 +88,7 @@ async fn admin(
     path: &str,
     body: Option<Value>,
 ) -> (u16, Value) {
-    let mut r = c
-        .request(method, format!("{}{path}", gw.admin()))
-        .bearer_auth(ADMIN_TOKEN);
-    if let Some(b) = body {
-        r = r.json(&b);
-    }
-    let resp = r.send().await.unwrap();
-    let status = resp.status().as_u16();
-    let v = resp.json().await.unwrap_or(Value::Null);
-    (status, v)
+    admin_call(c, &gw.admin(), method, path, body).await
 }
 
 /// Creates a key through `gw`'s admin API: (id, key).
@@ -471,10 +457,6 @@ fn check_refuses_sqlite_and_postgres_together_and_bad_urls() {
 // ------------------------------------------------------------------------------------------------
 // Shared rate limits on the machine's real Redis (127.0.0.1:6379; `PORTCULLIS_TEST_REDIS`).
 
-fn redis_addr() -> String {
-    std::env::var("PORTCULLIS_TEST_REDIS").unwrap_or_else(|_| "127.0.0.1:6379".into())
-}
-
 async fn redis_reachable() {
     let a = redis_addr();
     if let Err(e) = TcpStream::connect(&a).await {
@@ -664,26 +646,6 @@ async fn the_postgres_store_passes_the_store_conformance_suite() {
     .unwrap();
 }
 
-/// Runs the real CLI against `admin` (the operator's path).
-async fn cli(admin: String, args: &[&str]) -> (i32, String, String) {
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    tokio::task::spawn_blocking(move || {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
-            .args(&args)
-            .args(["--admin", &admin])
-            .env("PORTCULLIS_ADMIN_TOKEN", ADMIN_TOKEN)
-            .output()
-            .unwrap();
-        (
-            out.status.code().unwrap(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    })
-    .await
-    .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_gateway_processes_follow_one_database_through_the_cli() {
     let db = Db::new("procs");
@@ -725,9 +687,11 @@ async fn three_gateway_processes_follow_one_database_through_the_cli() {
         }
     };
 
-    let (code, out, err) = cli(
+    let (code, out, err) = cli_async(
         admin_of(0),
-        &["keys", "create", "--name", "procs", "--subject", "svc-p"],
+        ["keys", "create", "--name", "procs", "--subject", "svc-p"]
+            .map(String::from)
+            .to_vec(),
     )
     .await;
     assert_eq!(code, 0, "{err}");
@@ -742,11 +706,19 @@ async fn three_gateway_processes_follow_one_database_through_the_cli() {
         poll(i, key.clone(), 200).await;
     }
     // Listed by another process's admin API too.
-    let (code, listed, err) = cli(admin_of(2), &["keys", "show", &id, "--json"]).await;
+    let (code, listed, err) = cli_async(
+        admin_of(2),
+        ["keys", "show", &id, "--json"].map(String::from).to_vec(),
+    )
+    .await;
     assert_eq!(code, 0, "{err}");
     assert!(listed.contains("svc-p"), "{listed}");
 
-    let (code, _, err) = cli(admin_of(1), &["keys", "revoke", &id]).await;
+    let (code, _, err) = cli_async(
+        admin_of(1),
+        ["keys", "revoke", &id].map(String::from).to_vec(),
+    )
+    .await;
     assert_eq!(code, 0, "{err}");
     for i in [0, 2] {
         poll(i, key.clone(), 401).await;

@@ -31,29 +31,6 @@ routes:
     )
 }
 
-fn cli(admin: &str, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_portcullis"))
-        .args(args)
-        .args(["--admin", admin])
-        .env("PORTCULLIS_ADMIN_TOKEN", ADMIN_TOKEN)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-async fn cli_async(admin: String, args: Vec<String>) -> (i32, String, String) {
-    tokio::task::spawn_blocking(move || {
-        let a: Vec<&str> = args.iter().map(String::as_str).collect();
-        cli(&admin, &a)
-    })
-    .await
-    .unwrap()
-}
-
 fn line(out: &str, prefix: &str) -> String {
     out.lines()
         .find_map(|l| l.strip_prefix(prefix))

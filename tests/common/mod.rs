@@ -593,3 +593,61 @@ pub fn unix_now() -> i64 {
         .unwrap()
         .as_secs() as i64
 }
+
+// ------------------------------------------------------------------------------------------------
+// The CLI and the admin API
+
+/// Runs the real CLI against the admin API at `admin` with the test admin token.
+pub fn cli(admin: &str, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(args)
+        .args(["--admin", admin])
+        .env("PORTCULLIS_ADMIN_TOKEN", ADMIN_TOKEN)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+pub async fn cli_async(admin: String, args: Vec<String>) -> (i32, String, String) {
+    tokio::task::spawn_blocking(move || {
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        cli(&admin, &a)
+    })
+    .await
+    .unwrap()
+}
+
+/// One admin API call with the test token: (status, JSON body or null).
+pub async fn admin_call(
+    c: &reqwest::Client,
+    admin: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let mut r = c
+        .request(method, format!("{admin}{path}"))
+        .bearer_auth(ADMIN_TOKEN);
+    if let Some(b) = body {
+        r = r.json(&b);
+    }
+    let resp = r.send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+// ------------------------------------------------------------------------------------------------
+// The machine's PostgreSQL and Redis (cluster tests and benches)
+
+pub fn pg_base() -> String {
+    std::env::var("PORTCULLIS_TEST_PG")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+pub fn redis_addr() -> String {
+    std::env::var("PORTCULLIS_TEST_REDIS").unwrap_or_else(|_| "127.0.0.1:6379".into())
+}
