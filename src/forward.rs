@@ -213,7 +213,33 @@ fn is_proxy_only(c: &str) -> bool {
             | "true-client-ip"
             | "x-client-ip"
             | "x-cluster-client-ip"
+            // Further URL, host and address overrides frameworks and sidecars honour
+            // (docs/attack-cases.md HDR-19: Kong/kong#246, envoyproxy/envoy#4046, ...).
+            | "x-original-uri"
+            | "x-original-host"
+            | "x-host"
+            | "x-host-override"
+            | "x-http-host-override"
+            | "x-forwarded-server"
+            | "x-original-remote-addr"
+            | "x-remote-ip"
+            | "x-remote-addr"
+            | "x-originating-ip"
+            | "cf-connecting-ip"
+            | "fastly-client-ip"
     ) || c.starts_with("x-ssl-client-")
+        || c.starts_with("x-envoy-")
+}
+
+/// Method overrides (`X-HTTP-Method-Override: DELETE` on a GET) would let a request through a
+/// route's method rules as one method and reach the upstream as another: never forwarded, not
+/// even from a trusted proxy, which passes its client's headers on (docs/attack-cases.md HDR-18:
+/// MAIF/otoroshi#114, echoCTF/echoCTF.RED#431).
+fn is_method_override(c: &str) -> bool {
+    matches!(
+        c,
+        "x-http-method-override" | "x-http-method" | "x-method-override"
+    )
 }
 
 enum Fate {
@@ -227,6 +253,7 @@ fn classify(name: &str, peer_trusted: bool, strip_credentials: bool) -> Fate {
     let c = canon(name);
     let c = c.as_ref();
     if is_hop_by_hop(c)
+        || is_method_override(c)
         || c.starts_with("x-auth-")
         || c.starts_with("x-client-cert-")
         || c == "x-request-id"

@@ -12,7 +12,7 @@ use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -42,19 +42,64 @@ pub fn peer_value(ip: std::net::IpAddr) -> HeaderValue {
         .unwrap_or_else(|_| HeaderValue::from_static("unknown"))
 }
 
+/// What the connection's deadlines look at (see `serve_http`).
 #[derive(Debug, Default)]
 pub struct Activity {
+    /// Bytes moved since the last idle check.
     touched: AtomicBool,
+    /// Requests whose response has not been sent to the end.
     in_flight: AtomicUsize,
+    /// Requests ever begun on the connection.
+    started: AtomicU64,
+    /// Requests whose handler is still working (waiting on the upstream is not a stall).
+    handling: AtomicUsize,
 }
 
-/// Decrements the in-flight count when a request's handler returns.
+/// Counts a request as being handled until its response head is ready.
+struct Handling(Arc<Activity>);
+
+impl Drop for Handling {
+    fn drop(&mut self) {
+        self.0.handling.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Counts a request in flight until dropped (with its response body).
+#[derive(Debug)]
 pub struct InFlight(Arc<Activity>);
 
 impl Activity {
     pub fn begin(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.started.fetch_add(1, Ordering::Relaxed);
         InFlight(self.clone())
+    }
+}
+
+/// A response body that keeps its request in flight until it has been sent (or dropped): a long
+/// download is a request in progress, not an idle connection.
+struct Tracked<B> {
+    inner: B,
+    _in_flight: InFlight,
+}
+
+impl<B: http_body::Body + Unpin> http_body::Body for Tracked<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<B::Data>, B::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 
@@ -261,10 +306,18 @@ async fn serve_http<T>(
         let gw = gw.clone();
         let info = info.clone();
         async move {
-            Ok::<_, Infallible>(match kind {
+            let in_flight = info.activity.begin();
+            info.activity.handling.fetch_add(1, Ordering::Relaxed);
+            let handling = Handling(info.activity.clone());
+            let resp = match kind {
                 Kind::Proxy => crate::proxy::handle(gw, info, req).await,
                 Kind::Admin => crate::admin::handle(gw, req).await,
-            })
+            };
+            drop(handling);
+            Ok::<_, Infallible>(resp.map(|inner| Tracked {
+                inner,
+                _in_flight: in_flight,
+            }))
         }
     });
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
@@ -275,6 +328,20 @@ async fn serve_http<T>(
     if closing {
         conn.as_mut().graceful_shutdown();
     }
+    // Deadlines, whatever the protocol (docs/attack-cases.md RES-01..RES-07):
+    // - the first request must begin within header_timeout of the accept (hyper's own header
+    //   timer only starts once HTTP/1 has been detected; HTTP/2 has none): a client that sends
+    //   nothing, or the HTTP/2 preface a byte at a time, is cut off;
+    // - no request for idle_timeout closes the connection even if bytes flow (HTTP/2 PINGs or
+    //   empty frames do not keep a connection alive);
+    // - a response whose bytes stall for idle_timeout (a client that stopped reading) is cut
+    //   off; waiting on the upstream is not a stall (its own `timeout` covers it);
+    // - an idle connection asked to close that is still open one interval later is dropped.
+    let first = tokio::time::sleep(limits.header_timeout);
+    tokio::pin!(first);
+    let mut waiting_first = true;
+    let mut idle_closing = false;
+    let mut seen_started = 0u64;
     loop {
         tokio::select! {
             res = conn.as_mut() => {
@@ -287,11 +354,30 @@ async fn serve_http<T>(
                 closing = true;
                 conn.as_mut().graceful_shutdown();
             }
-            _ = idle.tick(), if !closing => {
+            _ = &mut first, if waiting_first => {
+                waiting_first = false;
+                if activity.started.load(Ordering::Relaxed) == 0 {
+                    tracing::debug!("no request within header_timeout of the accept; closing");
+                    return;
+                }
+            }
+            _ = idle.tick(), if !closing || idle_closing => {
+                if idle_closing {
+                    return;
+                }
                 let touched = activity.touched.swap(false, Ordering::Relaxed);
-                if !touched && activity.in_flight.load(Ordering::Relaxed) == 0 {
-                    closing = true;
-                    conn.as_mut().graceful_shutdown();
+                let started = activity.started.load(Ordering::Relaxed);
+                let began = started != seen_started;
+                seen_started = started;
+                if activity.in_flight.load(Ordering::Relaxed) == 0 {
+                    if !began {
+                        closing = true;
+                        idle_closing = true;
+                        conn.as_mut().graceful_shutdown();
+                    }
+                } else if !touched && activity.handling.load(Ordering::Relaxed) == 0 {
+                    tracing::debug!("a response stalled for idle_timeout (the client stopped reading); closing");
+                    return;
                 }
             }
         }

@@ -30,7 +30,6 @@ pub async fn handle(
     conn: Arc<ConnInfo>,
     req: Request<Incoming>,
 ) -> Response<GwBody> {
-    let _in_flight = conn.activity.begin();
     let started = Instant::now();
     let snap = gw.snapshot();
     let request_id = gw.request_id(req.headers().get("x-request-id"));
@@ -184,15 +183,16 @@ fn request_host<B>(req: &Request<B>) -> Result<Option<String>, Reject> {
             None
         }
     };
+    if auth.as_ref().is_some_and(|a| a.as_str().contains('@')) {
+        // Userinfo in a host (`x@api.example.com`): no reading of it is safe to route or to
+        // compare with the SNI (docs/attack-cases.md HDR-10).
+        return Err(Reject::bad_request(
+            "bad_host",
+            "the Host must not carry user information",
+        ));
+    }
     Ok(auth
-        .map(|a| {
-            let h = a.host();
-            if a.as_str().contains('@') {
-                // userinfo in a host: refuse to interpret it
-                return String::new();
-            }
-            h.trim_end_matches('.').to_ascii_lowercase()
-        })
+        .map(|a| a.host().trim_end_matches('.').to_ascii_lowercase())
         .filter(|h| !h.is_empty()))
 }
 
@@ -381,8 +381,18 @@ async fn route_and_forward(
     Ok(Response::from_parts(rparts, rbody))
 }
 
+/// A protocol upgrade the gateway tunnels (WebSocket and the like). `h2c` never is: after a
+/// 101 the tunnel would carry HTTP/2 requests that never pass the auth chain (h2c smuggling,
+/// docs/attack-cases.md SMUG-18); such a request goes on as plain HTTP/1.1 without its
+/// `Upgrade`, as RFC 9113 lets a server ignore it (`curl --http2` on http:// does this).
 fn wants_upgrade(h: &http::HeaderMap) -> bool {
-    h.contains_key(header::UPGRADE)
+    let h2c = h.get_all(header::UPGRADE).iter().any(|v| {
+        v.to_str().map_or(true, |s| {
+            s.split(',')
+                .any(|t| t.trim().to_ascii_lowercase().starts_with("h2c"))
+        })
+    });
+    !h2c && h.contains_key(header::UPGRADE)
         && h.get_all(header::CONNECTION).iter().any(|v| {
             v.to_str().is_ok_and(|s| {
                 s.split(',')
@@ -417,12 +427,40 @@ pub fn resolve<B>(snap: &Snapshot, conn: &ConnInfo, req: &Request<B>) -> Result<
     let path = normalize(req.uri().path())
         .map_err(|e| Reject::bad_request(e.reason(), e.to_string()))?
         .into_owned();
+    // Routes match the path with segment parameters removed (`/admin;x=y/keys` is routed as
+    // `/admin/keys`): Tomcat, Jetty and Spring drop them before routing, so a route's rules
+    // must not be sidestepped with a `;` (docs/attack-cases.md PATH-13). The upstream still gets
+    // the path as the client wrote it (normalized).
+    let route_path = without_segment_params(&path);
     let route = snap
         .router
-        .lookup(host.as_deref(), &path, req.method())
+        .lookup(host.as_deref(), &route_path, req.method())
         .ok_or_else(Reject::not_found)?
         .clone();
     Ok(Routed { host, path, route })
+}
+
+/// `/a;x=1/b;y` -> `/a/b` (borrowed when there is no `;`).
+fn without_segment_params(path: &str) -> std::borrow::Cow<'_, str> {
+    if !path.contains(';') {
+        return std::borrow::Cow::Borrowed(path);
+    }
+    let mut out = String::with_capacity(path.len());
+    let segs: Vec<&str> = path.split('/').skip(1).collect();
+    for (i, seg) in segs.iter().enumerate() {
+        let bare = seg.split(';').next().unwrap_or("");
+        // `/;x/admin` -> `/admin`: a segment that was only parameters is no segment (normalize
+        // already merged real empty ones); a trailing slash stays.
+        if bare.is_empty() && i + 1 < segs.len() {
+            continue;
+        }
+        out.push('/');
+        out.push_str(bare);
+    }
+    if out.is_empty() {
+        out.push('/');
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// The SPEC section 5 error body: `{"error", "error_description", "request_id"}`.

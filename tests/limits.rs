@@ -175,3 +175,98 @@ async fn a_self_signed_listener_serves_tls() {
     assert_eq!(r.status(), 200);
     assert_eq!(up.last().header("x-forwarded-proto"), Some("https"));
 }
+
+/// Reads until the gateway closes the connection; panics if it has not after `bound` (a bound
+/// that only keeps a broken build from hanging the suite). Returns what was read.
+async fn until_closed(s: &mut tokio::net::TcpStream, bound: Duration) -> Vec<u8> {
+    let mut out = Vec::new();
+    let r = tokio::time::timeout(bound, s.read_to_end(&mut out)).await;
+    assert!(
+        r.is_ok(),
+        "the gateway kept the connection open for {bound:?}"
+    );
+    out
+}
+
+#[tokio::test]
+async fn a_connection_without_a_request_is_closed_after_header_timeout() {
+    // docs/attack-cases.md RES-01/RES-02: nothing at all, or the HTTP/2 preface a byte at a
+    // time, used to wait for the 60 s idle timeout (hyper's header timer starts only once
+    // HTTP/1 is detected).
+    let up = Upstream::start().await;
+    let gw = Gw::start(&plain(&up, "header_timeout: 500ms, idle_timeout: 60s")).await;
+    let mut silent = tokio::net::TcpStream::connect(gw.addr("plain"))
+        .await
+        .unwrap();
+    let mut preface = tokio::net::TcpStream::connect(gw.addr("plain"))
+        .await
+        .unwrap();
+    preface.write_all(b"PRI * HTTP/2.0\r\n").await.unwrap();
+    let t0 = std::time::Instant::now();
+    until_closed(&mut silent, Duration::from_secs(10)).await;
+    until_closed(&mut preface, Duration::from_secs(10)).await;
+    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+    assert_eq!(up.count(), 0);
+}
+
+#[tokio::test]
+async fn http2_pings_do_not_keep_an_idle_connection_open() {
+    // RES-03/RES-04: any bytes used to count as activity, so PINGs kept an h2 connection with no
+    // requests alive for ever.
+    let up = Upstream::start().await;
+    let gw = Gw::start(&plain(&up, "header_timeout: 500ms, idle_timeout: 1s")).await;
+    let mut s = tokio::net::TcpStream::connect(gw.addr("plain"))
+        .await
+        .unwrap();
+    s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .await
+        .unwrap();
+    s.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).await.unwrap(); // empty SETTINGS
+                                                              // One request, so the connection is past its first-request deadline: HEADERS on stream 1,
+                                                              // END_STREAM|END_HEADERS, HPACK: :method GET (0x82), :scheme http (0x86), :path / (0x84),
+                                                              // :authority "t" (0x41 0x01 't').
+    s.write_all(&[
+        0, 0, 6, 1, 5, 0, 0, 0, 1, 0x82, 0x86, 0x84, 0x41, 0x01, b't',
+    ])
+    .await
+    .unwrap();
+    let t0 = std::time::Instant::now();
+    let mut buf = vec![0u8; 65536];
+    let closed = loop {
+        // a PING every 200 ms: the attacker's pace, not a synchronisation
+        let ping = [0, 0, 8, 6, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8];
+        if s.write_all(&ping).await.is_err() {
+            break true;
+        }
+        match tokio::time::timeout(Duration::from_millis(200), s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break true,
+            _ => {}
+        }
+        if t0.elapsed() > Duration::from_secs(10) {
+            break false;
+        }
+    };
+    assert!(closed, "PINGs kept an idle HTTP/2 connection open for 10 s");
+    assert_eq!(up.count(), 1, "the one request reached the upstream");
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_cut_off() {
+    // RES-07: a response whose client stopped reading held the connection (and the upstream's)
+    // for ever. The stall below is the behaviour under test.
+    let up = Upstream::start().await;
+    let gw = Gw::start(&plain(&up, "idle_timeout: 1s")).await;
+    let mut s = tokio::net::TcpStream::connect(gw.addr("plain"))
+        .await
+        .unwrap();
+    let total: usize = 512 * 1024 * 1024;
+    s.write_all(format!("GET /download?bytes={total} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let got = until_closed(&mut s, Duration::from_secs(30)).await;
+    assert!(
+        got.len() < total,
+        "the whole {total} bytes arrived: the stalled response was not cut off"
+    );
+}

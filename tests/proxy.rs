@@ -79,6 +79,18 @@ async fn client_identity_headers_never_reach_the_upstream() {
         ("Forwarded", "for=10.9.9.9"),
         ("X-SSL-Client-CN", "admin"),
         ("X-Envoy-Original-Path", "/admin"),
+        // docs/attack-cases.md HDR-18 (method overrides) and HDR-19 (more override headers)
+        ("X-HTTP-Method-Override", "DELETE"),
+        ("X-HTTP-Method", "DELETE"),
+        ("X_Method_Override", "DELETE"),
+        ("X-Original-URI", "/admin"),
+        ("X-Host", "evil.example"),
+        ("X-Forwarded-Server", "evil.example"),
+        ("X-Original-Host", "evil.example"),
+        ("X-Originating-IP", "10.9.9.9"),
+        ("CF-Connecting-IP", "10.9.9.9"),
+        ("X-Envoy-Internal", "true-spoofed"),
+        ("X-Envoy-Original-Dst-Host", "10.0.0.9:80"),
     ];
     for (name, value) in cases {
         let r = c
@@ -182,6 +194,101 @@ fn status_of(resp: &str) -> u16 {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(0)
+}
+
+/// h2c upgrades are never tunnelled (h2c smuggling, docs/attack-cases.md SMUG-18): the request
+/// is answered as plain HTTP/1.1 and the upstream sees no upgrade. A Host with user information
+/// is a 400 (HDR-10), never "no host".
+#[tokio::test]
+async fn h2c_upgrades_and_userinfo_hosts_are_refused() {
+    let (up, gw) = setup().await;
+    let resp = raw(
+        &gw,
+        "GET /public HTTP/1.1\r\nHost: a\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\nConnection: Upgrade, HTTP2-Settings, close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status_of(&resp), 200, "{resp}");
+    let seen = up.last();
+    assert_eq!(seen.uri, "/public");
+    assert_eq!(seen.header("upgrade"), None, "{:?}", seen.headers);
+    assert_eq!(seen.header("http2-settings"), None);
+    assert!(
+        seen.header_all("connection")
+            .iter()
+            .all(|v| !v.to_ascii_lowercase().contains("upgrade")),
+        "{:?}",
+        seen.headers
+    );
+    // WebSocket upgrades still pass (websocket_upgrades_pass_through); a mixed list with h2c
+    // in it does not.
+    let before = up.count();
+    let resp = raw(
+        &gw,
+        "GET /x HTTP/1.1\r\nHost: a\r\nUpgrade: websocket, h2c\r\nConnection: Upgrade, close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status_of(&resp), 200, "{resp}");
+    assert_eq!(up.count(), before + 1);
+    assert_eq!(up.last().header("upgrade"), None);
+
+    let before = up.count();
+    for host in ["x@a", "user:pw@api.example.com", "@a"] {
+        let resp = raw(
+            &gw,
+            &format!("GET /x HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"),
+        )
+        .await;
+        assert_eq!(status_of(&resp), 400, "{host}: {resp}");
+        assert!(
+            resp.contains("bad_host") || resp.contains("invalid"),
+            "{host}: {resp}"
+        );
+        assert!(
+            !resp.contains("pw@"),
+            "the response echoes the credential: {resp}"
+        );
+    }
+    assert_eq!(up.count(), before, "a userinfo Host reached the upstream");
+}
+
+/// Segment parameters cannot move a request to another route (docs/attack-cases.md PATH-13):
+/// `/api/users;x=y/7` is routed as `/api/users/7` (here: the GET-only users route answers 404
+/// to a DELETE instead of the catch-all taking it).
+#[tokio::test]
+async fn segment_parameters_do_not_change_the_route() {
+    let up = Upstream::start().await;
+    let gw = Gw::start(&config(
+        &up,
+        "  - { name: admin, match: { path_prefix: /admin }, upstream: down, auth: none }\n",
+        "",
+        "",
+    ))
+    .await;
+    for path in [
+        "/admin;x=y/keys",
+        "/admin;/keys",
+        "/;x/admin/keys",
+        "/admin/keys;jsessionid=1",
+    ] {
+        let before = up.count();
+        let resp = raw(
+            &gw,
+            &format!("GET {path} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"),
+        )
+        .await;
+        // the admin route's upstream is down: 502 proves the route; the catch-all (`rec`) would
+        // have answered 200
+        assert_eq!(status_of(&resp), 502, "{path}: {resp}");
+        assert_eq!(up.count(), before, "{path} reached the catch-all upstream");
+    }
+    // The upstream still gets the parameters of a request it does serve.
+    let resp = raw(
+        &gw,
+        "GET /api/users;v=2/7 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status_of(&resp), 200, "{resp}");
+    assert_eq!(up.last().uri, "/api/users;v=2/7");
 }
 
 #[tokio::test]

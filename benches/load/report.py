@@ -6,6 +6,7 @@ req/s, p99 and peak RSS; ratios against nginx, HAProxy and Envoy of the same pas
 section 6 targets, each marked met or not.
 """
 import argparse
+import os
 import json
 import statistics
 import sys
@@ -52,7 +53,16 @@ def main():
              "core each, one worker, wrk -t2 -c64 keep-alive, medians over rounds; see benches/load/).",
              "CPU µs/request is the proxy's own utime+stime per completed request. Compare only within",
              "one run: this machine is shared and noisy.", "",
-             f"Pass 1: `{a.pass1}`" + (f"; pass 2 (cache off): `{a.pass2}`" if a.pass2 else ""), "",
+             f"Run started {meta.get('started', '?')} on {meta.get('host', '?')}, "
+             f"{meta.get('rounds', '?')} interleaved rounds of {meta.get('duration', '?')} s "
+             f"(+{meta.get('warmup', '?')} s warm-up); pinning: {meta.get('pinning', '?')}.", "",
+             "Versions: " + "; ".join(f"{k}: {v}" for k, v in meta.get("versions", {}).items()
+                                      if k != "direct") + ".", "",
+             "Crypto floor on the proxy core (`openssl speed`): " + ", ".join(
+                 f"{k} {v:.1f}" for k, v in (meta.get("crypto_floor") or {}).items()) + ".", "",
+             f"Raw results: `{os.path.relpath(a.pass1)}`" + (f"; pass 2 (cache off): `{os.path.relpath(a.pass2)}`" if a.pass2 else "")
+             + " (under target/, not committed).", "",
+             "![proxy CPU µs per request](docs/bench.png)", "",
              "## CPU µs per request (median)", "",
              "| scenario | " + " | ".join(peers) + " |", "|---|" + "---:|" * len(peers)]
     for s in SCEN:
@@ -93,6 +103,10 @@ def main():
         check(f"{s} p99 vs nginx p99", get(m1, "portcullis", s, "p99"), get(m1, "nginx", s, "p99"))
     lines += ["", "## SPEC section 6 targets (this run)", "", "| target | Portcullis | limit | |", "|---|---:|---:|---|"]
     lines += [f"| {a_} | {b} | {c} | {d} |" for a_, b, c, d in t]
+    # The profile notes (kept by hand beside this script) follow the measured tables.
+    analysis = os.path.join(os.path.dirname(os.path.abspath(__file__)), "analysis.md")
+    if os.path.exists(analysis):
+        lines += ["", open(analysis, encoding="utf-8").read().rstrip()]
     open(a.md, "w").write("\n".join(lines) + "\n")
     if a.png:
         try:
