@@ -26,6 +26,18 @@ pub const FILES: &[&str] = &[
     "client-ca.crt",
 ];
 
+/// Midnight UTC of the day `days` from today.
+fn day(days: i64) -> time::OffsetDateTime {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let date = crate::audit::rfc3339(now + days * 86_400, 0);
+    let num = |r: std::ops::Range<usize>| -> i64 {
+        date.get(r).and_then(|s| s.parse().ok()).unwrap_or(1)
+    };
+    rcgen::date_time_ymd(num(0..4) as i32, num(5..7) as u8, num(8..10) as u8)
+}
+
 pub fn generate(out: &Path) -> Result<Vec<PathBuf>, DevPkiError> {
     std::fs::create_dir_all(out).map_err(|e| DevPkiError::Write(out.to_path_buf(), e))?;
     let ca_key = KeyPair::generate()?;
@@ -33,6 +45,10 @@ pub fn generate(out: &Path) -> Result<Vec<PathBuf>, DevPkiError> {
     ca.distinguished_name
         .push(DnType::CommonName, "Portcullis Development CA");
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    // rcgen's default validity is 1975-4096; a scanner (sslyze) rightly flags that. The CA lives
+    // ten years, the leaf certificates 397 days (the public-CA maximum); `dev-pki` makes new ones.
+    ca.not_before = day(-1);
+    ca.not_after = day(3650);
     ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     let ca_cert = ca.self_signed(&ca_key)?;
     let issuer = Issuer::new(ca, &ca_key);
@@ -47,6 +63,8 @@ pub fn generate(out: &Path) -> Result<Vec<PathBuf>, DevPkiError> {
         .distinguished_name
         .push(DnType::CommonName, "localhost");
     server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    server.not_before = day(-1);
+    server.not_after = day(397);
     let server_cert = server.signed_by(&server_key, &issuer)?;
 
     let client_key = KeyPair::generate()?;
@@ -58,6 +76,8 @@ pub fn generate(out: &Path) -> Result<Vec<PathBuf>, DevPkiError> {
         .distinguished_name
         .push(DnType::OrganizationName, "Portcullis Dev");
     client.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    client.not_before = day(-1);
+    client.not_after = day(397);
     let client_cert = client.signed_by(&client_key, &issuer)?;
 
     let contents = [

@@ -108,17 +108,23 @@ async fn sighup_swaps_certificates_and_a_broken_reload_keeps_the_old_config() {
     assert_eq!(served_cert(&pki, port).await, der(&pki, "server2.crt"));
     assert_eq!(slow.await.unwrap().unwrap(), 200);
 
-    // a broken certificate file: the reload fails, the old config and certificate keep serving
+    // A HUP that must be refused: the reload fails naming `field`, and the old pair serves on.
+    let refused = |field: &'static str| {
+        gw.signal("HUP");
+        let line = gw.wait_for("reload failed; the previous config keeps serving");
+        assert!(line["errors"].as_str().unwrap().contains(field), "{line}");
+    };
+    // a certificate with another certificate's key
+    std::fs::copy(
+        pki.dir.path().join("server.crt"),
+        dir.path().join("server.crt"),
+    )
+    .unwrap();
+    refused("listeners[0].tls");
+    assert_eq!(served_cert(&pki, port).await, der(&pki, "server2.crt"));
+    // a broken certificate file
     std::fs::write(dir.path().join("server.crt"), "not a certificate").unwrap();
-    gw.signal("HUP");
-    let line = gw.wait_for("reload failed; the previous config keeps serving");
-    assert!(
-        line["errors"]
-            .as_str()
-            .unwrap()
-            .contains("listeners[0].tls.cert"),
-        "{line}"
-    );
+    refused("listeners[0].tls.cert");
     assert_eq!(served_cert(&pki, port).await, der(&pki, "server2.crt"));
 
     // a broken config file: same
