@@ -520,59 +520,158 @@ async fn a_revoked_jti_is_refused_cached_or_not_and_after_restart() {
     );
 }
 
+/// kill -9 in the middle of concurrent creations, rotations and revocations, with request load
+/// on the data plane: after a restart every answered change holds (created keys work, rotated
+/// keys work with their new secret, revoked keys are refused) and the file is consistent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_9_during_key_creation_loses_no_answered_key() {
+async fn kill_9_under_load_loses_no_answered_creation_rotation_or_revocation() {
     let up = Upstream::start().await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("gateway.yaml");
     std::fs::write(&cfg, gateway_yaml(&up, "")).unwrap();
     let mut gw = GwProcess::start(&cfg, 1);
     let admin = admin_url(&gw);
+    let base = format!("http://{}", gw.addrs["plain"]);
     let c = plain_client();
-    let mut answered = Vec::new();
-    let mut killed = false;
-    for i in 0..400 {
-        if i == 150 {
-            // kill -9 while more creations are in flight
-            let pid = gw.child.id();
-            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-            killed = true;
-        }
-        let r = c
-            .post(format!("{admin}/admin/keys"))
-            .bearer_auth(ADMIN_TOKEN)
-            .json(&json!({"name": format!("k{i}")}))
-            .send()
-            .await;
-        match r {
-            Ok(r) if r.status() == 201 => {
-                let v: Value = r.json().await.unwrap();
-                answered.push(v["key"].as_str().unwrap().to_owned());
+    let create = {
+        let (c, admin) = (c.clone(), admin.clone());
+        move |name: String| {
+            let (c, admin) = (c.clone(), admin.clone());
+            async move {
+                let r = c
+                    .post(format!("{admin}/admin/keys"))
+                    .bearer_auth(ADMIN_TOKEN)
+                    .json(&json!({ "name": name }))
+                    .send()
+                    .await
+                    .ok()?;
+                if r.status() != 201 {
+                    return None;
+                }
+                let v: Value = r.json().await.ok()?;
+                Some((v["id"].as_str()?.to_owned(), v["key"].as_str()?.to_owned()))
             }
-            _ => {
-                if killed {
+        }
+    };
+    // Keys to rotate and to revoke during the load, made before it.
+    let mut to_rotate = Vec::new();
+    let mut to_revoke = Vec::new();
+    for i in 0..40 {
+        to_rotate.push(create(format!("rot{i}")).await.unwrap());
+        to_revoke.push(create(format!("rev{i}")).await.unwrap());
+    }
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let answered_ops = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    // data-plane load with a valid key
+    let load = {
+        let (stop, base, key) = (stop.clone(), base.clone(), to_rotate[0].1.clone());
+        tokio::spawn(async move {
+            let c = plain_client();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = c
+                    .get(format!("{base}/load"))
+                    .header("x-api-key", &key)
+                    .send()
+                    .await;
+            }
+        })
+    };
+    // One writer: runs `op` over `items` until stopped; returns the keys of the answered ones.
+    fn writer<I, F, Fut>(
+        stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+        answered: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+        items: Vec<I>,
+        op: F,
+    ) -> tokio::task::JoinHandle<Vec<String>>
+    where
+        I: Send + 'static,
+        F: Fn(I) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Option<String>> + Send,
+    {
+        tokio::spawn(async move {
+            let mut done = Vec::new();
+            for item in items {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
                     break;
                 }
+                if let Some(k) = op(item).await {
+                    done.push(k);
+                    answered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+            done
+        })
+    }
+    let creator = writer(stop.clone(), answered_ops.clone(), (0..1000).collect(), {
+        let create = create.clone();
+        move |i: i32| {
+            let create = create.clone();
+            async move { create(format!("new{i}")).await.map(|k| k.1) }
+        }
+    });
+    let rotator = writer(stop.clone(), answered_ops.clone(), to_rotate.clone(), {
+        let (c, admin) = (c.clone(), admin.clone());
+        move |(id, _): (String, String)| {
+            let req = c
+                .post(format!("{admin}/admin/keys/{id}/rotate"))
+                .bearer_auth(ADMIN_TOKEN)
+                .json(&json!({"grace": "1h"}));
+            async move {
+                let r = req.send().await.ok().filter(|r| r.status() == 200)?;
+                let v: Value = r.json().await.ok()?;
+                Some(v["key"].as_str()?.to_owned())
             }
         }
+    });
+    let revoker = writer(stop.clone(), answered_ops.clone(), to_revoke.clone(), {
+        let (c, admin) = (c.clone(), admin.clone());
+        move |(id, key): (String, String)| {
+            let req = c
+                .delete(format!("{admin}/admin/keys/{id}"))
+                .bearer_auth(ADMIN_TOKEN);
+            async move {
+                req.send().await.ok().filter(|r| r.status() == 204)?;
+                Some(key)
+            }
+        }
+    });
+    // kill -9 once some 40 changes have been answered, with the three writers still going
+    while answered_ops.load(std::sync::atomic::Ordering::Relaxed) < 40 {
+        tokio::task::yield_now().await;
     }
+    let pid = gw.child.id();
+    let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
     let _ = gw.child.wait();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let created = creator.await.unwrap();
+    let rotated = rotator.await.unwrap();
+    let revoked = revoker.await.unwrap();
+    load.await.unwrap();
     assert!(
-        answered.len() >= 100,
-        "only {} keys answered",
-        answered.len()
+        !created.is_empty() && !rotated.is_empty() && !revoked.is_empty(),
+        "created {} rotated {} revoked {}",
+        created.len(),
+        rotated.len(),
+        revoked.len()
     );
-    let db = dir.path().join("data/keys.db");
-    let store = portcullis::store::sqlite::Sqlite::open(&db).unwrap();
+    let store = portcullis::store::sqlite::Sqlite::open(&dir.path().join("data/keys.db")).unwrap();
     assert_eq!(store.integrity_check().unwrap(), "ok");
     drop(store);
+
     let gw = GwProcess::start(&cfg, 1);
     let base = format!("http://{}", gw.addrs["plain"]);
-    for k in &answered {
+    for k in created.iter().chain(&rotated) {
         assert_eq!(
             with_key(&base, k, "/a").await,
             200,
             "an answered key was lost"
+        );
+    }
+    for k in &revoked {
+        assert_eq!(
+            with_key(&base, k, "/a").await,
+            401,
+            "an answered revocation was lost"
         );
     }
 }

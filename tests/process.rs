@@ -141,23 +141,28 @@ async fn sighup_swaps_certificates_and_a_broken_reload_keeps_the_old_config() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_lets_in_flight_requests_finish_then_exits_zero() {
+async fn sigterm_under_load_lets_every_accepted_request_finish_then_exits_zero() {
     let pki = Pki::new();
     let up = Upstream::start().await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = setup(&pki, dir.path(), &up);
     let mut gw = GwProcess::start(&cfg, 2);
     let plain = gw.addrs["plain"];
-    let slow = tokio::spawn(async move {
-        let r = plain_client()
-            .get(format!("http://{plain}/slow?ms=2000"))
-            .send()
-            .await?;
-        let status = r.status().as_u16();
-        let body = r.text().await?;
-        Ok::<_, reqwest::Error>((status, body))
-    });
-    up.wait_for_count(1).await;
+    // Under load: 100 requests on 100 connections, all accepted (seen by the upstream) before the
+    // signal; every one must complete.
+    let mut slow = Vec::new();
+    for _ in 0..100 {
+        slow.push(tokio::spawn(async move {
+            let r = plain_client()
+                .get(format!("http://{plain}/slow?ms=2000"))
+                .send()
+                .await?;
+            let status = r.status().as_u16();
+            let body = r.text().await?;
+            Ok::<_, reqwest::Error>((status, body))
+        }));
+    }
+    up.wait_for_count(100).await;
     gw.signal("TERM");
     gw.wait_for("shutting down: draining in-flight requests");
     // new connections are refused once draining starts
@@ -169,8 +174,10 @@ async fn sigterm_lets_in_flight_requests_finish_then_exits_zero() {
         refused.is_err(),
         "a new request was accepted during shutdown: {refused:?}"
     );
-    let (status, body) = slow.await.unwrap().unwrap();
-    assert_eq!((status, body.as_str()), (200, "slow done"));
+    for s in slow {
+        let (status, body) = s.await.unwrap().unwrap();
+        assert_eq!((status, body.as_str()), (200, "slow done"));
+    }
     let code = tokio::task::spawn_blocking(move || {
         let st = gw.child.wait().unwrap();
         st.code()
