@@ -9,13 +9,12 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use std::convert::Infallible;
-use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
@@ -45,14 +44,17 @@ pub fn peer_value(ip: std::net::IpAddr) -> HeaderValue {
 /// What the connection's deadlines look at (see `serve_http`).
 #[derive(Debug, Default)]
 pub struct Activity {
-    /// Bytes moved since the last idle check.
-    touched: AtomicBool,
     /// Requests whose response has not been sent to the end.
     in_flight: AtomicUsize,
     /// Requests ever begun on the connection.
     started: AtomicU64,
     /// Requests whose handler is still working (waiting on the upstream is not a stall).
     handling: AtomicUsize,
+    /// A response body frame went out since the last idle check.
+    progressed: AtomicBool,
+    /// The last poll of a response body found the upstream had nothing yet (a quiet stream,
+    /// such as server-sent events between events, is not a stall).
+    upstream_quiet: AtomicBool,
 }
 
 /// Counts a request as being handled until its response head is ready.
@@ -80,7 +82,7 @@ impl Activity {
 /// download is a request in progress, not an idle connection.
 struct Tracked<B> {
     inner: B,
-    _in_flight: InFlight,
+    in_flight: InFlight,
 }
 
 impl<B: http_body::Body + Unpin> http_body::Body for Tracked<B> {
@@ -91,7 +93,15 @@ impl<B: http_body::Body + Unpin> http_body::Body for Tracked<B> {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<B::Data>, B::Error>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
+        let r = Pin::new(&mut self.inner).poll_frame(cx);
+        let a = &self.in_flight.0;
+        if r.is_pending() {
+            a.upstream_quiet.store(true, Ordering::Relaxed);
+        } else {
+            a.upstream_quiet.store(false, Ordering::Relaxed);
+            a.progressed.store(true, Ordering::Relaxed);
+        }
+        r
     }
 
     fn is_end_stream(&self) -> bool {
@@ -106,61 +116,6 @@ impl<B: http_body::Body + Unpin> http_body::Body for Tracked<B> {
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
-        self.0.touched.store(true, Ordering::Relaxed);
-    }
-}
-
-/// Marks the connection active on every read and write.
-struct IdleIo<T> {
-    inner: T,
-    activity: Arc<Activity>,
-}
-
-impl<T: AsyncRead + Unpin> AsyncRead for IdleIo<T> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if r.is_ready() {
-            self.activity.touched.store(true, Ordering::Relaxed);
-        }
-        r
-    }
-}
-
-impl<T: AsyncWrite + Unpin> AsyncWrite for IdleIo<T> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if r.is_ready() {
-            self.activity.touched.store(true, Ordering::Relaxed);
-        }
-        r
-    }
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        if r.is_ready() {
-            self.activity.touched.store(true, Ordering::Relaxed);
-        }
-        r
-    }
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 
@@ -297,10 +252,6 @@ async fn serve_http<T>(
         .timer(TokioTimer::new())
         .max_header_list_size(limits.max_header_bytes as u32)
         .max_concurrent_streams(256);
-    let io = IdleIo {
-        inner: io,
-        activity: info.activity.clone(),
-    };
     let activity = info.activity.clone();
     let svc = service_fn(move |req| {
         let gw = gw.clone();
@@ -314,10 +265,7 @@ async fn serve_http<T>(
                 Kind::Admin => crate::admin::handle(gw, req).await,
             };
             drop(handling);
-            Ok::<_, Infallible>(resp.map(|inner| Tracked {
-                inner,
-                _in_flight: in_flight,
-            }))
+            Ok::<_, Infallible>(resp.map(|inner| Tracked { inner, in_flight }))
         }
     });
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
@@ -334,8 +282,10 @@ async fn serve_http<T>(
     //   nothing, or the HTTP/2 preface a byte at a time, is cut off;
     // - no request for idle_timeout closes the connection even if bytes flow (HTTP/2 PINGs or
     //   empty frames do not keep a connection alive);
-    // - a response whose bytes stall for idle_timeout (a client that stopped reading) is cut
-    //   off; waiting on the upstream is not a stall (its own `timeout` covers it);
+    // - a response that makes no progress for idle_timeout while the upstream has data for it
+    //   (a client that stopped reading, or an HTTP/2 client holding its window at zero, PINGs or
+    //   not) is cut off; waiting on the upstream is not a stall, before the response head
+    //   (its `timeout` covers that) or between frames of a quiet stream;
     // - an idle connection asked to close that is still open one interval later is dropped.
     let first = tokio::time::sleep(limits.header_timeout);
     tokio::pin!(first);
@@ -365,7 +315,7 @@ async fn serve_http<T>(
                 if idle_closing {
                     return;
                 }
-                let touched = activity.touched.swap(false, Ordering::Relaxed);
+                let progressed = activity.progressed.swap(false, Ordering::Relaxed);
                 let started = activity.started.load(Ordering::Relaxed);
                 let began = started != seen_started;
                 seen_started = started;
@@ -375,7 +325,10 @@ async fn serve_http<T>(
                         idle_closing = true;
                         conn.as_mut().graceful_shutdown();
                     }
-                } else if !touched && activity.handling.load(Ordering::Relaxed) == 0 {
+                } else if !progressed
+                    && activity.handling.load(Ordering::Relaxed) == 0
+                    && !activity.upstream_quiet.load(Ordering::Relaxed)
+                {
                     tracing::debug!("a response stalled for idle_timeout (the client stopped reading); closing");
                     return;
                 }

@@ -149,6 +149,19 @@ fn request_host<B>(req: &Request<B>) -> Result<Option<String>, Reject> {
             "more than one Host header",
         ));
     }
+    // User information in a host (`x@api.example.com`), in `Host` or in the request target: no
+    // reading of it is safe to route or to compare with the SNI (docs/attack-cases.md HDR-10).
+    if header_host.is_some_and(|v| v.as_bytes().contains(&b'@'))
+        || req
+            .uri()
+            .authority()
+            .is_some_and(|a| a.as_str().contains('@'))
+    {
+        return Err(Reject::bad_request(
+            "bad_host",
+            "the Host must not carry user information",
+        ));
+    }
     let header_host = match header_host {
         Some(v) => Some(
             v.to_str()
@@ -183,14 +196,6 @@ fn request_host<B>(req: &Request<B>) -> Result<Option<String>, Reject> {
             None
         }
     };
-    if auth.as_ref().is_some_and(|a| a.as_str().contains('@')) {
-        // Userinfo in a host (`x@api.example.com`): no reading of it is safe to route or to
-        // compare with the SNI (docs/attack-cases.md HDR-10).
-        return Err(Reject::bad_request(
-            "bad_host",
-            "the Host must not carry user information",
-        ));
-    }
     Ok(auth
         .map(|a| a.host().trim_end_matches('.').to_ascii_lowercase())
         .filter(|h| !h.is_empty()))

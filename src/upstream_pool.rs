@@ -75,7 +75,7 @@ impl H1Pool {
         let mut req = req;
         // A pooled connection can have been closed by the upstream just as we took it; a request
         // hyper reports as never written is retried once on a fresh connection.
-        if let Some(mut tx) = self.checkout().await {
+        if let Some(mut tx) = self.checkout() {
             match tx.try_send_request(req).await {
                 Ok(resp) => return Ok(self.wrap(resp, tx)),
                 Err(mut e) => match e.take_message() {
@@ -102,7 +102,7 @@ impl H1Pool {
         Response::from_parts(parts, body)
     }
 
-    async fn checkout(&self) -> Option<SendRequest<LimitedBody>> {
+    fn checkout(&self) -> Option<SendRequest<LimitedBody>> {
         loop {
             let entry = {
                 let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
@@ -111,14 +111,11 @@ impl H1Pool {
             if entry.tx.is_closed() || entry.since.elapsed() > self.idle_timeout {
                 continue;
             }
-            let mut tx = entry.tx;
-            if tx.is_ready() {
-                return Some(tx);
-            }
-            // Its last response ended but the connection task has not yet marked it idle: that
-            // happens on its next poll, so this wait is short (bounded anyway).
-            if let Ok(Ok(())) = tokio::time::timeout(self.connect_timeout, tx.ready()).await {
-                return Some(tx);
+            // Not ready: its request body may still be uploading after an early answer (a 413 or
+            // 401 before the body was read), which can last. Never wait on it: dropping the
+            // sender closes the connection once that exchange ends.
+            if entry.tx.is_ready() {
+                return Some(entry.tx);
             }
         }
     }

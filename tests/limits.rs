@@ -270,3 +270,20 @@ async fn a_client_that_stops_reading_is_cut_off() {
         "the whole {total} bytes arrived: the stalled response was not cut off"
     );
 }
+
+#[tokio::test]
+async fn a_quiet_stream_is_not_a_stalled_one() {
+    // The other side of a_client_that_stops_reading_is_cut_off: a response whose upstream is
+    // quiet for longer than idle_timeout between chunks (server-sent events) must complete.
+    let up = Upstream::start().await;
+    let gw = Gw::start(&plain(&up, "idle_timeout: 1s")).await;
+    let body = plain_client()
+        .get(format!("{}/drip?n=3&ms=1500", gw.http("plain")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(body, "tick\ntick\ntick\n");
+}

@@ -232,6 +232,14 @@ async fn h2c_upgrades_and_userinfo_hosts_are_refused() {
     assert_eq!(up.last().header("upgrade"), None);
 
     let before = up.count();
+    // In the request target with a clean Host, and in Host with a clean request target.
+    for req in [
+        "GET http://x@a/x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        "GET http://a/x HTTP/1.1\r\nHost: x@a\r\nConnection: close\r\n\r\n",
+    ] {
+        let resp = raw(&gw, req).await;
+        assert_eq!(status_of(&resp), 400, "{req}: {resp}");
+    }
     for host in ["x@a", "user:pw@api.example.com", "@a"] {
         let resp = raw(
             &gw,

@@ -97,15 +97,60 @@ fn db_err(e: postgres::Error) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
 
-/// `postgres://user:secret@host/db` -> `postgres://user@host/db` (never log a password).
+/// A database or Redis URL without its password, for messages: `scheme://user:secret@host/db`
+/// -> `scheme://user@host/db`; `password=...` (a query parameter, or a key=value word of libpq's
+/// `host=h password=secret` form) -> `password=<redacted>`.
 pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let userinfo = &url[s + 3..at];
-            let user = userinfo.split(':').next().unwrap_or("");
-            format!("{}{}{}", &url[..s + 3], user, &url[at..])
+    let mut out = url.to_owned();
+    if let Some(s) = out.find("://") {
+        let from = s + 3;
+        let auth_end = out[from..].find(['/', '?']).map_or(out.len(), |i| from + i);
+        if let Some(at) = out[from..auth_end].rfind('@') {
+            let user = out[from..from + at]
+                .split(':')
+                .next()
+                .unwrap_or("")
+                .to_owned();
+            out = format!("{}{}{}", &out[..from], user, &out[from + at..]);
         }
-        _ => url.to_owned(),
+    }
+    let lower = out.to_ascii_lowercase();
+    let mut redacted = String::with_capacity(out.len());
+    let mut i = 0;
+    while let Some(pos) = lower[i..].find("password=") {
+        let start = i + pos + "password=".len();
+        redacted.push_str(&out[i..start]);
+        redacted.push_str("<redacted>");
+        i = out[start..]
+            .find(['&', ' ', ';'])
+            .map_or(out.len(), |e| start + e);
+    }
+    redacted.push_str(&out[i..]);
+    redacted
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn urls_lose_their_passwords() {
+        for (url, want) in [
+            ("postgres://u:s3cret@h:5432/db", "postgres://u@h:5432/db"),
+            (
+                "postgres://u@h/db?password=s3cret&sslmode=disable",
+                "postgres://u@h/db?password=<redacted>&sslmode=disable",
+            ),
+            (
+                "host=h user=u password=s3cret dbname=d",
+                "host=h user=u password=<redacted> dbname=d",
+            ),
+            ("redis://:s3cret@h:6379/0", "redis://@h:6379/0"),
+            ("postgres://h/db", "postgres://h/db"),
+            ("postgres://u:p@ss@h/db", "postgres://u@h/db"),
+        ] {
+            let got = super::redact_url(url);
+            assert_eq!(got, want);
+            assert!(!got.contains("s3cret"));
+        }
     }
 }
 
@@ -118,6 +163,19 @@ impl Postgres {
         })?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(5));
+        }
+        // A path to the database that silently dies must fail calls in seconds, not after TCP's
+        // retransmissions (~15 min): otherwise the feed hangs while reporting itself up, and a
+        // stranded write keeps the cluster-wide write lock.
+        config
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(10))
+            .keepalives_interval(Duration::from_secs(5))
+            .keepalives_retries(3)
+            .tcp_user_timeout(Duration::from_secs(20));
+        if config.get_options().is_none() {
+            config
+                .options("-c statement_timeout=30000 -c idle_in_transaction_session_timeout=30000");
         }
         config.application_name("portcullis");
         let pg = Postgres {
@@ -194,7 +252,11 @@ impl Postgres {
 
 /// Streams the keys changed after `after` (every key for `i64::MIN`), grouped per key; returns
 /// how many and the highest change number seen.
-fn keys_since(c: &mut Client, after: i64, f: &mut dyn FnMut(KeyRow)) -> StoreResult<(usize, i64)> {
+fn keys_since<C: postgres::GenericClient>(
+    c: &mut C,
+    after: i64,
+    f: &mut dyn FnMut(KeyRow),
+) -> StoreResult<(usize, i64)> {
     use postgres::fallible_iterator::FallibleIterator;
     let q = format!(
         "SELECT {KEY_COLUMNS} FROM portcullis_keys k JOIN portcullis_key_secrets s ON s.key_id = k.id \
@@ -237,8 +299,8 @@ fn keys_since(c: &mut Client, after: i64, f: &mut dyn FnMut(KeyRow)) -> StoreRes
     Ok((keys.finish(), max_seq))
 }
 
-fn revocations_since(
-    c: &mut Client,
+fn revocations_since<C: postgres::GenericClient>(
+    c: &mut C,
     after: i64,
     now: i64,
 ) -> StoreResult<(Vec<(String, i64)>, i64)> {
@@ -261,7 +323,7 @@ fn revocations_since(
     Ok((out, max_seq))
 }
 
-fn current_seq(c: &mut Client) -> StoreResult<i64> {
+fn current_seq<C: postgres::GenericClient>(c: &mut C) -> StoreResult<i64> {
     // `last_value` of a never-used sequence is its start (1) with is_called false: report 0.
     let r = c
         .query_one(
@@ -394,7 +456,10 @@ impl Store for Postgres {
                      AND (last_used_at IS NULL OR last_used_at < $2)",
                 )
                 .map_err(db_err)?;
-            for (id, at) in used {
+            // One order for every replica: two batches never wait on each other's row locks.
+            let mut sorted: Vec<&(String, i64)> = used.iter().collect();
+            sorted.sort();
+            for (id, at) in sorted {
                 tx.execute(&st, &[id, at]).map_err(db_err)?;
             }
             tx.commit().map_err(db_err)
@@ -506,6 +571,7 @@ impl Feed {
                 Ok(()) => return,
                 Err(e) => {
                     if self.connected.swap(false, Ordering::Relaxed) {
+                        backoff = Duration::from_millis(250);
                         tracing::error!(store = %pg.display, error = %e, "store change feed lost; serving from memory, reconnecting");
                     }
                     std::thread::sleep(backoff);
@@ -549,8 +615,17 @@ impl Feed {
 
     fn catch_up(&self, c: &mut Client, shared: &crate::config::Shared) -> StoreResult<()> {
         let after = self.applied.load(Ordering::Relaxed);
-        let (n, kmax) = keys_since(c, after, &mut |row| shared.keys.put(row))?;
-        let (revs, rmax) = revocations_since(c, after, crate::keys::now_unix())?;
+        // Both reads in one snapshot: `applied` may only move to a number below which this
+        // snapshot saw every committed change, keys and revocations alike.
+        let mut tx = c
+            .build_transaction()
+            .isolation_level(postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .map_err(db_err)?;
+        let (n, kmax) = keys_since(&mut tx, after, &mut |row| shared.keys.put(row))?;
+        let (revs, rmax) = revocations_since(&mut tx, after, crate::keys::now_unix())?;
+        tx.commit().map_err(db_err)?;
         for (jti, until) in &revs {
             shared.revocations.revoke(jti, *until as f64);
         }
@@ -571,5 +646,14 @@ impl Feed {
 /// The change number to start following from: read before the initial load, so a change that
 /// commits during the load is applied again (harmless) rather than missed.
 pub fn start_seq(pg: &Postgres) -> StoreResult<i64> {
-    pg.with(current_seq)
+    pg.with(|c| {
+        // Under the write lock no writer holds a drawn number it has not committed, so every
+        // change numbered up to the value read is visible to the load that follows.
+        let mut tx = c.transaction().map_err(db_err)?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])
+            .map_err(db_err)?;
+        let n = current_seq(&mut tx)?;
+        tx.commit().map_err(db_err)?;
+        Ok(n)
+    })
 }

@@ -154,7 +154,7 @@ impl Seen {
 /// An HTTP/1.1 + h2c upstream that records every request it receives.
 ///
 /// Paths: `/hang` never answers; `/slow?ms=N` answers after N ms; `/download?bytes=N` streams N
-/// bytes; `/upload` reads the body and answers `{"bytes": N, "sum": S}` (S = sum of all bytes mod
+/// bytes; `/drip?n=N&ms=M` streams N small chunks M ms apart; `/upload` reads the body and answers `{"bytes": N, "sum": S}` (S = sum of all bytes mod
 /// 2^64); `/ws` answers 101 and echoes bytes; anything else answers 200 with JSON of what it saw.
 pub struct Upstream {
     pub addr: SocketAddr,
@@ -276,6 +276,22 @@ async fn upstream_handle(
         "/slow" => {
             tokio::time::sleep(Duration::from_millis(query_num(&req, "ms"))).await;
             Ok(Response::new(full("slow done")))
+        }
+        "/drip" => {
+            // `n` small chunks, `ms` apart: a quiet stream (server-sent events between events)
+            let (n, ms) = (query_num(&req, "n"), query_num(&req, "ms"));
+            let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(1);
+            tokio::spawn(async move {
+                for i in 0..n {
+                    if i > 0 {
+                        tokio::time::sleep(Duration::from_millis(ms)).await;
+                    }
+                    if tx.send(Ok(Frame::data(Bytes::from_static(b"tick\n")))).await.is_err() {
+                        return;
+                    }
+                }
+            });
+            Ok(Response::new(StreamBody::new(tokio_stream_from(rx)).boxed()))
         }
         "/download" => {
             let total = query_num(&req, "bytes");
