@@ -286,12 +286,18 @@ async fn upstream_handle(
                     if i > 0 {
                         tokio::time::sleep(Duration::from_millis(ms)).await;
                     }
-                    if tx.send(Ok(Frame::data(Bytes::from_static(b"tick\n")))).await.is_err() {
+                    if tx
+                        .send(Ok(Frame::data(Bytes::from_static(b"tick\n"))))
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                 }
             });
-            Ok(Response::new(StreamBody::new(tokio_stream_from(rx)).boxed()))
+            Ok(Response::new(
+                StreamBody::new(tokio_stream_from(rx)).boxed(),
+            ))
         }
         "/download" => {
             let total = query_num(&req, "bytes");
