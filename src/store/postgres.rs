@@ -557,17 +557,29 @@ impl Feed {
             applied: AtomicI64::new(from),
             connected: AtomicBool::new(true),
         });
+        // The first connection is made here, before the gateway serves: a replica that answers
+        // requests is already listening, so no change made after its start can be missed.
+        let first = feed
+            .listen(&pg, &shared)
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
         let f = feed.clone();
         std::thread::Builder::new()
             .name("pg-feed".into())
-            .spawn(move || f.run(&pg, &shared, resync))?;
+            .spawn(move || f.run(&pg, &shared, resync, first))?;
         Ok(feed)
     }
 
-    fn run(&self, pg: &Postgres, shared: &crate::config::Shared, resync: Duration) {
+    fn run(&self, pg: &Postgres, shared: &crate::config::Shared, resync: Duration, first: Client) {
         let mut backoff = Duration::from_millis(250);
+        let mut client = Some(first);
         loop {
-            match self.follow(pg, shared, resync) {
+            let r = match client.take() {
+                Some(c) => self.follow(c, shared, resync),
+                None => self
+                    .listen(pg, shared)
+                    .and_then(|c| self.follow(c, shared, resync)),
+            };
+            match r {
                 Ok(()) => return,
                 Err(e) => {
                     if self.connected.swap(false, Ordering::Relaxed) {
@@ -581,13 +593,8 @@ impl Feed {
         }
     }
 
-    /// Connects, LISTENs, catches up, then applies changes as they are announced.
-    fn follow(
-        &self,
-        pg: &Postgres,
-        shared: &crate::config::Shared,
-        resync: Duration,
-    ) -> StoreResult<()> {
+    /// Connects, LISTENs, and catches up.
+    fn listen(&self, pg: &Postgres, shared: &crate::config::Shared) -> StoreResult<Client> {
         let mut c = pg.connect()?;
         c.batch_execute(&format!("LISTEN {CHANNEL}"))
             .map_err(db_err)?;
@@ -596,6 +603,16 @@ impl Feed {
             tracing::info!(store = %pg.display, applied = self.applied.load(Ordering::Relaxed), "store change feed reconnected and caught up");
         }
         pg.up.store(true, Ordering::Relaxed);
+        Ok(c)
+    }
+
+    /// Applies changes as they are announced, until the connection fails.
+    fn follow(
+        &self,
+        mut c: Client,
+        shared: &crate::config::Shared,
+        resync: Duration,
+    ) -> StoreResult<()> {
         loop {
             // Wait for an announcement (or the resync interval), then drain any that queued:
             // one catch-up covers them all.
