@@ -90,6 +90,7 @@ fn conn() -> ConnInfo {
         client_cert: None,
         activity: Arc::new(Activity::default()),
         peer_value: portcullis::listener::peer_value("127.0.0.1".parse().expect("ip")),
+        slot: None,
     }
 }
 

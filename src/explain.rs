@@ -69,6 +69,7 @@ pub async fn explain(snap: &Snapshot, input: &ExplainInput) -> Result<(String, b
         client_cert,
         activity: Arc::new(Activity::default()),
         peer_value: crate::listener::peer_value(input.peer),
+        slot: None,
     };
     let _ = writeln!(out, "request: {method} {uri}");
     let routed = match crate::proxy::resolve(snap, &conn, &req) {

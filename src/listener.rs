@@ -33,6 +33,9 @@ pub struct ConnInfo {
     /// connection instead of once per request (`X-Forwarded-For` / `X-Real-IP`; about 1 400
     /// instructions a request under callgrind).
     pub peer_value: HeaderValue,
+    /// The connection's slot under `max_connections`. Held by this struct so that a WebSocket
+    /// tunnel (which outlives the HTTP connection it came from) keeps it until it closes.
+    pub slot: Option<OwnedSemaphorePermit>,
 }
 
 /// `ConnInfo::peer_value` for an address.
@@ -169,7 +172,7 @@ async fn serve_conn(
     peer: SocketAddr,
     name: Arc<str>,
     gw: Arc<Gateway>,
-    _permit: OwnedSemaphorePermit,
+    permit: OwnedSemaphorePermit,
     shutdown: watch::Receiver<bool>,
     kind: Kind,
 ) {
@@ -195,6 +198,7 @@ async fn serve_conn(
                 client_cert: None,
                 activity: activity.clone(),
                 peer_value: peer_value(peer.ip()),
+                slot: Some(permit),
             });
             serve_http(tcp, info, gw, &limits, shutdown, kind).await;
         }
@@ -225,6 +229,7 @@ async fn serve_conn(
                     .map(client_cert_info),
                 activity: activity.clone(),
                 peer_value: peer_value(peer.ip()),
+                slot: Some(permit),
             });
             serve_http(stream, info, gw, &limits, shutdown, kind).await;
         }

@@ -203,7 +203,7 @@ fn request_host<B>(req: &Request<B>) -> Result<Option<String>, Reject> {
 
 async fn route_and_forward(
     snap: &Snapshot,
-    conn: &ConnInfo,
+    conn: &Arc<ConnInfo>,
     mut req: Request<Incoming>,
     request_id: &HeaderValue,
     client_ip: IpAddr,
@@ -364,7 +364,10 @@ async fn route_and_forward(
             Some(client_upgrade) => {
                 let mut resp = resp;
                 let upstream_upgrade = hyper::upgrade::on(&mut resp);
+                // The tunnel holds the connection's `max_connections` slot until it closes.
+                let holds_slot = conn.clone();
                 tokio::spawn(async move {
+                    let _slot = holds_slot;
                     match tokio::try_join!(client_upgrade, upstream_upgrade) {
                         Ok((c, u)) => {
                             let mut c = hyper_util::rt::TokioIo::new(c);

@@ -287,3 +287,43 @@ async fn a_quiet_stream_is_not_a_stalled_one() {
         .unwrap();
     assert_eq!(body, "tick\ntick\ntick\n");
 }
+
+#[tokio::test]
+async fn a_websocket_tunnel_keeps_its_connection_slot() {
+    // RES-08: after the 101 the HTTP connection is over, but the tunnel is still a connection:
+    // with max_connections: 1, a second client waits until the tunnel closes.
+    let up = Upstream::start().await;
+    let gw = Gw::start(&plain(&up, "max_connections: 1")).await;
+    let mut ws = tokio::net::TcpStream::connect(gw.addr("plain"))
+        .await
+        .unwrap();
+    ws.write_all(b"GET /ws HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let mut head = String::new();
+    while !head.contains("\r\n\r\n") {
+        let n = ws.read(&mut buf).await.unwrap();
+        assert!(n > 0, "closed before the 101: {head}");
+        head.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    let mut other = tokio::net::TcpStream::connect(gw.addr("plain"))
+        .await
+        .unwrap();
+    other
+        .write_all(b"GET /second HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await
+        .unwrap();
+    let early = tokio::time::timeout(Duration::from_millis(300), other.read(&mut buf)).await;
+    assert!(
+        early.is_err(),
+        "a second connection was served while the tunnel held the only slot"
+    );
+    drop(ws);
+    let n = tokio::time::timeout(Duration::from_secs(10), other.read(&mut buf))
+        .await
+        .expect("the second connection was not served after the tunnel closed")
+        .unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+}

@@ -6,7 +6,7 @@
 //! When Redis cannot answer (down, slow past `redis_timeout`), `on_redis_error` decides:
 //! `local` (default) falls back to this replica's own limiter, `deny` refuses with 503, `allow`
 //! lets the request through. After a failure Redis is not asked again for a second (a dead
-//! server must not add a timeout to every request); the next request after that probes it.
+//! server must not add a timeout to every request); then one request a second probes it.
 
 use super::rate_limit::{LimitHeaders, RateLimit};
 use crate::error::Reject;
@@ -150,7 +150,17 @@ impl SharedLimits {
 
     /// Takes one unit of `limit` for `key`, shared across replicas.
     pub async fn check(&self, limit: &RateLimit, key: &str) -> Result<LimitHeaders, Reject> {
-        if self.now_ms() >= self.down_until_ms.load(Ordering::Relaxed) {
+        let now = self.now_ms();
+        let until = self.down_until_ms.load(Ordering::Relaxed);
+        // While Redis is failing, one request a second probes it (the one that moves the
+        // deadline on); the others fall back at once instead of each waiting for a timeout.
+        let ask = now >= until
+            && (!self.failing.load(Ordering::Relaxed)
+                || self
+                    .down_until_ms
+                    .compare_exchange(until, now + 1000, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_ok());
+        if ask {
             let interval = limit.spec.per / limit.spec.count.max(1);
             let interval_us = (interval.as_micros() as u64).max(1);
             let bucket = bucket_name(&limit.name, key);
@@ -163,6 +173,7 @@ impl SharedLimits {
             match r {
                 Ok((allowed, remaining, wait_us)) => {
                     if self.failing.swap(false, Ordering::Relaxed) {
+                        self.down_until_ms.store(0, Ordering::Relaxed);
                         tracing::info!(redis = %self.display, "Redis answers again; rate limits are shared again");
                     }
                     let wait = Duration::from_micros(wait_us);
