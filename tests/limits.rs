@@ -294,19 +294,8 @@ async fn a_websocket_tunnel_keeps_its_connection_slot() {
     // with max_connections: 1, a second client waits until the tunnel closes.
     let up = Upstream::start().await;
     let gw = Gw::start(&plain(&up, "max_connections: 1")).await;
-    let mut ws = tokio::net::TcpStream::connect(gw.addr("plain"))
-        .await
-        .unwrap();
-    ws.write_all(b"GET /ws HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
-        .await
-        .unwrap();
+    let (ws, head) = open_websocket(gw.addr("plain")).await;
     let mut buf = vec![0u8; 4096];
-    let mut head = String::new();
-    while !head.contains("\r\n\r\n") {
-        let n = ws.read(&mut buf).await.unwrap();
-        assert!(n > 0, "closed before the 101: {head}");
-        head.push_str(&String::from_utf8_lossy(&buf[..n]));
-    }
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
     let mut other = tokio::net::TcpStream::connect(gw.addr("plain"))
         .await

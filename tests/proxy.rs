@@ -522,19 +522,8 @@ async fn upstream_failures_are_502_and_504() {
 #[tokio::test]
 async fn websocket_upgrades_pass_through() {
     let (up, gw) = setup().await;
-    let mut s = tokio::net::TcpStream::connect(gw.addr("plain"))
-        .await
-        .unwrap();
-    s.write_all(b"GET /ws HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
-        .await
-        .unwrap();
+    let (mut s, head) = open_websocket(gw.addr("plain")).await;
     let mut buf = vec![0u8; 4096];
-    let mut head = String::new();
-    while !head.contains("\r\n\r\n") {
-        let n = s.read(&mut buf).await.unwrap();
-        assert!(n > 0, "closed before the 101: {head}");
-        head.push_str(&String::from_utf8_lossy(&buf[..n]));
-    }
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
     let seen = up.last();
     assert_eq!(seen.header("upgrade"), Some("websocket"));

@@ -673,3 +673,21 @@ pub fn pg_base() -> String {
 pub fn redis_addr() -> String {
     std::env::var("PORTCULLIS_TEST_REDIS").unwrap_or_else(|_| "127.0.0.1:6379".into())
 }
+
+/// Opens a WebSocket through the gateway at `addr` (`GET /ws` with the RFC 6455 sample key) and
+/// reads the response head; returns the stream, positioned after the head, and the head.
+pub async fn open_websocket(addr: SocketAddr) -> (tokio::net::TcpStream, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /ws HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let mut head = String::new();
+    while !head.contains("\r\n\r\n") {
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(n > 0, "closed before the 101: {head}");
+        head.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    (s, head)
+}
