@@ -182,35 +182,8 @@ async fn unknown_kid_floods_refetch_at_most_once_per_cooldown() {
     let key: Value =
         serde_json::from_str(&mint(&json!({"mode": "keygen", "alg": "ES256", "kid": "good"}))[0])
             .unwrap();
-    let jwks = json!({"keys": [key["public"]]}).to_string();
-    let hits = Arc::new(AtomicUsize::new(0));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let h = hits.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((tcp, _)) = listener.accept().await else {
-                return;
-            };
-            let (h, jwks) = (h.clone(), jwks.clone());
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |_req| {
-                    h.fetch_add(1, Ordering::SeqCst);
-                    let body = jwks.clone();
-                    async move {
-                        Ok::<_, std::convert::Infallible>(hyper::Response::new(
-                            http_body_util::Full::new(bytes::Bytes::from(body)),
-                        ))
-                    }
-                });
-                let _ = hyper_util::server::conn::auto::Builder::new(
-                    hyper_util::rt::TokioExecutor::new(),
-                )
-                .serve_connection(hyper_util::rt::TokioIo::new(tcp), svc)
-                .await;
-            });
-        }
-    });
+    let server = JwksServer::start(json!({"keys": [key["public"]]}).to_string()).await;
+    let (hits, addr) = (server.hits.clone(), server.addr);
     let up = Upstream::start().await;
     let gw = Gw::start(&format!(
         "listeners: [{{ name: plain, bind: 127.0.0.1:0 }}]\nlogging: {{ audit: off }}\nupstreams: {{ rec: {{ url: \"{}\" }} }}\nauthenticators:\n  j:\n    type: jwt\n    issuer: https://i.test\n    audiences: [a]\n    algorithms: [ES256]\n    jwks_url: http://{addr}/jwks\n    jwks_cooldown: 1h\nroutes:\n  - {{ name: r, match: {{ path_prefix: / }}, upstream: rec, auth: {{ any_of: [j] }} }}\n",
@@ -262,6 +235,122 @@ async fn unknown_kid_floods_refetch_at_most_once_per_cooldown() {
         "200 unknown kids caused {fetched} JWKS fetches within one cooldown"
     );
     assert_eq!(up.count(), 1);
+}
+
+/// A JWKS endpoint whose body the test can change, counting its fetches.
+struct JwksServer {
+    addr: std::net::SocketAddr,
+    hits: Arc<AtomicUsize>,
+    body: Arc<std::sync::Mutex<String>>,
+}
+
+impl JwksServer {
+    async fn start(body: String) -> JwksServer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let hits = Arc::new(AtomicUsize::new(0));
+        let body = Arc::new(std::sync::Mutex::new(body));
+        let (h, b) = (hits.clone(), body.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    return;
+                };
+                let (h, b) = (h.clone(), b.clone());
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |_req| {
+                        h.fetch_add(1, Ordering::SeqCst);
+                        let body = b.lock().unwrap().clone();
+                        async move {
+                            Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                                http_body_util::Full::new(bytes::Bytes::from(body)),
+                            ))
+                        }
+                    });
+                    let _ = hyper_util::server::conn::auto::Builder::new(
+                        hyper_util::rt::TokioExecutor::new(),
+                    )
+                    .serve_connection(hyper_util::rt::TokioIo::new(tcp), svc)
+                    .await;
+                });
+            }
+        });
+        JwksServer { addr, hits, body }
+    }
+
+    fn serve(&self, body: &str) {
+        *self.body.lock().unwrap() = body.to_owned();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jwks_endpoint_serving_garbage_never_breaks_serving() {
+    let key: Value =
+        serde_json::from_str(&mint(&json!({"mode": "keygen", "alg": "ES256", "kid": "good"}))[0])
+            .unwrap();
+    let good_jwks = json!({"keys": [key["public"]]}).to_string();
+    let server = JwksServer::start("<html>502 Bad Gateway</html>".into()).await;
+    let up = Upstream::start().await;
+    let gw = Gw::start(&format!(
+        "listeners: [{{ name: plain, bind: 127.0.0.1:0 }}]\nlogging: {{ audit: off }}\nupstreams: {{ rec: {{ url: \"{}\" }} }}\nauthenticators:\n  j:\n    type: jwt\n    issuer: https://i.test\n    audiences: [a]\n    algorithms: [ES256]\n    jwks_url: http://{}/jwks\n    jwks_cooldown: 1s\nroutes:\n  - {{ name: r, match: {{ path_prefix: / }}, upstream: rec, auth: {{ any_of: [j] }} }}\n",
+        up.url(),
+        server.addr
+    ))
+    .await;
+    let now = unix_now();
+    let token = |kid: &str| {
+        mint(&json!([{"mode": "sign", "lib": "pyjwt", "alg": "ES256", "key": key["private"], "header": {"kid": kid},
+            "claims": {"iss": "https://i.test", "aud": "a", "sub": "s", "exp": now + 600}}]))
+        .remove(0)
+    };
+    let good = token("good");
+    // Garbage: refused as an unverifiable token (401), never a 5xx; readiness says why.
+    hits_wait(&server.hits, 1).await;
+    assert_eq!(call(&gw, &good).await, 401);
+    let r = get_json(&format!("{}/readyz", gw.admin())).await;
+    assert_eq!(r["jwks"][0]["state"], "never_loaded", "{r}");
+    assert_eq!(up.count(), 0);
+
+    // The endpoint recovers: the next unknown-kid refetch (after the cooldown) loads it.
+    server.serve(&good_jwks);
+    let t0 = std::time::Instant::now();
+    while call(&gw, &good).await != 200 {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(15),
+            "the JWKS never loaded after the endpoint recovered"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await; // polling pace
+    }
+
+    // Garbage again: the last good key set keeps serving.
+    let failed_fetches = || async {
+        let text = get_text(&format!("{}/metrics", gw.admin())).await;
+        text.lines()
+            .find(|l| {
+                l.starts_with("portcullis_jwks_refreshes_total") && l.contains("result=\"error\"")
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    server.serve("{\"keys\": 42}");
+    let before = failed_fetches().await;
+    let t0 = std::time::Instant::now();
+    // until a refetch of the garbage has failed (and been handled)
+    while failed_fetches().await == before {
+        // unknown kids ask for a refetch (one per cooldown)
+        assert_eq!(call(&gw, &token("rotated-away")).await, 401);
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(15),
+            "no refetch happened"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await; // polling pace
+    }
+    assert_eq!(
+        call(&gw, &good).await,
+        200,
+        "a garbage refetch dropped the good key set"
+    );
 }
 
 /// Yields until the JWKS server has been hit `n` times (bounded).

@@ -691,3 +691,27 @@ pub async fn open_websocket(addr: SocketAddr) -> (tokio::net::TcpStream, String)
     }
     (s, head)
 }
+
+/// GET `url` (no credentials) and parse the body as JSON.
+pub async fn get_json(url: &str) -> serde_json::Value {
+    plain_client()
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// GET `url` and return the body as text.
+pub async fn get_text(url: &str) -> String {
+    plain_client()
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
