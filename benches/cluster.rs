@@ -64,16 +64,6 @@ async fn admin(
     admin_call(c, &gw.admin(), m, path, body).await.1
 }
 
-async fn status(c: &reqwest::Client, gw: &Gw, key: &str) -> u16 {
-    c.get(format!("{}/x", gw.http("plain")))
-        .header("x-api-key", key)
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
-}
-
 fn pct(v: &mut [Duration], p: f64) -> Duration {
     v.sort();
     v[((v.len() as f64 - 1.0) * p).round() as usize]
@@ -95,7 +85,7 @@ async fn propagation(pg: &str, rounds: usize) {
         )
         .await;
         let key = k["key"].as_str().unwrap().to_owned();
-        while status(&c, &b, &key).await != 200 {}
+        while api_key_status(&c, &b, &key).await != 200 {}
         let t0 = Instant::now();
         admin(
             &c,
@@ -106,7 +96,7 @@ async fn propagation(pg: &str, rounds: usize) {
         )
         .await;
         let t1 = Instant::now();
-        while status(&c, &b, &key).await != 401 {
+        while api_key_status(&c, &b, &key).await != 401 {
             assert!(
                 t0.elapsed() < Duration::from_secs(5),
                 "revocation never reached B"
@@ -140,13 +130,13 @@ async fn limiter_latency(pg: &str, rounds: usize) {
     )
     .await;
     let key = k["key"].as_str().unwrap().to_owned();
-    while status(&c, &shared, &key).await != 200 {}
+    while api_key_status(&c, &shared, &key).await != 200 {}
     let (mut l, mut s) = (Vec::new(), Vec::new());
     for _round in 0..rounds {
         for (gw, out) in [(&local, &mut l), (&shared, &mut s)] {
             for _ in 0..300 {
                 let t = Instant::now();
-                assert_eq!(status(&c, gw, &key).await, 200);
+                assert_eq!(api_key_status(&c, gw, &key).await, 200);
                 out.push(t.elapsed());
             }
         }

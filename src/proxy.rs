@@ -6,7 +6,7 @@ use crate::auth::{self, AuthRequest, Identity};
 use crate::body::{is_body_too_large, GwBody, LimitedBody};
 use crate::config::{canonical_ip, Snapshot};
 use crate::error::Reject;
-use crate::forward::{self, ForwardCtx, UpstreamKind};
+use crate::forward::{self, ForwardCtx, Transport, UpstreamKind};
 use crate::listener::ConnInfo;
 use crate::normalize::normalize;
 use crate::server::Gateway;
@@ -311,38 +311,35 @@ async fn route_and_forward(
     }
     let bad_target = || Reject::bad_request("bad_target", "the request target cannot be forwarded");
     parts.version = Version::HTTP_11;
-    let resp = if let Some(pool) = &up.pool {
-        // Connection-level client: origin-form target, and `Host` is ours to set.
-        parts.uri = Uri::try_from(pq).map_err(|_| bad_target())?;
-        if !up.preserve_host || !parts.headers.contains_key(header::HOST) {
-            parts.headers.insert(
-                header::HOST,
-                HeaderValue::from_str(up.authority.as_str())
-                    .map_err(|_| Reject::bad_gateway("upstream_bad_authority"))?,
-            );
+    let resp = match &up.transport {
+        Transport::Pool { pool, host } => {
+            // Connection-level client: origin-form target, and `Host` is ours to set.
+            parts.uri = Uri::try_from(pq).map_err(|_| bad_target())?;
+            if !parts.headers.contains_key(header::HOST) {
+                parts.headers.insert(header::HOST, host.clone());
+            }
+            let upstream_req = Request::from_parts(parts, LimitedBody::new(body, limit));
+            match tokio::time::timeout(up.timeout, pool.send(upstream_req)).await {
+                Err(_) => Err(None),
+                Ok(Err(e)) => Err(Some((is_body_too_large(&e), e.is_connect(), e.to_string()))),
+                Ok(Ok(r)) => Ok(r.map(GwBody::Pooled)),
+            }
         }
-        let upstream_req = Request::from_parts(parts, LimitedBody::new(body, limit));
-        match tokio::time::timeout(up.timeout, pool.send(upstream_req)).await {
-            Err(_) => Err(None),
-            Ok(Err(e)) => Err(Some((is_body_too_large(&e), e.is_connect(), e.to_string()))),
-            Ok(Ok(r)) => Ok(r.map(GwBody::Pooled)),
-        }
-    } else {
-        parts.uri = Uri::builder()
-            .scheme(up.scheme.clone())
-            .authority(up.authority.clone())
-            .path_and_query(pq)
-            .build()
-            .map_err(|_| bad_target())?;
-        if !up.preserve_host {
+        Transport::Client(client) => {
+            parts.uri = Uri::builder()
+                .scheme(up.scheme.clone())
+                .authority(up.authority.clone())
+                .path_and_query(pq)
+                .build()
+                .map_err(|_| bad_target())?;
             // hyper sets Host (HTTP/1) or :authority (h2) from the upstream URI.
             parts.headers.remove(header::HOST);
-        }
-        let upstream_req = Request::from_parts(parts, LimitedBody::new(body, limit));
-        match tokio::time::timeout(up.timeout, up.client.request(upstream_req)).await {
-            Err(_) => Err(None),
-            Ok(Err(e)) => Err(Some((is_body_too_large(&e), e.is_connect(), e.to_string()))),
-            Ok(Ok(r)) => Ok(r.map(GwBody::Stream)),
+            let upstream_req = Request::from_parts(parts, LimitedBody::new(body, limit));
+            match tokio::time::timeout(up.timeout, client.request(upstream_req)).await {
+                Err(_) => Err(None),
+                Ok(Err(e)) => Err(Some((is_body_too_large(&e), e.is_connect(), e.to_string()))),
+                Ok(Ok(r)) => Ok(r.map(GwBody::Stream)),
+            }
         }
     };
     let resp = match resp {

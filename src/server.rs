@@ -101,11 +101,7 @@ impl Gateway {
         // even while the store is down (failing readiness then would take every replica out of
         // the load balancer at once). The store's state is reported beside it.
         let store = keys;
-        let store_up = self.store.is_up()
-            && self
-                .feed
-                .as_ref()
-                .is_none_or(|f| f.connected.load(Ordering::Relaxed));
+        let store_up = self.store_up();
         let mut jwks = Vec::new();
         for j in &snap.jwts {
             if let crate::auth::jwt::Keys::Remote(r) = &j.keys {
@@ -116,11 +112,20 @@ impl Gateway {
                 jwks.push(serde_json::json!({"authenticator": &*j.name, "source": source, "state": r.state()}));
             }
         }
-        let ready = keys && store;
+        let ready = store;
         (
             ready,
             serde_json::json!({"ready": ready, "config": true, "store": store, "store_backend": self.store_backend(), "store_up": store_up, "redis_up": snap.shared_limits.as_ref().map(|l| l.is_up()), "keys": keys, "jwks": jwks}),
         )
+    }
+
+    /// The store (and, in cluster mode, this replica's change feed) is reachable now.
+    fn store_up(&self) -> bool {
+        self.store.is_up()
+            && self
+                .feed
+                .as_ref()
+                .is_none_or(|f| f.connected.load(Ordering::Relaxed))
     }
 
     pub fn render_metrics(&self) -> String {
@@ -142,8 +147,7 @@ impl Gateway {
                 "portcullis_jwks_refreshes_total{{source=\"{src}\",result=\"error\"}} {failed}"
             );
         }
-        let (_, r) = self.readiness();
-        let up = r["store_up"].as_bool().unwrap_or(false);
+        let up = self.store_up();
         let _ = writeln!(extra, "# HELP portcullis_store_up 1 while the key store (and, in cluster mode, its change feed) is reachable.\n# TYPE portcullis_store_up gauge\nportcullis_store_up{{backend=\"{}\"}} {}", self.store_backend(), u8::from(up));
         let _ = writeln!(extra, "# HELP portcullis_keys_loaded API keys held in memory (any state).\n# TYPE portcullis_keys_loaded gauge\nportcullis_keys_loaded {}", self.keys().len());
         if let Some(l) = &snap.shared_limits {

@@ -3,8 +3,9 @@
 //! Why not hyper-util's legacy `Client` (still used for https and h2c upstreams): under callgrind
 //! its checkout and return cost ~10 700 instructions a request on the plain proxy path (a
 //! SipHash-keyed pool map looked up twice, a boxed response future, an extra scheme/authority
-//! rewrite of every URI); this pool is a `Mutex<Vec>` of ready senders for one address, about a
-//! tenth of that. A connection goes back to the pool only once its response body has been read to
+//! rewrite of every URI); this pool is a `Mutex<Vec>` of ready senders for one address. Swapping
+//! it in (with the other changes of that commit) took the whole request from 57 700 to 43 000
+//! instructions. A connection goes back to the pool only once its response body has been read to
 //! the end, so a sender taken from the pool has no response outstanding.
 
 use crate::body::LimitedBody;

@@ -117,16 +117,6 @@ async fn readyz(_c: &reqwest::Client, gw: &Gw) -> Value {
     get_json(&format!("{}/readyz", gw.admin())).await
 }
 
-async fn status_with_key(c: &reqwest::Client, gw: &Gw, key: &str) -> u16 {
-    c.get(format!("{}/data", gw.http("plain")))
-        .header("x-api-key", key)
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
-}
-
 /// Polls until `gw` answers `want` for `key`; returns how long that took, or panics after
 /// `within`.
 async fn until_status(
@@ -138,7 +128,7 @@ async fn until_status(
 ) -> Duration {
     let t0 = Instant::now();
     loop {
-        let s = status_with_key(c, gw, key).await;
+        let s = api_key_status(c, gw, key).await;
         if s == want {
             return t0.elapsed();
         }
@@ -180,24 +170,24 @@ async fn keys_created_rotated_revoked_on_one_replica_hold_on_all() {
     let new_key = rotated["key"].as_str().unwrap().to_owned();
     for gw in [&a, &c] {
         until_status(&http, gw, &new_key, 200, Duration::from_secs(1)).await;
-        assert_eq!(status_with_key(&http, gw, &key).await, 200);
+        assert_eq!(api_key_status(&http, gw, &key).await, 200);
     }
 
     // Revoked on C: refused everywhere (both secrets) within a second; the upstream sees nothing.
     revoke(&http, &c, &id).await;
     for gw in [&a, &b] {
         until_status(&http, gw, &new_key, 401, Duration::from_secs(1)).await;
-        assert_eq!(status_with_key(&http, gw, &key).await, 401);
+        assert_eq!(api_key_status(&http, gw, &key).await, 401);
     }
     let before = up.count();
     for gw in [&a, &b, &c] {
-        assert_eq!(status_with_key(&http, gw, &new_key).await, 401);
+        assert_eq!(api_key_status(&http, gw, &new_key).await, 401);
     }
     assert_eq!(up.count(), before, "a revoked key reached the upstream");
 
     // A replica started now loads the current state.
     let d = Gw::start(&yaml).await;
-    assert_eq!(status_with_key(&http, &d, &new_key).await, 401);
+    assert_eq!(api_key_status(&http, &d, &new_key).await, 401);
     let (st, list) = admin(
         &http,
         &d,
@@ -361,7 +351,7 @@ async fn database_outage_serves_from_memory_refuses_writes_then_catches_up() {
 
     relay.down();
     // B keeps serving what it has.
-    assert_eq!(status_with_key(&http, &b, &key1).await, 200);
+    assert_eq!(api_key_status(&http, &b, &key1).await, 200);
     // B's admin writes fail with 503 and a clear error; nothing half-written.
     let (st, err) = admin(
         &http,
@@ -381,7 +371,7 @@ async fn database_outage_serves_from_memory_refuses_writes_then_catches_up() {
     // Changes made meanwhile on A (revoke key1, create key2) reach B once the database is back.
     revoke(&http, &a, &k1_id).await;
     let (_, key2) = create_key(&http, &a, json!({"name": "after"})).await;
-    assert_eq!(status_with_key(&http, &b, &key2).await, 401);
+    assert_eq!(api_key_status(&http, &b, &key2).await, 401);
 
     relay.restore();
     until_status(&http, &b, &key1, 401, Duration::from_secs(15)).await;

@@ -50,6 +50,8 @@ pub struct RateLimit<C: Clock = DefaultClock> {
     pub name: Arc<str>,
     pub spec: LimitSpec,
     pub key: LimitKey,
+    /// Time for one unit to come back (`per / count`), computed once.
+    pub interval: Duration,
     limiter: Limiter<C>,
     clock: C,
     policy: HeaderValue,
@@ -99,6 +101,7 @@ impl<C: Clock + Clone> RateLimit<C> {
             name: Arc::from(name),
             spec,
             key,
+            interval,
             limiter,
             clock,
             policy: HeaderValue::from_str(&policy).map_err(|e| e.to_string())?,
@@ -129,8 +132,7 @@ impl<C: Clock + Clone> RateLimit<C> {
             Ok(snap) => {
                 let remaining = snap.remaining_burst_capacity();
                 let used = self.spec.burst.saturating_sub(remaining);
-                let interval = self.spec.per / self.spec.count.max(1);
-                Ok(self.headers(remaining, interval * used))
+                Ok(self.headers(remaining, self.interval * used))
             }
             Err(not_until) => Err(self.refusal(not_until.wait_time_from(self.clock.now()))),
         }

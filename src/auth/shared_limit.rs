@@ -161,8 +161,7 @@ impl SharedLimits {
                     .compare_exchange(until, now + 1000, Ordering::Relaxed, Ordering::Relaxed)
                     .is_ok());
         if ask {
-            let interval = limit.spec.per / limit.spec.count.max(1);
-            let interval_us = (interval.as_micros() as u64).max(1);
+            let interval_us = (limit.interval.as_micros() as u64).max(1);
             let bucket = bucket_name(&limit.name, key);
             let r = tokio::time::timeout(
                 self.timeout,

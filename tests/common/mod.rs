@@ -715,3 +715,14 @@ pub async fn get_text(url: &str) -> String {
         .await
         .unwrap()
 }
+
+/// The status a `GET {gw}/x` with `X-Api-Key: key` gets on the `plain` listener.
+pub async fn api_key_status(c: &reqwest::Client, gw: &Gw, key: &str) -> u16 {
+    c.get(format!("{}/x", gw.http("plain")))
+        .header("x-api-key", key)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
