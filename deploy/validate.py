@@ -333,6 +333,9 @@ def check_prometheus(compose_json):
         problems.append(f"targets {sorted(hosts)} are not the compose gateways {sorted(gateways)}")
     problems += [f"target {t}: the admin port is {admin_port}" for t in targets
                  if t.rsplit(":", 1)[1] != admin_port]
+    allowed = set(cfg["admin"].get("hosts", []))
+    problems += [f"target {t}: {h} is not in admin.hosts (the admin API would answer 421)"
+                 for t in targets for h in [t.rsplit(":", 1)[0]] if h not in allowed]
     cred = job.get("authorization", {}).get("credentials_file", "")
     svc = compose["services"]["prometheus"]
     # compose's rendered form always carries the absolute target.

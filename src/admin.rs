@@ -216,6 +216,17 @@ async fn blocking<T: Send + 'static>(
 
 /// One admin request. Never returns an error to hyper.
 pub async fn handle(gw: Arc<Gateway>, req: Request<Incoming>) -> Response<GwBody> {
+    let host = match req.headers().get(header::HOST) {
+        Some(v) => Some(v.as_bytes()),
+        None => req.uri().authority().map(|a| a.as_str().as_bytes()),
+    };
+    if !gw.snapshot().admin.host_allowed(host) {
+        return error_response(err(
+            StatusCode::MISDIRECTED_REQUEST,
+            "misdirected_request",
+            "the admin API answers only to IP addresses, localhost and the names in admin.hosts",
+        ));
+    }
     match route(gw, req).await {
         Ok(r) => r,
         Err(e) => error_response(e),

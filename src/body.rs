@@ -4,8 +4,11 @@
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
+use std::time::Duration;
+use tokio::time::{Instant, Sleep};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -68,21 +71,38 @@ impl Body for GwBody {
 #[error("request body exceeds {0} bytes")]
 pub struct BodyTooLarge(pub u64);
 
-/// A client request body on its way upstream, cut off with [`BodyTooLarge`] past the limit (for
-/// bodies without a `Content-Length`, which was checked before forwarding).
+/// The client sent no byte of its request body for `limits.body_timeout`.
+#[derive(Debug, thiserror::Error)]
+#[error("no request body data for {0:?}")]
+pub struct BodyTimeout(pub Duration);
+
+/// A client request body on its way upstream:
+/// - cut off with [`BodyTooLarge`] past the limit (for bodies without a `Content-Length`, which
+///   was checked before forwarding);
+/// - cut off with [`BodyTimeout`] when the client sends nothing for `idle` (a slow POST holds a
+///   connection slot and an upstream connection: docs/attack-cases.md RES-06, hyperium/hyper#2864;
+///   nginx's `client_body_timeout` is the same rule). The timer only exists once the body has
+///   made the gateway wait, so a body that arrives with its head costs no timer;
+/// - trailers filtered like headers from an untrusted peer, so no identity, forwarding or framing
+///   name reaches the upstream as a trailer (HDR-20: zoxy-io/zoxy#263; HTTP/2 upstreams receive
+///   trailers as they are, where HTTP/1.1 ones never get undeclared trailers).
 #[derive(Debug)]
 pub struct LimitedBody {
     inner: Incoming,
     seen: u64,
     limit: u64,
+    idle: Duration,
+    timer: Option<Pin<Box<Sleep>>>,
 }
 
 impl LimitedBody {
-    pub fn new(inner: Incoming, limit: u64) -> LimitedBody {
+    pub fn new(inner: Incoming, limit: u64, idle: Duration) -> LimitedBody {
         LimitedBody {
             inner,
             seen: 0,
             limit,
+            idle,
+            timer: None,
         }
     }
 }
@@ -95,16 +115,38 @@ impl Body for LimitedBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let frame = ready!(Pin::new(&mut self.inner).poll_frame(cx));
+        let this = &mut *self;
+        let frame = match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(f) => f,
+            Poll::Pending => {
+                let idle = this.idle;
+                let timer = this
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
+                ready!(timer.as_mut().poll(cx));
+                return Poll::Ready(Some(Err(Box::new(BodyTimeout(idle)))));
+            }
+        };
+        if let Some(t) = &mut this.timer {
+            t.as_mut().reset(Instant::now() + this.idle);
+        }
         Poll::Ready(match frame {
             Some(Ok(f)) => {
                 if let Some(d) = f.data_ref() {
-                    self.seen += d.len() as u64;
-                    if self.seen > self.limit {
-                        return Poll::Ready(Some(Err(Box::new(BodyTooLarge(self.limit)))));
+                    this.seen += d.len() as u64;
+                    if this.seen > this.limit {
+                        return Poll::Ready(Some(Err(Box::new(BodyTooLarge(this.limit)))));
+                    }
+                    Some(Ok(f))
+                } else {
+                    match f.into_trailers() {
+                        Ok(mut t) => {
+                            crate::forward::sanitize_trailers(&mut t);
+                            Some(Ok(Frame::trailers(t)))
+                        }
+                        Err(f) => Some(Ok(f)),
                     }
                 }
-                Some(Ok(f))
             }
             Some(Err(e)) => Some(Err(Box::new(e))),
             None => None,
@@ -120,14 +162,24 @@ impl Body for LimitedBody {
     }
 }
 
-/// Whether an error chain contains [`BodyTooLarge`].
-pub fn is_body_too_large(e: &(dyn std::error::Error + 'static)) -> bool {
+/// Why a request body stopped short, found anywhere in an error chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFault {
+    TooLarge,
+    Timeout,
+}
+
+/// The [`BodyTooLarge`] or [`BodyTimeout`] in an error chain, if any.
+pub fn body_fault(e: &(dyn std::error::Error + 'static)) -> Option<BodyFault> {
     let mut cur = Some(e);
     while let Some(err) = cur {
         if err.is::<BodyTooLarge>() {
-            return true;
+            return Some(BodyFault::TooLarge);
+        }
+        if err.is::<BodyTimeout>() {
+            return Some(BodyFault::Timeout);
         }
         cur = err.source();
     }
-    false
+    None
 }

@@ -64,6 +64,8 @@ pub struct RawAdmin {
     /// `sha256:<64 hex>` of the admin token.
     pub token_sha256: Option<S>,
     pub tls: Option<RawTls>,
+    /// Host names the admin API answers to besides IP literals and `localhost` (DNS rebinding).
+    pub hosts: Vec<S>,
 }
 
 impl Default for RawAdmin {
@@ -72,6 +74,7 @@ impl Default for RawAdmin {
             bind: S("127.0.0.1:9901".into()),
             token_sha256: None,
             tls: None,
+            hosts: Vec::new(),
         }
     }
 }
@@ -147,6 +150,7 @@ pub enum ClientAuthMode {
 pub struct RawLimits {
     pub header_timeout: Dur,
     pub idle_timeout: Dur,
+    pub body_timeout: Dur,
     pub max_header_bytes: Num,
     pub max_body_bytes: Num,
     pub max_connections: Num,
@@ -158,6 +162,7 @@ impl Default for RawLimits {
         RawLimits {
             header_timeout: Dur(Duration::from_secs(10)),
             idle_timeout: Dur(Duration::from_secs(60)),
+            body_timeout: Dur(Duration::from_secs(60)),
             max_header_bytes: Num(16384),
             max_body_bytes: Num(10 * 1024 * 1024),
             max_connections: Num(10_000),
@@ -373,6 +378,8 @@ impl Issues {
 pub struct Limits {
     pub header_timeout: Duration,
     pub idle_timeout: Duration,
+    /// The longest a request body may go without a byte (nginx `client_body_timeout`).
+    pub body_timeout: Duration,
     pub max_header_bytes: usize,
     pub max_body_bytes: u64,
     pub max_connections: usize,
@@ -444,6 +451,53 @@ pub struct AdminCfg {
     /// SHA-256 of the admin token, when the config gives one.
     pub token_sha256: Option<[u8; 32]>,
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Lowercase names (without port) the admin API answers to besides IP literals and
+    /// `localhost`; `*` turns the Host check off.
+    pub hosts: Vec<String>,
+}
+
+/// The socket an `http://` upstream URL names when its host is an IP literal or `localhost`.
+fn own_socket(url: &str) -> Option<SocketAddr> {
+    let uri: http::Uri = url.parse().ok()?;
+    let a = uri.authority()?;
+    let port = a
+        .port_u16()
+        .unwrap_or(if uri.scheme_str() == Some("https") {
+            443
+        } else {
+            80
+        });
+    let host = a.host().trim_start_matches('[').trim_end_matches(']');
+    let ip = if host.eq_ignore_ascii_case("localhost") {
+        IpAddr::from([127, 0, 0, 1])
+    } else {
+        host.parse().ok()?
+    };
+    Some(SocketAddr::new(ip, port))
+}
+
+impl AdminCfg {
+    /// Whether a request's Host may reach the admin API. A page on `attacker.test` that rebinds
+    /// its name to 127.0.0.1 makes the browser send `Host: attacker.test`: only names the
+    /// operator listed pass (docs/attack-cases.md ADM-04: envoyproxy/envoy#2769). No Host at all
+    /// (HTTP/1.0 clients) is not a browser.
+    pub fn host_allowed(&self, host: Option<&[u8]>) -> bool {
+        let Some(v) = host else { return true };
+        let Some(a) = std::str::from_utf8(v)
+            .ok()
+            .and_then(|s| s.parse::<http::uri::Authority>().ok())
+        else {
+            return false;
+        };
+        let h = a.host().trim_end_matches('.').to_ascii_lowercase();
+        h.trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+            .is_ok()
+            || h == "localhost"
+            || h.ends_with(".localhost")
+            || self.hosts.iter().any(|n| n == "*" || *n == h)
+    }
 }
 
 pub struct Snapshot {
@@ -625,6 +679,7 @@ pub fn compile(
     let limits = Limits {
         header_timeout: raw.limits.header_timeout.0,
         idle_timeout: raw.limits.idle_timeout.0,
+        body_timeout: raw.limits.body_timeout.0,
         max_header_bytes: raw.limits.max_header_bytes.0 as usize,
         max_body_bytes: raw.limits.max_body_bytes.0,
         max_connections: raw.limits.max_connections.0 as usize,
@@ -635,6 +690,9 @@ pub fn compile(
     }
     if limits.idle_timeout.is_zero() {
         issues.add("limits.idle_timeout", "must be greater than 0");
+    }
+    if limits.body_timeout.is_zero() {
+        issues.add("limits.body_timeout", "must be greater than 0");
     }
     // hyper's HTTP/1 read buffer cannot be smaller than 8 KiB.
     if !(8192..=1 << 20).contains(&limits.max_header_bytes) {
@@ -1113,6 +1171,35 @@ pub fn compile(
                 .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 9901)))
         }
     };
+    // An upstream that is this gateway's own admin API or one of its listeners: the first would
+    // put the admin API behind data routes (Kong CVE-2020-11710; docs/attack-cases.md ADM-05),
+    // the second loops every request through the gateway until a limit cuts it.
+    for (name, u) in &raw.upstreams {
+        let Some(target) = u.url.as_ref().and_then(|url| own_socket(url.as_str())) else {
+            continue;
+        };
+        let hits = |bind: SocketAddr| {
+            bind.port() == target.port()
+                && bind.port() != 0
+                && (bind.ip() == target.ip()
+                    || (bind.ip().is_unspecified() && target.ip().is_loopback()))
+        };
+        if hits(admin_bind) {
+            issues.add(
+                format!("upstreams.{name}.url"),
+                format!("`{}` is this gateway's admin listener", target),
+            );
+        }
+        if let Some(l) = listeners.iter().find(|l| hits(l.bind)) {
+            issues.add(
+                format!("upstreams.{name}.url"),
+                format!(
+                    "`{target}` is this gateway's listener `{}`: requests would loop",
+                    l.name
+                ),
+            );
+        }
+    }
     let token_sha256 = match &raw.admin.token_sha256 {
         None => None,
         Some(t) => {
@@ -1207,6 +1294,12 @@ pub fn compile(
             bind: admin_bind,
             token_sha256,
             tls: admin_tls,
+            hosts: raw
+                .admin
+                .hosts
+                .iter()
+                .map(|h| h.0.trim_end_matches('.').to_ascii_lowercase())
+                .collect(),
         },
         store_path,
         postgres,
@@ -1584,6 +1677,42 @@ mod tests {
 
     const BASE: &str =
         "listeners:\n  - name: a\n    bind: 127.0.0.1:0\nupstreams:\n  echo: { echo: true }\n";
+
+    #[test]
+    fn upstreams_may_not_point_at_the_gateway_itself() {
+        let src = "listeners:\n  - name: a\n    bind: 0.0.0.0:8080\nadmin: { bind: 127.0.0.1:9901 }\nupstreams:\n  adm: { url: http://localhost:9901 }\n  me: { url: http://127.0.0.1:8080/x }\n  other: { url: http://127.0.0.1:8081 }\n";
+        let got: Vec<String> = issues(src).into_iter().map(|i| i.path).collect();
+        assert_eq!(got, vec!["upstreams.adm.url", "upstreams.me.url"]);
+    }
+
+    #[test]
+    fn the_admin_api_answers_only_to_its_own_names() {
+        let src = format!("{BASE}admin: {{ hosts: [Gateway-A.] }}\n");
+        let snap = load_str(Path::new("t.yaml"), &src, None, Mode::Check)
+            .unwrap_or_else(|e| panic!("{:?}", e.issues));
+        let a = &snap.admin;
+        for ok in [
+            None,
+            Some("127.0.0.1:9901"),
+            Some("[::1]:9901"),
+            Some("10.1.2.3"),
+            Some("localhost:9901"),
+            Some("x.localhost"),
+            Some("gateway-a:9901"),
+            Some("GATEWAY-A"),
+        ] {
+            assert!(a.host_allowed(ok.map(str::as_bytes)), "{ok:?}");
+        }
+        for bad in [
+            "attacker.test",
+            "attacker.test:9901",
+            "gateway-b",
+            "127.0.0.1.nip.io",
+            "a b",
+        ] {
+            assert!(!a.host_allowed(Some(bad.as_bytes())), "{bad}");
+        }
+    }
 
     #[test]
     fn minimal_config_compiles() {

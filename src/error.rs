@@ -90,4 +90,15 @@ impl Reject {
             "the Host of this request does not match the TLS server name",
         )
     }
+
+    /// The client stopped sending its request body (`limits.body_timeout`). The connection is
+    /// closed after the answer: the rest of the body may still be on its way.
+    pub fn body_timeout() -> Reject {
+        Reject::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            "body_timeout",
+            "the request body stopped arriving",
+        )
+    }
 }

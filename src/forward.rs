@@ -402,6 +402,48 @@ pub fn upstream_request_headers(h: &mut HeaderMap, ctx: &ForwardCtx<'_>) {
     }
 }
 
+/// Trailers from a client (HTTP/1.1 chunked or HTTP/2) on their way upstream: everything the
+/// header rules drop from an untrusted peer, and the names RFC 9110 section 6.5.1 forbids in
+/// trailers (framing, routing, authentication, cookies), since an upstream or framework that
+/// merges trailers into its headers would otherwise take them as the gateway's word
+/// (docs/attack-cases.md HDR-20: zoxy-io/zoxy#263, tempesta-tech/tempesta#678).
+pub fn sanitize_trailers(h: &mut HeaderMap) {
+    let drop: Vec<HeaderName> = h
+        .keys()
+        .filter(|n| {
+            let c = canon(n.as_str());
+            matches!(classify(n.as_str(), false, true), Fate::Drop)
+                || matches!(
+                    c.as_ref(),
+                    "host"
+                        | "content-length"
+                        | "content-encoding"
+                        | "content-type"
+                        | "content-range"
+                        | "cookie"
+                        | "set-cookie"
+                        | "expect"
+                        | "max-forwards"
+                        | "range"
+                        | "if-match"
+                        | "if-none-match"
+                        | "if-modified-since"
+                        | "if-unmodified-since"
+                        | "if-range"
+                        | "cache-control"
+                        | "pragma"
+                        | "www-authenticate"
+                )
+                || is_proxy_only(c.as_ref())
+                || c.starts_with(':')
+        })
+        .cloned()
+        .collect();
+    for n in &drop {
+        h.remove(n);
+    }
+}
+
 /// Removes the cookies named in `names` from every `Cookie` header (a token the gateway consumed
 /// must not reach the upstream).
 fn strip_cookies(h: &mut HeaderMap, names: &[String]) {
@@ -433,6 +475,35 @@ fn strip_cookies(h: &mut HeaderMap, names: &[String]) {
 }
 
 /// The query without the parameters named in `names`.
+/// Whether a raw query parameter name is `name` once percent-decoded, as the upstream's
+/// framework will read it: `access%5Ftoken` is `access_token` (docs/attack-cases.md JWT-21(d)).
+pub fn query_name_is(raw: &str, name: &str) -> bool {
+    if !raw.contains('%') {
+        return raw == name;
+    }
+    let b = raw.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |x: u8| (x as char).to_digit(16);
+        match (
+            b[i],
+            b.get(i + 1).copied().and_then(hex),
+            b.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    out == name.as_bytes()
+}
+
 pub fn strip_params(query: Option<String>, names: &[String]) -> Option<String> {
     let q = query?;
     if names.is_empty() {
@@ -442,7 +513,7 @@ pub fn strip_params(query: Option<String>, names: &[String]) -> Option<String> {
         .split('&')
         .filter(|p| {
             let k = p.split_once('=').map_or(*p, |(k, _)| k);
-            !names.iter().any(|n| n == k)
+            !names.iter().any(|n| query_name_is(k, n))
         })
         .collect();
     (!kept.is_empty()).then(|| kept.join("&"))

@@ -4,8 +4,9 @@
 //!
 //! Percent-decode unreserved characters, resolve `.` and `..`, merge duplicate slashes; reject
 //! encoded `/`, `\` and NUL, raw `\`, invalid or non-UTF-8 percent-encodings, dot segments carrying
-//! `;` parameters (`..;`), characters whose NFKC form holds `.`, `/` or `\`, and paths that climb
-//! above the root.
+//! `;` parameters (`..;`), characters whose NFKC form holds `.`, `/`, `\` or `%` (fullwidth
+//! `％２ｅ` is `%2e` to an upstream that applies NFKC), double-encoded `.`, `/`, `\` and NUL
+//! (`%252e`), and paths that climb above the root.
 
 use std::borrow::Cow;
 use unicode_normalization::UnicodeNormalization;
@@ -22,8 +23,10 @@ pub enum PathError {
     Backslash,
     #[error("the path contains a percent-encoding that is not valid UTF-8")]
     InvalidUtf8,
-    #[error("the path contains a character that normalizes to a dot or slash")]
+    #[error("the path contains a character that normalizes to a dot, slash or percent sign")]
     Confusable,
+    #[error("the path contains a double-encoded dot, slash, backslash or NUL")]
+    DoubleEncoded,
     #[error("the path contains a dot segment with parameters")]
     DotSegmentParam,
     #[error("the path climbs above the root")]
@@ -40,6 +43,7 @@ impl PathError {
             PathError::Backslash => "path_backslash",
             PathError::InvalidUtf8 => "path_invalid_utf8",
             PathError::Confusable => "path_confusable_char",
+            PathError::DoubleEncoded => "path_double_encoded",
             PathError::DotSegmentParam => "path_dot_segment_param",
             PathError::EscapesRoot => "path_escapes_root",
         }
@@ -74,6 +78,19 @@ fn already_normal(path: &[u8]) -> bool {
         prev = b;
     }
     true
+}
+
+/// `%25` followed by the hex of `.`, `/`, `\`, NUL or `%` itself (either case; `%2525...` is how
+/// a third decoding is reached).
+fn double_encoded(segment: &str) -> bool {
+    segment.match_indices("%25").any(|(i, _)| {
+        segment.get(i + 3..i + 5).is_some_and(|h| {
+            matches!(
+                h.to_ascii_lowercase().as_str(),
+                "2e" | "2f" | "5c" | "00" | "25"
+            )
+        })
+    })
 }
 
 /// Normalizes an origin-form path (without the query).
@@ -135,12 +152,19 @@ pub fn normalize(path: &str) -> Result<Cow<'_, str>, PathError> {
                 i += 1;
             }
         }
+        // `%252e%252e` (or `%25%32%65`, which decodes to the same): forwarded as is, an
+        // upstream or a second proxy that decodes twice reads `..` (docs/attack-cases.md PATH-08:
+        // CVE-2007-1860, projectcalico/calico#12531, which rejects the same). Checked on the
+        // output, where the first decoding has happened.
+        if double_encoded(&out) {
+            return Err(PathError::DoubleEncoded);
+        }
         let text = std::str::from_utf8(&decoded).map_err(|_| PathError::InvalidUtf8)?;
         if !text.is_ascii() {
             for c in text.chars().filter(|c| !c.is_ascii()) {
                 if std::iter::once(c)
                     .nfkc()
-                    .any(|n| matches!(n, '.' | '/' | '\\'))
+                    .any(|n| matches!(n, '.' | '/' | '\\' | '%'))
                 {
                     return Err(PathError::Confusable);
                 }
@@ -219,7 +243,17 @@ mod tests {
             ("/%C0%AE", Err(InvalidUtf8)),
             ("/a/%EF%BC%8E%EF%BC%8E/b", Err(Confusable)), // full-width dots
             ("/a%EF%BC%8Fb", Err(Confusable)),            // full-width slash
-            ("/a%EF%B9%A8b", Err(Confusable)),            // small reverse solidus
+            // full-width `％２ｅ`, NFKC `%2e` (PATH-11)
+            ("/p/%EF%BC%85%EF%BC%92%EF%BD%85/x", Err(Confusable)),
+            ("/%252e%252e/admin", Err(DoubleEncoded)), // PATH-08
+            ("/%252F", Err(DoubleEncoded)),
+            ("/a%255cb", Err(DoubleEncoded)),
+            ("/%2500", Err(DoubleEncoded)),
+            ("/%25%32%65", Err(DoubleEncoded)), // `%2e` once the first decoding is done
+            ("/%25252e", Err(DoubleEncoded)),   // a third decoding
+            ("/100%25", Ok("/100%25")),
+            ("/%2541", Ok("/%2541")),
+            ("/a%EF%B9%A8b", Err(Confusable)), // small reverse solidus
             ("*", Err(NotAbsolute)),
             ("", Err(NotAbsolute)),
         ];

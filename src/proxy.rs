@@ -3,7 +3,7 @@
 
 use crate::audit::{rfc3339_now, AuditRecord};
 use crate::auth::{self, AuthRequest, Identity};
-use crate::body::{is_body_too_large, GwBody, LimitedBody};
+use crate::body::{body_fault, BodyFault, GwBody, LimitedBody};
 use crate::config::{canonical_ip, Snapshot};
 use crate::error::Reject;
 use crate::forward::{self, ForwardCtx, Transport, UpstreamKind};
@@ -37,6 +37,7 @@ pub async fn handle(
     let uri = req.uri().clone(); // reference-counted: the path is only read for the log lines
     let raw_path = uri.path();
     let client_ip = client_ip(&snap, &conn, req.headers());
+    let version = req.version();
     let mut out = Outcome::default();
     let result = route_and_forward(&snap, &conn, req, &request_id, client_ip, &mut out).await;
     let (mut resp, reason) = match result {
@@ -48,6 +49,10 @@ pub async fn handle(
     };
     let h = resp.headers_mut();
     h.insert("x-request-id", request_id.clone());
+    if reason == Some("body_timeout") && version < Version::HTTP_2 {
+        // The rest of the body may still arrive: nothing after it could be framed reliably.
+        h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     for (k, v) in out.response_headers {
         h.insert(k, v);
     }
@@ -227,6 +232,7 @@ async fn route_and_forward(
     out.response_headers = decision.response_headers;
 
     let limit = route.max_body_bytes;
+    let body_timeout = snap.limits.body_timeout;
     if let Some(len) = req.headers().get(header::CONTENT_LENGTH) {
         let len: u64 = len
             .to_str()
@@ -286,13 +292,13 @@ async fn route_and_forward(
                 &path,
                 query.as_deref(),
                 &parts.headers,
-                LimitedBody::new(body, limit),
+                LimitedBody::new(body, limit, body_timeout),
             )
             .await
-            .map_err(|e| {
-                if is_body_too_large(e.as_ref()) {
-                    Reject::payload_too_large(limit)
-                } else {
+            .map_err(|e| match body_fault(e.as_ref()) {
+                Some(BodyFault::TooLarge) => Reject::payload_too_large(limit),
+                Some(BodyFault::Timeout) => Reject::body_timeout(),
+                None => {
                     Reject::bad_request("body_read_failed", "the request body could not be read")
                 }
             });
@@ -318,10 +324,11 @@ async fn route_and_forward(
             if !parts.headers.contains_key(header::HOST) {
                 parts.headers.insert(header::HOST, host.clone());
             }
-            let upstream_req = Request::from_parts(parts, LimitedBody::new(body, limit));
+            let upstream_req =
+                Request::from_parts(parts, LimitedBody::new(body, limit, body_timeout));
             match tokio::time::timeout(up.timeout, pool.send(upstream_req)).await {
                 Err(_) => Err(None),
-                Ok(Err(e)) => Err(Some((is_body_too_large(&e), e.is_connect(), e.to_string()))),
+                Ok(Err(e)) => Err(Some((body_fault(&e), e.is_connect(), e.to_string()))),
                 Ok(Ok(r)) => Ok(r.map(GwBody::Pooled)),
             }
         }
@@ -334,10 +341,11 @@ async fn route_and_forward(
                 .map_err(|_| bad_target())?;
             // hyper sets Host (HTTP/1) or :authority (h2) from the upstream URI.
             parts.headers.remove(header::HOST);
-            let upstream_req = Request::from_parts(parts, LimitedBody::new(body, limit));
+            let upstream_req =
+                Request::from_parts(parts, LimitedBody::new(body, limit, body_timeout));
             match tokio::time::timeout(up.timeout, client.request(upstream_req)).await {
                 Err(_) => Err(None),
-                Ok(Err(e)) => Err(Some((is_body_too_large(&e), e.is_connect(), e.to_string()))),
+                Ok(Err(e)) => Err(Some((body_fault(&e), e.is_connect(), e.to_string()))),
                 Ok(Ok(r)) => Ok(r.map(GwBody::Stream)),
             }
         }
@@ -345,8 +353,11 @@ async fn route_and_forward(
     let resp = match resp {
         Ok(r) => r,
         Err(None) => return Err(Reject::gateway_timeout()),
-        Err(Some((true, _, _))) => return Err(Reject::payload_too_large(limit)),
-        Err(Some((false, connect, error))) => {
+        Err(Some((Some(BodyFault::TooLarge), _, _))) => {
+            return Err(Reject::payload_too_large(limit))
+        }
+        Err(Some((Some(BodyFault::Timeout), _, _))) => return Err(Reject::body_timeout()),
+        Err(Some((None, connect, error))) => {
             tracing::warn!(route = %route.name, upstream = %route.upstream.name, %error, "upstream request failed");
             return Err(Reject::bad_gateway(if connect {
                 "upstream_connect_failed"
@@ -363,14 +374,11 @@ async fn route_and_forward(
                 let upstream_upgrade = hyper::upgrade::on(&mut resp);
                 // The tunnel holds the connection's `max_connections` slot until it closes.
                 let holds_slot = conn.clone();
+                let idle = snap.limits.idle_timeout;
                 tokio::spawn(async move {
                     let _slot = holds_slot;
                     match tokio::try_join!(client_upgrade, upstream_upgrade) {
-                        Ok((c, u)) => {
-                            let mut c = hyper_util::rt::TokioIo::new(c);
-                            let mut u = hyper_util::rt::TokioIo::new(u);
-                            let _ = tokio::io::copy_bidirectional(&mut c, &mut u).await;
-                        }
+                        Ok((c, u)) => tunnel(c, u, idle).await,
                         Err(e) => tracing::debug!(error = %e, "upgrade failed"),
                     }
                 });
@@ -384,6 +392,86 @@ async fn route_and_forward(
     };
     forward::downstream_response_headers(&mut rparts.headers, switching);
     Ok(Response::from_parts(rparts, rbody))
+}
+
+/// Relays an upgraded connection both ways until either side closes or no byte has moved in
+/// either direction for `idle` (`limits.idle_timeout`): an idle WebSocket would otherwise hold
+/// its connection slot and an upstream socket forever (docs/attack-cases.md RES-08). WebSocket
+/// clients that want a quiet connection kept open send pings, which count as traffic.
+async fn tunnel(
+    c: hyper::upgrade::Upgraded,
+    u: hyper::upgrade::Upgraded,
+    idle: std::time::Duration,
+) {
+    let moved = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut c = Watched {
+        io: hyper_util::rt::TokioIo::new(c),
+        moved: moved.clone(),
+    };
+    let mut u = Watched {
+        io: hyper_util::rt::TokioIo::new(u),
+        moved: moved.clone(),
+    };
+    let copy = tokio::io::copy_bidirectional(&mut c, &mut u);
+    tokio::pin!(copy);
+    let mut tick = tokio::time::interval(idle);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = &mut copy => return,
+            _ = tick.tick() => {
+                if !moved.swap(false, std::sync::atomic::Ordering::Relaxed) {
+                    tracing::debug!("upgraded connection idle for idle_timeout; closing");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// An upgraded stream that notes when bytes arrive.
+struct Watched<T> {
+    io: T,
+    moved: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Watched<T> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = std::pin::Pin::new(&mut self.io).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.moved.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        r
+    }
+}
+
+impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Watched<T> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
+    }
 }
 
 /// A protocol upgrade the gateway tunnels (WebSocket and the like). `h2c` never is: after a
@@ -422,6 +510,24 @@ pub fn resolve<B>(snap: &Snapshot, conn: &ConnInfo, req: &Request<B>) -> Result<
             "connect_refused",
             "CONNECT is not supported",
         ));
+    }
+    // `Transfer-Encoding: gzip, chunked`: hyper de-chunks it, and the coding under the chunks
+    // would be lost on the way upstream (the header is hop-by-hop). RFC 9112 section 6.1: a
+    // server answers 501 to a transfer coding it does not understand (docs/attack-cases.md
+    // SMUG-07, envoyproxy/envoy#9316).
+    for v in req.headers().get_all(header::TRANSFER_ENCODING) {
+        let only_chunked = v.to_str().is_ok_and(|s| {
+            s.split(',')
+                .all(|t| t.trim().eq_ignore_ascii_case("chunked"))
+        });
+        if !only_chunked {
+            return Err(Reject::new(
+                StatusCode::NOT_IMPLEMENTED,
+                "not_implemented",
+                "unsupported_transfer_coding",
+                "only the chunked transfer coding is supported",
+            ));
+        }
     }
     let host = request_host(req)?;
     if let (Some(sni), Some(h)) = (&conn.sni, &host) {

@@ -77,11 +77,21 @@ impl PathMatch {
         Ok(PathMatch::Prefix(s.trim_end_matches('/').to_owned()))
     }
 
-    /// Prefixes match on segment boundaries: `/api/users` matches `/api/users/7`, not `/api/usersX`.
+    /// Prefixes match on segment boundaries: `/api/users` matches `/api/users/7`, not `/api/usersX`;
+    /// exact paths match with or without one trailing slash.
     pub fn matches(&self, path: &str) -> bool {
         match self {
             PathMatch::Any => true,
-            PathMatch::Exact(p) => path == p,
+            // One trailing slash either way is the same path: Spring (<= 5), Express and most
+            // frameworks serve `/internal/report/` as `/internal/report`, so an exact route
+            // that missed it would let the request fall to a weaker route (docs/attack-cases.md
+            // PATH-16: spring-projects/spring-framework#28552).
+            PathMatch::Exact(p) => {
+                path == p || {
+                    let a = path.strip_suffix('/').unwrap_or(path);
+                    !a.is_empty() && a == p.strip_suffix('/').unwrap_or(p)
+                }
+            }
             PathMatch::Prefix(p) => {
                 path.starts_with(p.as_str())
                     && matches!(path.as_bytes().get(p.len()), None | Some(b'/'))
@@ -154,6 +164,21 @@ mod tests {
         assert!(root.matches("/anything/at/all"));
         assert!(PathMatch::prefix("/a/../b").is_err());
         assert!(PathMatch::exact("api").is_err());
+    }
+
+    #[test]
+    fn exact_paths_ignore_one_trailing_slash() {
+        let e = PathMatch::exact("/internal/report").unwrap_or(PathMatch::Any);
+        assert!(e.matches("/internal/report"));
+        assert!(e.matches("/internal/report/"));
+        assert!(!e.matches("/internal/report/x"));
+        assert!(!e.matches("/internal/reportx"));
+        assert!(!e.matches("/internal"));
+        let s = PathMatch::exact("/x/").unwrap_or(PathMatch::Any);
+        assert!(s.matches("/x") && s.matches("/x/"));
+        let root = PathMatch::exact("/").unwrap_or(PathMatch::Any);
+        assert!(root.matches("/"));
+        assert!(!root.matches("/a"));
     }
 
     #[test]

@@ -242,6 +242,8 @@ struct JwksServer {
     addr: std::net::SocketAddr,
     hits: Arc<AtomicUsize>,
     body: Arc<std::sync::Mutex<String>>,
+    /// When set, requests are accepted and never answered.
+    hang: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl JwksServer {
@@ -250,18 +252,23 @@ impl JwksServer {
         let addr = listener.local_addr().unwrap();
         let hits = Arc::new(AtomicUsize::new(0));
         let body = Arc::new(std::sync::Mutex::new(body));
-        let (h, b) = (hits.clone(), body.clone());
+        let hang = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (h, b, hg) = (hits.clone(), body.clone(), hang.clone());
         tokio::spawn(async move {
             loop {
                 let Ok((tcp, _)) = listener.accept().await else {
                     return;
                 };
-                let (h, b) = (h.clone(), b.clone());
+                let (h, b, hg) = (h.clone(), b.clone(), hg.clone());
                 tokio::spawn(async move {
                     let svc = hyper::service::service_fn(move |_req| {
                         h.fetch_add(1, Ordering::SeqCst);
                         let body = b.lock().unwrap().clone();
+                        let hang = hg.load(Ordering::SeqCst);
                         async move {
+                            if hang {
+                                std::future::pending::<()>().await;
+                            }
                             Ok::<_, std::convert::Infallible>(hyper::Response::new(
                                 http_body_util::Full::new(bytes::Bytes::from(body)),
                             ))
@@ -275,7 +282,12 @@ impl JwksServer {
                 });
             }
         });
-        JwksServer { addr, hits, body }
+        JwksServer {
+            addr,
+            hits,
+            body,
+            hang,
+        }
     }
 
     fn serve(&self, body: &str) {
@@ -361,4 +373,78 @@ async fn hits_wait(hits: &AtomicUsize, n: usize) {
         }
         tokio::task::yield_now().await;
     }
+}
+
+/// A JWKS endpoint that accepts and never answers: tokens signed by the loaded keys keep passing
+/// at once; unknown `kid`s are refused within the refetch wait (UNKNOWN_KID_WAIT, 3 s), never
+/// held for the fetch's own 10 s timeouts; and a burst of them shares one fetch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_jwks_endpoint_delays_no_request_for_long() {
+    let key: Value =
+        serde_json::from_str(&mint(&json!({"mode": "keygen", "alg": "ES256", "kid": "good"}))[0])
+            .unwrap();
+    let server = JwksServer::start(json!({"keys": [key["public"]]}).to_string()).await;
+    let up = Upstream::start().await;
+    let gw = Gw::start(&format!(
+        "listeners: [{{ name: plain, bind: 127.0.0.1:0 }}]\nlogging: {{ audit: off }}\nupstreams: {{ rec: {{ url: \"{}\" }} }}\nauthenticators:\n  j:\n    type: jwt\n    issuer: https://i.test\n    audiences: [a]\n    algorithms: [ES256]\n    jwks_url: http://{}/jwks\n    jwks_cooldown: 1s\nroutes:\n  - {{ name: r, match: {{ path_prefix: / }}, upstream: rec, auth: {{ any_of: [j] }} }}\n",
+        up.url(),
+        server.addr
+    ))
+    .await;
+    let now = unix_now();
+    let tokens = mint(&json!(["good", "unknown-1", "unknown-2"].iter().map(|kid|
+        json!({"mode": "sign", "lib": "pyjwt", "alg": "ES256", "key": key["private"], "header": {"kid": kid},
+            "claims": {"iss": "https://i.test", "aud": "a", "sub": "s", "exp": now + 600}})).collect::<Vec<_>>()));
+    let (good, unknown1, unknown2) = (&tokens[0], &tokens[1], &tokens[2]);
+    let t0 = std::time::Instant::now();
+    while call(&gw, good).await != 200 {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(15),
+            "the JWKS never loaded"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await; // polling pace
+    }
+
+    server.hang.store(true, Ordering::SeqCst);
+    let hits_before = server.hits.load(Ordering::SeqCst);
+    // Past the cooldown, a burst of unknown kids: one fetch, which hangs.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await; // let the 1 s cooldown pass
+    let started = std::time::Instant::now();
+    let burst: Vec<_> = (0..20)
+        .map(|i| {
+            let gw_url = gw.http("plain");
+            let t = if i % 2 == 0 {
+                unknown1.clone()
+            } else {
+                unknown2.clone()
+            };
+            tokio::spawn(async move {
+                plain_client()
+                    .get(format!("{gw_url}/x"))
+                    .bearer_auth(t)
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            })
+        })
+        .collect();
+    // Meanwhile the loaded key keeps serving at once.
+    assert_eq!(call(&gw, good).await, 200);
+    for b in burst {
+        assert_eq!(b.await.unwrap(), 401);
+    }
+    let waited = started.elapsed();
+    assert!(
+        waited < std::time::Duration::from_secs(8),
+        "unknown kids were held {waited:?} by a hanging JWKS endpoint"
+    );
+    let fetches = server.hits.load(Ordering::SeqCst) - hits_before;
+    assert!(
+        fetches <= 1,
+        "20 unknown kids during one hanging fetch started {fetches} fetches"
+    );
+    assert_eq!(call(&gw, good).await, 200);
+    assert_eq!(up.requests().iter().filter(|r| r.uri == "/x").count(), 0);
 }

@@ -358,6 +358,9 @@ struct Progress {
     next_refresh: Duration,
 }
 
+/// The longest a request waits for a JWKS refetch its unknown `kid` asked for.
+pub const UNKNOWN_KID_WAIT: Duration = Duration::from_secs(3);
+
 /// A JWKS fetched over HTTP(S) and kept fresh in the background.
 pub struct RemoteJwks {
     pub location: JwksLocation,
@@ -582,18 +585,35 @@ impl RemoteJwks {
     }
 
     /// On an unknown `kid`: refetch, but at most once per `cooldown` whatever the load; concurrent
-    /// callers wait for the one fetch in flight.
-    pub async fn refetch_for_unknown_kid(&self) -> bool {
+    /// callers wait for the one fetch in flight, and a caller that waited for someone else's
+    /// fetch uses its result instead of starting another. The fetch runs on its own task and a
+    /// request waits for it at most [`UNKNOWN_KID_WAIT`]: a slow or hanging JWKS endpoint (which
+    /// may take up to 20 s to time out) costs a request that long at most, and the requests
+    /// queued behind it share the one fetch instead of each starting its own.
+    pub async fn refetch_for_unknown_kid(self: &Arc<Self>) -> bool {
         let since = |p: &Progress| p.attempted_at.map(|t| t.elapsed());
         if since(&self.progress()).is_some_and(|d| d < self.timing.cooldown) {
             return false;
         }
-        let _guard = self.fetch_lock.lock().await;
-        // Someone else fetched while we waited: use their result.
-        if since(&self.progress()).is_some_and(|d| d < self.timing.cooldown) {
-            return self.progress().last_error.is_none();
-        }
-        self.refresh_locked().await
+        let completed = |j: &RemoteJwks| {
+            j.fetch_ok.load(Ordering::Acquire) + j.fetch_failed.load(Ordering::Acquire)
+        };
+        let seen = completed(self);
+        let this = self.clone();
+        let fetch = tokio::spawn(async move {
+            let _guard = this.fetch_lock.lock().await;
+            if completed(&this) != seen
+                || since(&this.progress()).is_some_and(|d| d < this.timing.cooldown)
+            {
+                // A fetch finished while we waited: use its result.
+                return this.progress().last_error.is_none();
+            }
+            this.refresh_locked().await
+        });
+        matches!(
+            tokio::time::timeout(UNKNOWN_KID_WAIT, fetch).await,
+            Ok(Ok(true))
+        )
     }
 
     /// Starts the background refresher once (needs a tokio runtime). It ends when the key set is

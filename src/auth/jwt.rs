@@ -117,7 +117,7 @@ fn query_param<'a>(query: Option<&'a str>, name: &str) -> Result<Option<&'a str>
     let mut found = None;
     for pair in query.unwrap_or("").split('&') {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        if k == name {
+        if crate::forward::query_name_is(k, name) {
             if found.is_some() {
                 return Err(duplicate_credential());
             }
