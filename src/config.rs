@@ -271,6 +271,9 @@ pub struct RawMatch {
     pub path: Option<S>,
     pub path_prefix: Option<S>,
     pub methods: Option<Vec<S>>,
+    /// Compare `path` / `path_prefix` ignoring ASCII case, for upstreams that do (IIS, ASP.NET,
+    /// Express by default).
+    pub case_insensitive: Option<bool>,
 }
 
 /// `auth: none`, or a block.
@@ -1127,6 +1130,7 @@ pub fn compile(
                 upstream,
                 auth,
                 max_body_bytes: r.max_body_bytes.map_or(limits.max_body_bytes, |n| n.0),
+                case_insensitive: r.matcher.case_insensitive.unwrap_or(false),
                 strip_credentials,
                 pre_auth_rate_limit,
             });

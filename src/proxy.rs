@@ -17,6 +17,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+static METHOD_OVERRIDE_PARAMS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+
 /// What the request path learned, for the access and audit lines.
 #[derive(Default)]
 struct Outcome {
@@ -273,6 +275,17 @@ async fn route_and_forward(
     forward::upstream_request_headers(&mut parts.headers, &ctx);
     if route.strip_credentials {
         query = forward::strip_params(query, credential_params);
+    }
+    // `?_method=DELETE` is the query form of the method-override headers dropped above (Rails,
+    // Laravel, Express method-override): removed the same way (docs/attack-cases.md HDR-18).
+    if query
+        .as_deref()
+        .is_some_and(|q| q.contains("method") || q.contains('%'))
+    {
+        query = forward::strip_params(
+            query,
+            METHOD_OVERRIDE_PARAMS.get_or_init(|| vec!["_method".to_owned()]),
+        );
     }
     out.identity = Some(identity.clone());
     if let Some(h) = &host {

@@ -80,6 +80,18 @@ impl PathMatch {
     /// Prefixes match on segment boundaries: `/api/users` matches `/api/users/7`, not `/api/usersX`;
     /// exact paths match with or without one trailing slash.
     pub fn matches(&self, path: &str) -> bool {
+        self.matches_case(path, false)
+    }
+
+    /// [`PathMatch::matches`], ignoring ASCII case when `ci`.
+    pub fn matches_case(&self, path: &str, ci: bool) -> bool {
+        let eq = |a: &str, b: &str| {
+            if ci {
+                a.eq_ignore_ascii_case(b)
+            } else {
+                a == b
+            }
+        };
         match self {
             PathMatch::Any => true,
             // One trailing slash either way is the same path: Spring (<= 5), Express and most
@@ -87,13 +99,13 @@ impl PathMatch {
             // that missed it would let the request fall to a weaker route (docs/attack-cases.md
             // PATH-16: spring-projects/spring-framework#28552).
             PathMatch::Exact(p) => {
-                path == p || {
+                eq(path, p) || {
                     let a = path.strip_suffix('/').unwrap_or(path);
-                    !a.is_empty() && a == p.strip_suffix('/').unwrap_or(p)
+                    !a.is_empty() && eq(a, p.strip_suffix('/').unwrap_or(p))
                 }
             }
             PathMatch::Prefix(p) => {
-                path.starts_with(p.as_str())
+                path.get(..p.len()).is_some_and(|head| eq(head, p))
                     && matches!(path.as_bytes().get(p.len()), None | Some(b'/'))
             }
         }
@@ -110,6 +122,10 @@ pub struct Route {
     pub upstream: Arc<Upstream>,
     pub auth: AuthPolicy,
     pub max_body_bytes: u64,
+    /// `match.case_insensitive`: the path pattern is compared ignoring ASCII case, so
+    /// `/ADMIN/keys` cannot reach a case-insensitive upstream's `/admin/keys` through a weaker
+    /// route (docs/attack-cases.md PATH-15: GoogleCloudPlatform/nodejs-docs-samples#333).
+    pub case_insensitive: bool,
     /// Remove the consumed credential before forwarding: a chain with authenticators ran and the
     /// route does not say `forward_credentials: true`. Decided once, at compile time.
     pub strip_credentials: bool,
@@ -120,7 +136,7 @@ pub struct Route {
 impl Route {
     fn matches(&self, host: Option<&str>, path: &str, method: &Method) -> bool {
         (self.methods.is_empty() || self.methods.contains(method))
-            && self.path.matches(path)
+            && self.path.matches_case(path, self.case_insensitive)
             && self.host.matches(host)
     }
 }
@@ -179,6 +195,19 @@ mod tests {
         let root = PathMatch::exact("/").unwrap_or(PathMatch::Any);
         assert!(root.matches("/"));
         assert!(!root.matches("/a"));
+    }
+
+    #[test]
+    fn case_insensitive_matching() {
+        let p = PathMatch::prefix("/admin").unwrap_or(PathMatch::Any);
+        assert!(!p.matches("/ADMIN/keys"));
+        assert!(p.matches_case("/ADMIN/keys", true));
+        assert!(p.matches_case("/Admin", true));
+        assert!(!p.matches_case("/Adminx", true));
+        assert!(!p.matches_case("/a\u{e9}", true)); // shorter than the prefix at a char boundary
+        let e = PathMatch::exact("/internal/report").unwrap_or(PathMatch::Any);
+        assert!(e.matches_case("/Internal/Report/", true));
+        assert!(!e.matches_case("/Internal/Report", false));
     }
 
     #[test]

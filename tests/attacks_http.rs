@@ -1324,10 +1324,11 @@ static HDR_PLAIN_ROWS: &[Row] = &[
     row("HDR-17", b"GET /public HTTP/1.1\r\nHost: api.example.com\r\nX-Original-URL: /admin/keys\r\nX-Rewrite-URL: /admin\r\nX-Forwarded-Uri: /admin\r\nX-Forwarded-Prefix: /evil\r\nX-Forwarded-Host: evil.test\r\nForwarded: for=1.2.3.4;host=evil.test\r\nX-Envoy-Original-Path: /admin\r\nX-Forwarded-Client-Cert: Hash=00\r\nX-SSL-Client-Verify: SUCCESS\r\n\r\n", &[200]).up("/public").check(hdr17),
     // https://github.com/echoCTF/echoCTF.RED/issues/431 ; https://github.com/MAIF/otoroshi/issues/114 ; https://github.com/OWASP/wstg/pull/447 ; https://github.com/gorilla/mux/pull/57
     row("HDR-18", b"GET /api/users/7 HTTP/1.1\r\nHost: a\r\nX-Api-Key: {K_READ}\r\nX-HTTP-Method-Override: DELETE\r\nX-HTTP-Method: DELETE\r\nX-Method-Override: DELETE\r\n\r\n", &[200]).up("/api/users/7").check(hdr18),
-    // https://github.com/gorilla/mux/pull/57 (`_method` in the query). The document's expectation
-    // names headers only: a query parameter is the application's own input, so what is asserted
-    // is that the gateway neither acts on it nor changes the method (POST goes up as POST).
-    row("HDR-18/query", b"POST /api/users/7?_method=DELETE HTTP/1.1\r\nHost: a\r\nX-Api-Key: {K_READ}\r\nContent-Length: 0\r\n\r\n", &[200]).up("/api/users/7?_method=DELETE").check(method_post),
+    // https://github.com/gorilla/mux/pull/57 (`_method` in the query, as Rails, Laravel and
+    // Express method-override read it): removed like the override headers, in plain and
+    // percent-encoded spellings, other parameters kept; the method stays POST.
+    row("HDR-18/query", b"POST /api/users/7?a=1&_method=DELETE&b=2 HTTP/1.1\r\nHost: a\r\nX-Api-Key: {K_READ}\r\nContent-Length: 0\r\n\r\n", &[200]).up("/api/users/7?a=1&b=2").check(method_post),
+    row("HDR-18/query-enc", b"POST /api/users/7?%5Fmethod=DELETE HTTP/1.1\r\nHost: a\r\nX-Api-Key: {K_READ}\r\nContent-Length: 0\r\n\r\n", &[200]).up("/api/users/7").check(method_post),
     // https://github.com/MAIF/otoroshi/issues/114 (control: a real DELETE meets the users-del rules)
     row("HDR-18/ctl", b"DELETE /api/users/7 HTTP/1.1\r\nHost: a\r\nX-Api-Key: {K_READ}\r\n\r\n", &[401]).error(UNAUTHORIZED),
     // https://github.com/KathanP19/HowToHunt/pull/72 ; https://github.com/jgamblin/BurpTest/issues/27 ; https://github.com/Kong/kong/pull/246 ; https://github.com/envoyproxy/envoy/pull/4046

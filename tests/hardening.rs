@@ -294,3 +294,54 @@ async fn upstreams_resetting_mid_body_or_answering_garbage() {
         assert_eq!(r.text().await.unwrap(), "ok");
     }
 }
+
+/// PATH-15 (GoogleCloudPlatform/nodejs-docs-samples#333): for a case-insensitive upstream, a route
+/// with `match.case_insensitive: true` catches `/ADMIN/keys` before the weaker catch-all.
+#[tokio::test]
+async fn case_insensitive_routes_catch_every_spelling() {
+    let up = Upstream::start().await;
+    let gw = Gw::start(&format!(
+        r#"
+listeners: [{{ name: plain, bind: 127.0.0.1:0 }}]
+logging: {{ audit: off }}
+upstreams: {{ rec: {{ url: "{}" }} }}
+authenticators: {{ keys: {{ type: api_key }} }}
+routes:
+  - name: admin
+    match: {{ path_prefix: /admin, case_insensitive: true }}
+    upstream: rec
+    auth: {{ any_of: [keys] }}
+  - name: report
+    match: {{ path: /internal/report, case_insensitive: true }}
+    upstream: rec
+    auth: {{ any_of: [keys] }}
+  - {{ name: public, match: {{ path_prefix: / }}, upstream: rec, auth: none }}
+"#,
+        up.url()
+    ))
+    .await;
+    let c = plain_client();
+    for path in [
+        "/ADMIN/keys",
+        "/Admin/Keys",
+        "/aDmIn",
+        "/INTERNAL/REPORT",
+        "/Internal/Report/",
+    ] {
+        let r = c
+            .get(format!("{}{path}", gw.http("plain")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "{path}");
+    }
+    // Control: the catch-all still serves other paths, and is the only thing the upstream saw.
+    let r = c
+        .get(format!("{}/administrator", gw.http("plain")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let seen: Vec<String> = up.requests().iter().map(|r| r.uri.clone()).collect();
+    assert_eq!(seen, vec!["/administrator"]);
+}
