@@ -76,6 +76,12 @@ pub struct BodyTooLarge(pub u64);
 #[error("no request body data for {0:?}")]
 pub struct BodyTimeout(pub Duration);
 
+/// The client's request body broke (bad chunked framing, a reset stream): the client's fault, not
+/// the upstream's.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body could not be read: {0}")]
+pub struct ClientBodyError(#[source] hyper::Error);
+
 /// A client request body on its way upstream:
 /// - cut off with [`BodyTooLarge`] past the limit (for bodies without a `Content-Length`, which
 ///   was checked before forwarding);
@@ -148,7 +154,7 @@ impl Body for LimitedBody {
                     }
                 }
             }
-            Some(Err(e)) => Some(Err(Box::new(e))),
+            Some(Err(e)) => Some(Err(Box::new(ClientBodyError(e)))),
             None => None,
         })
     }
@@ -167,9 +173,11 @@ impl Body for LimitedBody {
 pub enum BodyFault {
     TooLarge,
     Timeout,
+    /// [`ClientBodyError`].
+    Client,
 }
 
-/// The [`BodyTooLarge`] or [`BodyTimeout`] in an error chain, if any.
+/// The [`BodyTooLarge`], [`BodyTimeout`] or [`ClientBodyError`] in an error chain, if any.
 pub fn body_fault(e: &(dyn std::error::Error + 'static)) -> Option<BodyFault> {
     let mut cur = Some(e);
     while let Some(err) = cur {
@@ -178,6 +186,9 @@ pub fn body_fault(e: &(dyn std::error::Error + 'static)) -> Option<BodyFault> {
         }
         if err.is::<BodyTimeout>() {
             return Some(BodyFault::Timeout);
+        }
+        if err.is::<ClientBodyError>() {
+            return Some(BodyFault::Client);
         }
         cur = err.source();
     }

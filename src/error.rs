@@ -101,4 +101,10 @@ impl Reject {
             "the request body stopped arriving",
         )
     }
+
+    /// The client's request body broke off or was malformed (bad chunk sizes). The connection is
+    /// closed after the answer: its framing can no longer be trusted.
+    pub fn body_read_failed() -> Reject {
+        Reject::bad_request("body_read_failed", "the request body could not be read")
+    }
 }

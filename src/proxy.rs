@@ -17,6 +17,9 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+/// The longest request target (path and query) the gateway reads.
+pub const MAX_URI_BYTES: usize = 8192;
+
 static METHOD_OVERRIDE_PARAMS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
 
 /// What the request path learned, for the access and audit lines.
@@ -51,7 +54,7 @@ pub async fn handle(
     };
     let h = resp.headers_mut();
     h.insert("x-request-id", request_id.clone());
-    if reason == Some("body_timeout") && version < Version::HTTP_2 {
+    if matches!(reason, Some("body_timeout" | "body_read_failed")) && version < Version::HTTP_2 {
         // The rest of the body may still arrive: nothing after it could be framed reliably.
         h.insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
@@ -311,9 +314,7 @@ async fn route_and_forward(
             .map_err(|e| match body_fault(e.as_ref()) {
                 Some(BodyFault::TooLarge) => Reject::payload_too_large(limit),
                 Some(BodyFault::Timeout) => Reject::body_timeout(),
-                None => {
-                    Reject::bad_request("body_read_failed", "the request body could not be read")
-                }
+                Some(BodyFault::Client) | None => Reject::body_read_failed(),
             });
         }
         UpstreamKind::Http(up) => up,
@@ -370,6 +371,8 @@ async fn route_and_forward(
             return Err(Reject::payload_too_large(limit))
         }
         Err(Some((Some(BodyFault::Timeout), _, _))) => return Err(Reject::body_timeout()),
+        // Bad chunked framing or a reset stream from the client: a 400, not the upstream's fault.
+        Err(Some((Some(BodyFault::Client), _, _))) => return Err(Reject::body_read_failed()),
         Err(Some((None, connect, error))) => {
             tracing::warn!(route = %route.name, upstream = %route.upstream.name, %error, "upstream request failed");
             return Err(Reject::bad_gateway(if connect {
@@ -522,6 +525,17 @@ pub fn resolve<B>(snap: &Snapshot, conn: &ConnInfo, req: &Request<B>) -> Result<
         return Err(Reject::bad_request(
             "connect_refused",
             "CONNECT is not supported",
+        ));
+    }
+    // RFC 9112 section 3: a request target longer than the server will read is 414. hyper's own
+    // check (64 KiB) never fires, since its head buffer (`max_header_bytes`) fills first and
+    // answers 431; nginx answers 414 past 8 KiB, and so do we.
+    if req.uri().path_and_query().map_or(0, |pq| pq.as_str().len()) > MAX_URI_BYTES {
+        return Err(Reject::new(
+            StatusCode::URI_TOO_LONG,
+            "uri_too_long",
+            "uri_too_long",
+            format!("the request target is longer than {MAX_URI_BYTES} bytes"),
         ));
     }
     // `Transfer-Encoding: gzip, chunked`: hyper de-chunks it, and the coding under the chunks
