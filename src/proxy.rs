@@ -17,6 +17,22 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+/// The metrics label for an identity no named authenticator proved: API keys (one key table
+/// serves every `api_key` authenticator) and `auth: none`.
+fn method_label(m: auth::AuthMethod) -> &'static Arc<str> {
+    static LABELS: std::sync::OnceLock<[Arc<str>; 4]> = std::sync::OnceLock::new();
+    let l = LABELS.get_or_init(|| {
+        [
+            auth::AuthMethod::None,
+            auth::AuthMethod::ApiKey,
+            auth::AuthMethod::Jwt,
+            auth::AuthMethod::Mtls,
+        ]
+        .map(|m| Arc::from(m.as_str()))
+    });
+    &l[m as usize]
+}
+
 /// The longest request target (path and query) the gateway reads.
 pub const MAX_URI_BYTES: usize = 8192;
 
@@ -81,22 +97,26 @@ pub async fn handle(
         "request"
     );
     gw.metrics.request(out.route.as_ref(), status, latency_us);
-    if out.route.is_some() {
-        let authn = id.and_then(|i| i.authenticator.as_ref());
-        match reason {
-            None => gw.metrics.decision(authn, true, "ok"),
-            Some("rate_limited") => {
-                if let Some(r) = &out.route {
-                    gw.metrics.rate_limited(r);
-                }
-                gw.metrics.decision(authn, false, "rate_limited");
-            }
-            Some(r) if r.starts_with("upstream_") => {
-                if let Some(route) = &out.route {
+    if let Some(route) = &out.route {
+        // An identity means the chain allowed the request, whatever happened after it (a body
+        // over the limit, an upstream failure): those are not auth decisions.
+        match (id, reason) {
+            (Some(i), reason) => {
+                let authn = i
+                    .authenticator
+                    .as_ref()
+                    .unwrap_or_else(|| method_label(i.method));
+                gw.metrics.decision(Some(authn), true, "ok");
+                if let Some(r) = reason.filter(|r| r.starts_with("upstream_")) {
                     gw.metrics.upstream_error(route, r);
                 }
             }
-            Some(r) => gw.metrics.decision(authn, false, r),
+            (None, Some("rate_limited")) => {
+                gw.metrics.rate_limited(route);
+                gw.metrics.decision(None, false, "rate_limited");
+            }
+            (None, Some(r)) => gw.metrics.decision(None, false, r),
+            (None, None) => {}
         }
     }
     if snap.audit.enabled() {
@@ -235,6 +255,7 @@ async fn route_and_forward(
     let decision = auth::evaluate(&route.auth, &auth_req, None).await?;
     let identity = decision.identity;
     out.response_headers = decision.response_headers;
+    out.identity = Some(identity.clone());
 
     let limit = route.max_body_bytes;
     let body_timeout = snap.limits.body_timeout;
@@ -290,7 +311,6 @@ async fn route_and_forward(
             METHOD_OVERRIDE_PARAMS.get_or_init(|| vec!["_method".to_owned()]),
         );
     }
-    out.identity = Some(identity.clone());
     if let Some(h) = &host {
         // Keep the client's Host for name-based upstreams; an h2 request carried it as :authority.
         if !parts.headers.contains_key(header::HOST) {

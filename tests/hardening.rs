@@ -85,6 +85,23 @@ async fn a_request_body_that_stops_arriving_gets_408() {
     }
     let resp = read_until_closed(&mut s).await;
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+
+    // A body that stopped is not an auth denial: the chain (`auth: none`) allowed each request.
+    let metrics = get_text(&format!("{}/metrics", gw.admin())).await;
+    let decisions: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.starts_with("portcullis_auth_decisions_total{"))
+        .collect();
+    assert!(
+        decisions.iter().all(|l| !l.contains("decision=\"deny\"")),
+        "{decisions:?}"
+    );
+    assert!(
+        decisions
+            .iter()
+            .any(|l| l.contains("authenticator=\"none\"") && l.ends_with(" 3")),
+        "{decisions:?}"
+    );
 }
 
 /// RES-08: an upgraded tunnel with no byte either way for `idle_timeout` is closed, and its
