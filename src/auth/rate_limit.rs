@@ -90,6 +90,15 @@ impl<C: Clock + Clone> RateLimit<C> {
     ) -> Result<Self, String> {
         let burst = NonZeroU32::new(spec.burst).ok_or("burst must be at least 1")?;
         let interval = spec.per / spec.count.max(1);
+        // governor keeps `interval * burst` in u64 nanoseconds (and panics past it in debug
+        // builds, wraps in release): refuse a burst that makes the window longer than that
+        // (found by tests/properties.rs: `rate: 1/h, burst: 5124097`).
+        if interval.as_nanos() * u128::from(spec.burst) > u128::from(u64::MAX) {
+            return Err(format!(
+                "burst {} at this rate spans more than 500 years; use a smaller burst",
+                spec.burst
+            ));
+        }
         let quota = Quota::with_period(interval)
             .ok_or("the rate is too high to measure")?
             .allow_burst(burst);
