@@ -155,6 +155,28 @@ mod tests {
             "2000-02-29T00:00:00.000000Z"
         );
     }
+
+    #[test]
+    fn parse_rfc3339_offsets() {
+        let p = super::parse_rfc3339;
+        assert_eq!(p("2026-01-02T03:04:05Z"), Some(1_767_323_045));
+        assert_eq!(p("2026-01-02T04:04:05+01:00"), Some(1_767_323_045));
+        assert_eq!(p("2026-01-02T02:34:05.5-00:30"), Some(1_767_323_045));
+        for bad in [
+            "2026-01-02T03:04:05+-1:00",
+            "2026-01-02T03:04:05++1:00",
+            "2026-01-02T03:04:05+99:99",
+            "2026-01-02T03:04:05+01:60",
+            "2026-01-02T03:04:05+1:000",
+        ] {
+            assert_eq!(p(bad), None, "{bad}");
+        }
+        assert_eq!(
+            crate::config::parse_sha256(&format!("sha256:+f{}", "0".repeat(62))),
+            None
+        );
+        assert!(crate::config::parse_sha256(&format!("sha256:{}", "aF".repeat(32))).is_some());
+    }
 }
 
 /// Parses an RFC 3339 date-time (`2026-01-02T03:04:05Z`, fractions and offsets allowed) to unix
@@ -208,8 +230,17 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
             if t.len() != 5 || t.as_bytes()[2] != b':' {
                 return None;
             }
-            let oh: i64 = t.get(0..2)?.parse().ok()?;
-            let om: i64 = t.get(3..5)?.parse().ok()?;
+            // Digits only (`str::parse` takes a sign: `+-1:00`), and a real offset (`+99:99` is not).
+            let d2 = |x: &str| -> Option<i64> {
+                x.bytes()
+                    .all(|c| c.is_ascii_digit())
+                    .then(|| x.parse().ok())?
+            };
+            let oh = d2(t.get(0..2)?)?;
+            let om = d2(t.get(3..5)?)?;
+            if oh > 23 || om > 59 {
+                return None;
+            }
             sign * (oh * 3600 + om * 60)
         }
     };

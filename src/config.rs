@@ -642,6 +642,13 @@ pub fn parse(src: &str) -> Result<RawConfig, ConfigIssue> {
     if src.trim().is_empty() {
         return Ok(RawConfig::default());
     }
+    if let Some((path, at, first)) = Locator::new(src).duplicates.into_iter().next() {
+        return Err(ConfigIssue {
+            path,
+            message: format!("given twice (first at line {})", first.0),
+            at: Some(at),
+        });
+    }
     serde_yaml::from_str::<RawConfig>(src).map_err(|e| {
         let at = e.location().map(|l| (l.line(), l.column()));
         let mut text = e.to_string();
@@ -1639,7 +1646,8 @@ fn route_jwts_sources(any_of: &[Arc<AuthnDef>], cookies: bool) -> Vec<String> {
 /// `sha256:<64 hex>` -> the 32 bytes.
 pub fn parse_sha256(s: &str) -> Option<[u8; 32]> {
     let hex = s.strip_prefix("sha256:")?;
-    if hex.len() != 64 {
+    // `from_str_radix` takes a sign (`+f`): hex digits only.
+    if hex.len() != 64 || !hex.bytes().all(|c| c.is_ascii_hexdigit()) {
         return None;
     }
     let mut out = [0u8; 32];
@@ -1681,6 +1689,16 @@ mod tests {
 
     const BASE: &str =
         "listeners:\n  - name: a\n    bind: 127.0.0.1:0\nupstreams:\n  echo: { echo: true }\n";
+
+    #[test]
+    fn a_key_given_twice_is_an_error_with_both_lines() {
+        let src = format!("{BASE}  echo: {{ url: http://127.0.0.1:1 }}\n");
+        let i = issues(&src);
+        assert_eq!(i.len(), 1, "{i:?}");
+        assert_eq!(i[0].path, "upstreams.echo");
+        assert_eq!(i[0].at, Some((6, 3)));
+        assert!(i[0].message.contains("line 5"), "{}", i[0].message);
+    }
 
     #[test]
     fn upstreams_may_not_point_at_the_gateway_itself() {

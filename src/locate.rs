@@ -10,11 +10,23 @@ use std::collections::HashMap;
 #[derive(Default)]
 pub struct Locator {
     spots: HashMap<String, (usize, usize)>,
+    /// Mapping keys given twice in one mapping: (path, where, where first). serde fills maps
+    /// (`upstreams`, `authenticators`) with the last one silently, so a copy-pasted block would
+    /// quietly replace another.
+    pub duplicates: Vec<(String, (usize, usize), (usize, usize))>,
 }
 
 enum Frame {
-    Map { path: String, key: Option<String> },
-    Seq { path: String, index: usize },
+    Map {
+        path: String,
+        key: Option<String>,
+        /// This mapping's keys so far, with where each sits.
+        seen: HashMap<String, (usize, usize)>,
+    },
+    Seq {
+        path: String,
+        index: usize,
+    },
 }
 
 impl Locator {
@@ -22,6 +34,7 @@ impl Locator {
     /// the syntax error with its own position).
     pub fn new(src: &str) -> Locator {
         let mut spots = HashMap::new();
+        let mut duplicates = Vec::new();
         let mut stack: Vec<Frame> = Vec::new();
         for ev in Parser::new_from_str(src) {
             let Ok((ev, span)) = ev else { break };
@@ -32,7 +45,7 @@ impl Locator {
                     .last_mut()
                 {
                     None => Some(String::new()),
-                    Some(Frame::Map { path, key }) => key.take().map(|k| join(path, &k)),
+                    Some(Frame::Map { path, key, .. }) => key.take().map(|k| join(path, &k)),
                     Some(Frame::Seq { path, index }) => {
                         let p = format!("{path}[{index}]");
                         *index += 1;
@@ -43,8 +56,15 @@ impl Locator {
             match ev {
                 Event::Scalar(value, ..) if node_path(&mut stack, &mut spots).is_none() => {
                     // A mapping key: remember where it is and that the next node is its value.
-                    if let Some(Frame::Map { path, key }) = stack.last_mut() {
-                        spots.entry(join(path, &value)).or_insert(at);
+                    if let Some(Frame::Map { path, key, seen }) = stack.last_mut() {
+                        let full = join(path, &value);
+                        match seen.get(value.as_ref()) {
+                            Some(first) => duplicates.push((full, at, *first)),
+                            None => {
+                                seen.insert(value.to_string(), at);
+                                spots.entry(full).or_insert(at);
+                            }
+                        }
                         *key = Some(value.into_owned());
                     }
                 }
@@ -53,7 +73,11 @@ impl Locator {
                 }
                 Event::MappingStart(..) => {
                     let path = node_path(&mut stack, &mut spots).unwrap_or_default();
-                    stack.push(Frame::Map { path, key: None });
+                    stack.push(Frame::Map {
+                        path,
+                        key: None,
+                        seen: HashMap::new(),
+                    });
                 }
                 Event::SequenceStart(..) => {
                     let path = node_path(&mut stack, &mut spots).unwrap_or_default();
@@ -65,7 +89,7 @@ impl Locator {
                 _ => {}
             }
         }
-        Locator { spots }
+        Locator { spots, duplicates }
     }
 
     /// The deepest field path that starts at `at` (line, column), if any.
@@ -115,5 +139,15 @@ mod tests {
         // unknown leaf: falls back to the parent
         assert_eq!(l.find("routes[1].nothing"), Some((5, 5)));
         assert_eq!(l.find("zzz"), None);
+        assert!(l.duplicates.is_empty());
+    }
+
+    #[test]
+    fn finds_duplicate_keys() {
+        let l = Locator::new("upstreams:\n  u: { url: a }\n  v: { url: b }\n  u: { url: c }\nroutes:\n  - { u: 1 }\n  - { u: 2 }\n");
+        assert_eq!(
+            l.duplicates,
+            vec![("upstreams.u".to_owned(), (4, 3), (2, 3))]
+        );
     }
 }
