@@ -7,13 +7,16 @@
 use saphyr_parser::{Event, Parser};
 use std::collections::HashMap;
 
+/// Line and column, both 1-based.
+pub type Spot = (usize, usize);
+
 #[derive(Default)]
 pub struct Locator {
     spots: HashMap<String, (usize, usize)>,
     /// Mapping keys given twice in one mapping: (path, where, where first). serde fills maps
     /// (`upstreams`, `authenticators`) with the last one silently, so a copy-pasted block would
     /// quietly replace another.
-    pub duplicates: Vec<(String, (usize, usize), (usize, usize))>,
+    pub duplicates: Vec<(String, Spot, Spot)>,
 }
 
 enum Frame {
