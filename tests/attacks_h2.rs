@@ -2,13 +2,13 @@
 //! section 5 that tests/limits.rs does not cover (RES-09, RES-10, RES-11, RES-13), against the
 //! in-process gateway on real sockets.
 //!
-//! The HTTP/2 cases speak raw frames over h2c with prior knowledge to the `plain` listener: a
-//! small frame encoder (HPACK literals without indexing, no Huffman) and a reader of the 9-byte
-//! frame header that notes GOAWAY, RST_STREAM, the `:status` of HEADERS and DATA bytes. Every
-//! H2 case also asserts liveness (a second client's GET, over HTTP/1.1 and over h2c, gets a 200
-//! within 5 s while the attack runs and after it), what the recording upstream saw, and that the
-//! resident memory of this process (gateway, upstream and attacker share it) grew by less than
-//! 64 MiB. The cases run one at a time (`SERIAL`) so that memory figures are not another test's.
+//! The HTTP/2 cases speak raw frames over h2c with prior knowledge to the `plain` listener
+//! (common::h2raw: HPACK literals without indexing, no Huffman), and a reader task notes GOAWAY,
+//! RST_STREAM, the `:status` of HEADERS and DATA bytes. Every H2 case also asserts liveness (a
+//! second client's GET, over HTTP/1.1 and over h2c, gets a 200 within 5 s while the attack runs
+//! and after it), what the recording upstream saw, and that the resident memory of this process
+//! (gateway, upstream and attacker share it) grew by less than 64 MiB. The cases run one at a
+//! time (`SERIAL`) so that memory figures are not another test's.
 //!
 //! Where the document's flood is too big for a few seconds it is scaled down, and the case says
 //! so.
@@ -16,6 +16,7 @@
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
 mod common;
+use common::h2raw::*;
 use common::*;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -169,140 +170,17 @@ impl RawUpstream {
 }
 
 // ------------------------------------------------------------------------------------------------
-// HTTP/2 frame encoder (RFC 9113 section 4 and 6; HPACK RFC 7541 section 5 and 6.2.2)
-
-const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-const DATA: u8 = 0x0;
-const HEADERS: u8 = 0x1;
-const PRIORITY: u8 = 0x2;
-const RST_STREAM: u8 = 0x3;
-const SETTINGS: u8 = 0x4;
-const PING: u8 = 0x6;
-const GOAWAY: u8 = 0x7;
-const WINDOW_UPDATE: u8 = 0x8;
-const CONTINUATION: u8 = 0x9;
-const END_STREAM: u8 = 0x1;
-const ACK: u8 = 0x1;
-const END_HEADERS: u8 = 0x4;
-const PADDED: u8 = 0x8;
-const PRIORITY_FLAG: u8 = 0x20;
-const NO_ERROR: u32 = 0x0;
-const REFUSED_STREAM: u32 = 0x7;
-const CANCEL: u32 = 0x8;
-const ENHANCE_YOUR_CALM: u32 = 0xb;
-const SETTINGS_HEADER_TABLE_SIZE: u16 = 0x1;
-const SETTINGS_ENABLE_PUSH: u16 = 0x2;
-const SETTINGS_INITIAL_WINDOW_SIZE: u16 = 0x4;
-/// The default SETTINGS_MAX_FRAME_SIZE, which the gateway keeps.
-const MAX_FRAME: usize = 16_384;
-/// The attacker's SETTINGS: no dynamic table for the gateway's encoder (so the reader can
-/// decode `:status` without one) and no push.
-const BASE: &[(u16, u32)] = &[(SETTINGS_HEADER_TABLE_SIZE, 0), (SETTINGS_ENABLE_PUSH, 0)];
-
-fn frame(out: &mut Vec<u8>, kind: u8, flags: u8, stream: u32, payload: &[u8]) {
-    let len = payload.len();
-    assert!(len < 1 << 24);
-    out.extend_from_slice(&[(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags]);
-    out.extend_from_slice(&(stream & 0x7fff_ffff).to_be_bytes());
-    out.extend_from_slice(payload);
-}
-
-fn settings(out: &mut Vec<u8>, pairs: &[(u16, u32)]) {
-    let mut p = Vec::new();
-    for (id, v) in pairs {
-        p.extend_from_slice(&id.to_be_bytes());
-        p.extend_from_slice(&v.to_be_bytes());
-    }
-    frame(out, SETTINGS, 0, 0, &p);
-}
-
-fn ping(out: &mut Vec<u8>, opaque: u64) {
-    frame(out, PING, 0, 0, &opaque.to_be_bytes());
-}
-
-fn rst_stream(out: &mut Vec<u8>, stream: u32, code: u32) {
-    frame(out, RST_STREAM, 0, stream, &code.to_be_bytes());
-}
-
-fn window_update(out: &mut Vec<u8>, stream: u32, increment: u32) {
-    frame(out, WINDOW_UPDATE, 0, stream, &increment.to_be_bytes());
-}
-
-fn priority(out: &mut Vec<u8>, stream: u32, depends_on: u32, weight: u8) {
-    let mut p = depends_on.to_be_bytes().to_vec();
-    p.push(weight);
-    frame(out, PRIORITY, 0, stream, &p);
-}
-
-fn data(out: &mut Vec<u8>, stream: u32, payload: &[u8], end_stream: bool) {
-    frame(
-        out,
-        DATA,
-        u8::from(end_stream) * END_STREAM,
-        stream,
-        payload,
-    );
-}
-
-/// HEADERS carrying `block`, split into CONTINUATION frames at MAX_FRAME; the last one has
-/// END_HEADERS.
-fn headers(out: &mut Vec<u8>, stream: u32, block: &[u8], end_stream: bool) {
-    let es = u8::from(end_stream) * END_STREAM;
-    let chunks: Vec<&[u8]> = if block.is_empty() {
-        vec![&[][..]]
-    } else {
-        block.chunks(MAX_FRAME).collect()
-    };
-    for (i, c) in chunks.iter().enumerate() {
-        let last = i + 1 == chunks.len();
-        let eh = if last { END_HEADERS } else { 0 };
-        if i == 0 {
-            frame(out, HEADERS, es | eh, stream, c);
-        } else {
-            frame(out, CONTINUATION, eh, stream, c);
-        }
-    }
-}
-
-/// An HPACK integer with an N-bit prefix (RFC 7541 5.1); `first` holds the pattern bits.
-fn hpack_int(out: &mut Vec<u8>, first: u8, prefix_bits: u8, mut v: usize) {
-    let max = (1usize << prefix_bits) - 1;
-    if v < max {
-        out.push(first | v as u8);
-        return;
-    }
-    out.push(first | max as u8);
-    v -= max;
-    while v >= 128 {
-        out.push((v % 128 + 128) as u8);
-        v /= 128;
-    }
-    out.push(v as u8);
-}
-
-/// Literal header field without indexing, new name, no Huffman (RFC 7541 6.2.2).
-fn hpack_literal(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
-    out.push(0x00);
-    hpack_int(out, 0x00, 7, name.len());
-    out.extend_from_slice(name);
-    hpack_int(out, 0x00, 7, value.len());
-    out.extend_from_slice(value);
-}
+// HTTP/2 requests (the frame encoder and reader are common::h2raw)
 
 fn request_block(method: &str, path: &str, extra: &[(&str, &str)]) -> Vec<u8> {
-    let mut b = Vec::new();
-    for (n, v) in [
+    let mut fields = vec![
         (":method", method),
         (":scheme", "http"),
         (":authority", "t"),
         (":path", path),
-    ] {
-        hpack_literal(&mut b, n.as_bytes(), v.as_bytes());
-    }
-    for (n, v) in extra {
-        hpack_literal(&mut b, n.as_bytes(), v.as_bytes());
-    }
-    b
+    ];
+    fields.extend_from_slice(extra);
+    literal_block(&fields)
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -332,31 +210,24 @@ impl Received {
         self.closed || !self.goaways.is_empty()
     }
 
-    fn record(&mut self, kind: u8, flags: u8, stream: u32, p: &[u8]) {
+    fn record(&mut self, f: &Frame) {
         self.frames += 1;
-        match kind {
-            GOAWAY if p.len() >= 8 => {
-                let last = u32::from_be_bytes([p[0], p[1], p[2], p[3]]) & 0x7fff_ffff;
-                let code = u32::from_be_bytes([p[4], p[5], p[6], p[7]]);
-                self.goaways.push((last, code));
+        match f.kind {
+            GOAWAY => {
+                if let (Some(last), Some(code)) = (f.last_stream(), f.error_code()) {
+                    self.goaways.push((last, code));
+                }
             }
-            RST_STREAM if p.len() >= 4 => {
-                let code = u32::from_be_bytes([p[0], p[1], p[2], p[3]]);
-                self.rst.entry(stream).or_insert(code);
+            RST_STREAM => {
+                if let Some(code) = f.error_code() {
+                    self.rst.entry(f.stream).or_insert(code);
+                }
             }
             HEADERS => {
-                let mut block = p;
-                if flags & PADDED != 0 && !block.is_empty() {
-                    let pad = block[0] as usize;
-                    block = &block[1..block.len().saturating_sub(pad).max(1)];
-                }
-                if flags & PRIORITY_FLAG != 0 && block.len() >= 5 {
-                    block = &block[5..];
-                }
-                let st = response_status(block).unwrap_or(0);
-                self.status.entry(stream).or_insert(st);
+                let st = f.status().unwrap_or(0);
+                self.status.entry(f.stream).or_insert(st);
             }
-            DATA => self.data_bytes += p.len() as u64,
+            DATA => self.data_bytes += f.payload.len() as u64,
             _ => {}
         }
     }
@@ -377,106 +248,12 @@ impl Received {
     }
 }
 
-fn hpack_int_decode(b: &[u8], pos: &mut usize, prefix_bits: u8) -> Option<usize> {
-    let max = (1usize << prefix_bits) - 1;
-    let mut v = (*b.get(*pos)? as usize) & max;
-    *pos += 1;
-    if v < max {
-        return Some(v);
-    }
-    let mut m = 0;
-    loop {
-        let x = *b.get(*pos)?;
-        *pos += 1;
-        v += ((x & 0x7f) as usize) << m;
-        m += 7;
-        if x & 0x80 == 0 {
-            return Some(v);
-        }
-        if m > 28 {
-            return None;
-        }
-    }
-}
-
-/// Huffman-decodes a string of digits (RFC 7541 Appendix B: '0'-'2' are 5-bit codes 0-2,
-/// '3'-'9' 6-bit codes 25-31); None for anything else.
-fn huffman_digits(bytes: &[u8]) -> Option<String> {
-    let total = bytes.len() * 8;
-    let bit = |i: usize| u32::from((bytes[i / 8] >> (7 - i % 8)) & 1);
-    let peek = |pos: usize, n: usize| -> Option<u32> {
-        (pos + n <= total).then(|| (0..n).fold(0, |a, k| (a << 1) | bit(pos + k)))
-    };
-    let mut pos = 0;
-    let mut out = String::new();
-    loop {
-        if total - pos < 8 && (pos..total).all(|i| bit(i) == 1) {
-            return Some(out); // EOS padding
-        }
-        let v5 = peek(pos, 5)?;
-        if v5 <= 2 {
-            out.push(char::from(b'0' + v5 as u8));
-            pos += 5;
-            continue;
-        }
-        let v6 = peek(pos, 6)?;
-        if (25..=31).contains(&v6) {
-            out.push(char::from(b'3' + (v6 - 25) as u8));
-            pos += 6;
-            continue;
-        }
-        return None;
-    }
-}
-
-/// The `:status` of a response header block, which comes first (RFC 9113 8.3). The attacker set
-/// SETTINGS_HEADER_TABLE_SIZE to 0, so only the static table can be referenced.
-fn response_status(block: &[u8]) -> Option<u16> {
-    const STATIC: [u16; 7] = [200, 204, 206, 304, 400, 404, 500];
-    let mut pos = 0;
-    while *block.get(pos)? & 0xe0 == 0x20 {
-        hpack_int_decode(block, &mut pos, 5)?; // dynamic table size update
-    }
-    let b = block[pos];
-    let name = if b & 0x80 != 0 {
-        let i = hpack_int_decode(block, &mut pos, 7)?;
-        return (8..=14).contains(&i).then(|| STATIC[i - 8]);
-    } else if b & 0xc0 == 0x40 {
-        hpack_int_decode(block, &mut pos, 6)?
-    } else {
-        hpack_int_decode(block, &mut pos, 4)?
-    };
-    if !(8..=14).contains(&name) {
-        return None;
-    }
-    let huffman = *block.get(pos)? & 0x80 != 0;
-    let len = hpack_int_decode(block, &mut pos, 7)?;
-    let raw = block.get(pos..pos + len)?;
-    let text = if huffman {
-        huffman_digits(raw)?
-    } else {
-        String::from_utf8(raw.to_vec()).ok()?
-    };
-    text.parse().ok()
-}
-
 fn spawn_reader(r: OwnedReadHalf) -> (watch::Receiver<Received>, tokio::task::JoinHandle<()>) {
     let (tx, rx) = watch::channel(Received::default());
     let h = tokio::spawn(async move {
         let mut r = tokio::io::BufReader::with_capacity(1 << 16, r);
-        let mut head = [0u8; 9];
-        let mut payload = Vec::new();
-        loop {
-            if r.read_exact(&mut head).await.is_err() {
-                break;
-            }
-            let len = ((head[0] as usize) << 16) | ((head[1] as usize) << 8) | head[2] as usize;
-            let stream = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
-            payload.resize(len, 0);
-            if r.read_exact(&mut payload).await.is_err() {
-                break;
-            }
-            tx.send_modify(|s| s.record(head[3], head[4], stream, &payload));
+        while let Some(f) = read_frame(&mut r).await {
+            tx.send_modify(|s| s.record(&f));
         }
         tx.send_modify(|s| s.closed = true);
     });
@@ -501,20 +278,16 @@ async fn h2_open(addr: SocketAddr, ours: &[(u16, u32)]) -> (OwnedReadHalf, Owned
     let s = TcpStream::connect(addr).await.unwrap();
     s.set_nodelay(true).unwrap();
     let (mut r, mut w) = s.into_split();
-    let mut out = PREFACE.to_vec();
-    settings(&mut out, ours);
-    w.write_all(&out).await.unwrap();
-    let first = tokio::time::timeout(Duration::from_secs(5), async {
-        let mut head = [0u8; 9];
-        r.read_exact(&mut head).await.unwrap();
-        let len = ((head[0] as usize) << 16) | ((head[1] as usize) << 8) | head[2] as usize;
-        let mut p = vec![0u8; len];
-        r.read_exact(&mut p).await.unwrap();
-        (head[3], head[4])
-    })
-    .await
-    .expect("the gateway sent no SETTINGS");
-    assert_eq!(first, (SETTINGS, 0), "the gateway's first frame");
+    w.write_all(&client_preface(ours)).await.unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(5), read_frame(&mut r))
+        .await
+        .expect("the gateway sent no SETTINGS")
+        .expect("the gateway closed the connection before its SETTINGS");
+    assert_eq!(
+        (first.kind, first.flags),
+        (SETTINGS, 0),
+        "the gateway's first frame"
+    );
     let mut ack = Vec::new();
     frame(&mut ack, SETTINGS, ACK, 0, &[]);
     w.write_all(&ack).await.unwrap();

@@ -13,6 +13,7 @@
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
 mod common;
+use common::h2raw::*;
 use common::*;
 
 use bytes::Bytes;
@@ -335,7 +336,7 @@ impl Ctx {
     fn fill(&self, req: &[u8]) -> Vec<u8> {
         let mut out = req.to_vec();
         for (k, v) in &self.vars {
-            out = replace(&out, k.as_bytes(), v.as_bytes());
+            out = replace_bytes(&out, k.as_bytes(), v.as_bytes());
         }
         out
     }
@@ -419,25 +420,6 @@ impl Ctx {
     }
 }
 
-fn replace(hay: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(hay.len());
-    let mut i = 0;
-    while i < hay.len() {
-        if hay[i..].starts_with(from) {
-            out.extend_from_slice(to);
-            i += from.len();
-        } else {
-            out.push(hay[i]);
-            i += 1;
-        }
-    }
-    out
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
 // ------------------------------------------------------------------------------------------------
 // Raw HTTP/1.1
 
@@ -502,7 +484,7 @@ async fn more<S: AsyncRead + Unpin>(s: &mut S, buf: &mut Vec<u8>) -> bool {
 async fn read_response<S: AsyncRead + Unpin>(s: &mut S) -> Resp {
     let mut buf = Vec::new();
     let end = loop {
-        if let Some(i) = find(&buf, b"\r\n\r\n") {
+        if let Some(i) = find_bytes(&buf, b"\r\n\r\n") {
             break i;
         }
         if !more(s, &mut buf).await {
@@ -538,7 +520,7 @@ async fn read_response<S: AsyncRead + Unpin>(s: &mut S) -> Resp {
     } else if get("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
         let mut body = Vec::new();
         loop {
-            let Some(eol) = find(&rest, b"\r\n") else {
+            let Some(eol) = find_bytes(&rest, b"\r\n") else {
                 if more(s, &mut rest).await {
                     continue;
                 }
@@ -581,8 +563,9 @@ async fn read_response<S: AsyncRead + Unpin>(s: &mut S) -> Resp {
 }
 
 // ------------------------------------------------------------------------------------------------
-// Raw HTTP/2 (prior knowledge or ALPN h2): literal HPACK fields, so any pseudo-header value can
-// be sent as written; the response's `:status` is decoded from the static table or a literal.
+// Raw HTTP/2 (prior knowledge or ALPN h2) with common::h2raw: literal HPACK fields, so any
+// pseudo-header value can be sent as written; the response's `:status` is decoded from the
+// static table or a literal.
 
 enum H2Out {
     Status(u16, Vec<u8>),
@@ -602,158 +585,20 @@ impl std::fmt::Debug for H2Out {
     }
 }
 
-fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
-    let len = payload.len() as u32;
-    let mut f = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
-    f.extend_from_slice(&stream.to_be_bytes());
-    f.extend_from_slice(payload);
-    f
-}
-
-fn hp_int(out: &mut Vec<u8>, first: u8, prefix: u8, mut v: usize) {
-    let max = (1usize << prefix) - 1;
-    if v < max {
-        out.push(first | v as u8);
-        return;
-    }
-    out.push(first | max as u8);
-    v -= max;
-    while v >= 128 {
-        out.push((v % 128) as u8 | 0x80);
-        v /= 128;
-    }
-    out.push(v as u8);
-}
-
-fn hp_read_int(b: &[u8], i: &mut usize, prefix: u8) -> Option<usize> {
-    let max = (1usize << prefix) - 1;
-    let mut v = (*b.get(*i)? as usize) & max;
-    *i += 1;
-    if v < max {
-        return Some(v);
-    }
-    let mut m = 0;
-    loop {
-        let x = *b.get(*i)?;
-        *i += 1;
-        v += ((x & 0x7f) as usize) << m;
-        m += 7;
-        if x & 0x80 == 0 {
-            return Some(v);
-        }
-    }
-}
-
-/// Huffman-coded digits (RFC 7541 appendix B: `0`-`2` are 5-bit codes 0-2, `3`-`9` are 6-bit
-/// codes 0x19-0x1f): enough for a `:status` value.
-fn huffman_digits(s: &[u8]) -> Option<String> {
-    let bits: Vec<u8> = s
-        .iter()
-        .flat_map(|b| (0..8).rev().map(move |k| (b >> k) & 1))
-        .collect();
-    let take = |i: usize, n: usize| -> Option<u8> {
-        bits.get(i..i + n)
-            .map(|b| b.iter().fold(0u8, |a, x| (a << 1) | x))
-    };
-    let (mut i, mut out) = (0, String::new());
-    while out.len() < 3 {
-        let v5 = take(i, 5)?;
-        if v5 <= 2 {
-            out.push((b'0' + v5) as char);
-            i += 5;
-        } else {
-            let v6 = take(i, 6)?;
-            if !(0x19..=0x1f).contains(&v6) {
-                return None;
-            }
-            out.push((b'3' + v6 - 0x19) as char);
-            i += 6;
-        }
-    }
-    Some(out)
-}
-
-fn h2_status(block: &[u8]) -> Option<u16> {
-    let mut i = 0;
-    while block.get(i)? & 0xe0 == 0x20 {
-        hp_read_int(block, &mut i, 5)?; // dynamic table size update
-    }
-    let b = *block.get(i)?;
-    const STATIC: [(usize, u16); 7] = [
-        (8, 200),
-        (9, 204),
-        (10, 206),
-        (11, 304),
-        (12, 400),
-        (13, 404),
-        (14, 500),
-    ];
-    if b & 0x80 != 0 {
-        let idx = hp_read_int(block, &mut i, 7)?;
-        return STATIC.iter().find(|s| s.0 == idx).map(|s| s.1);
-    }
-    let idx = if b & 0xc0 == 0x40 {
-        hp_read_int(block, &mut i, 6)?
-    } else {
-        hp_read_int(block, &mut i, 4)?
-    };
-    if !(8..=14).contains(&idx) {
-        return None;
-    }
-    let huff = block.get(i)? & 0x80 != 0;
-    let len = hp_read_int(block, &mut i, 7)?;
-    let s = block.get(i..i + len)?;
-    let text = if huff {
-        huffman_digits(s)?
-    } else {
-        String::from_utf8(s.to_vec()).ok()?
-    };
-    text.parse().ok()
-}
-
 struct H2<S> {
     s: S,
-    buf: Vec<u8>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> H2<S> {
     async fn open(mut s: S) -> H2<S> {
-        let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
-        // HEADER_TABLE_SIZE 0 (the server then never refers to its dynamic table), ENABLE_PUSH 0
-        out.extend(frame(4, 0, 0, &[0, 1, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0]));
-        let _ = s.write_all(&out).await;
-        H2 { s, buf: Vec::new() }
+        let _ = s.write_all(&client_preface(BASE)).await;
+        H2 { s }
     }
 
-    async fn read_frame(&mut self) -> Option<(u8, u8, u32, Vec<u8>)> {
-        loop {
-            if self.buf.len() >= 9 {
-                let len = (self.buf[0] as usize) << 16
-                    | (self.buf[1] as usize) << 8
-                    | self.buf[2] as usize;
-                if self.buf.len() >= 9 + len {
-                    let f: Vec<u8> = self.buf.drain(..9 + len).collect();
-                    let sid = u32::from_be_bytes([f[5], f[6], f[7], f[8]]) & 0x7fff_ffff;
-                    return Some((f[3], f[4], sid, f[9..].to_vec()));
-                }
-            }
-            if !more(&mut self.s, &mut self.buf).await {
-                return None;
-            }
-        }
-    }
-
-    async fn request(&mut self, stream: u32, headers: &[(&str, &str)]) -> H2Out {
-        let mut block = Vec::new();
-        for (k, v) in headers {
-            block.push(0); // literal without indexing, new name
-            hp_int(&mut block, 0, 7, k.len());
-            block.extend_from_slice(k.as_bytes());
-            hp_int(&mut block, 0, 7, v.len());
-            block.extend_from_slice(v.as_bytes());
-        }
-        // HEADERS with END_STREAM | END_HEADERS
-        if let Err(e) = self.s.write_all(&frame(1, 0x5, stream, &block)).await {
+    async fn request(&mut self, stream: u32, fields: &[(&str, &str)]) -> H2Out {
+        let mut out = Vec::new();
+        headers(&mut out, stream, &literal_block(fields), true);
+        if let Err(e) = self.s.write_all(&out).await {
             return H2Out::Closed(e.to_string());
         }
         match tokio::time::timeout(Duration::from_secs(10), self.response(stream)).await {
@@ -766,57 +611,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> H2<S> {
         let mut status = None;
         let mut body = Vec::new();
         loop {
-            let Some((kind, flags, sid, p)) = self.read_frame().await else {
+            let Some(f) = next_frame(&mut self.s).await else {
                 return H2Out::Closed("connection closed".into());
             };
-            match kind {
-                4 if flags & 1 == 0 => {
-                    let _ = self.s.write_all(&frame(4, 1, 0, &[])).await;
+            match f.kind {
+                GOAWAY => return H2Out::GoAway(f.error_code().unwrap_or(0)),
+                RST_STREAM if f.stream == stream => {
+                    return H2Out::Reset(f.error_code().unwrap_or(0))
                 }
-                6 if flags & 1 == 0 => {
-                    let _ = self.s.write_all(&frame(6, 1, 0, &p)).await;
+                HEADERS if f.stream == stream => {
+                    status.get_or_insert(f.status().unwrap_or(0));
                 }
-                7 => {
-                    let code = p
-                        .get(4..8)
-                        .map_or(0, |c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]));
-                    return H2Out::GoAway(code);
-                }
-                3 if sid == stream => {
-                    let code = p
-                        .get(..4)
-                        .map_or(0, |c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]));
-                    return H2Out::Reset(code);
-                }
-                1 if sid == stream => {
-                    let mut start = 0;
-                    let mut end = p.len();
-                    if flags & 0x8 != 0 {
-                        start += 1;
-                        end -= p.first().copied().unwrap_or(0) as usize;
-                    }
-                    if flags & 0x20 != 0 {
-                        start += 5;
-                    }
-                    if status.is_none() {
-                        status = Some(h2_status(p.get(start..end).unwrap_or(&[])).unwrap_or(0));
-                    }
-                    if flags & 1 != 0 {
-                        return H2Out::Status(status.unwrap_or(0), body);
-                    }
-                }
-                0 if sid == stream => {
-                    let mut data = &p[..];
-                    if flags & 0x8 != 0 {
-                        let pad = p.first().copied().unwrap_or(0) as usize;
-                        data = p.get(1..p.len().saturating_sub(pad)).unwrap_or(&[]);
-                    }
-                    body.extend_from_slice(data);
-                    if flags & 1 != 0 {
-                        return H2Out::Status(status.unwrap_or(0), body);
-                    }
-                }
-                _ => {}
+                DATA if f.stream == stream => body.extend_from_slice(f.data()),
+                _ => continue,
+            }
+            if f.end_stream() {
+                return H2Out::Status(status.unwrap_or(0), body);
             }
         }
     }
@@ -1252,7 +1062,7 @@ async fn run_h2_rows(ctx: &Ctx, rows: &[H2Row], failures: &mut Vec<String>) {
         eprintln!("{}: {out:?}", r.id);
         let status = match out {
             H2Out::Status(s, _) => s,
-            H2Out::Reset(1) | H2Out::GoAway(1) => RESET,
+            H2Out::Reset(PROTOCOL_ERROR) | H2Out::GoAway(PROTOCOL_ERROR) => RESET,
             _ => 0,
         };
         let res = match ctx.settle(before).await {

@@ -8,8 +8,8 @@
 //! those APIs refuse to make (exact header/payload bytes, `b64: false`, duplicate members, a
 //! P-384 key signing "ES256", an empty HMAC key, a 1024-bit RSA key, a JWE). Malformed tokens
 //! are assembled by hand from base64url segments. Keys are published by a JWKS server on
-//! loopback (like tests/oidc.rs), so `kid`/`jku`/`x5u` cases meet a real remote key set, and the
-//! `jku`/`x5u` targets are canary listeners that must never be connected to.
+//! loopback (common::jwks, as in tests/oidc.rs), so `kid`/`jku`/`x5u` cases meet a real remote
+//! key set, and the `jku`/`x5u` targets are canary listeners that must never be connected to.
 //!
 //! tests/jwt.rs and tests/oidc.rs hold the algorithm matrix and a first forged-token list; this
 //! file is the catalogue: every JWT-NN id of the document is a row here.
@@ -17,11 +17,12 @@
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
 mod common;
+use common::jwks::JwksServer;
 use common::*;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -1239,32 +1240,7 @@ fn non_canonical(t: &str, i: usize) -> String {
 // Python helpers (attack_tokens.py has the same contract as mint.py)
 
 fn attack(reqs: &Value) -> Vec<String> {
-    use std::io::Write;
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/interop/attack_tokens.py"
-    );
-    let mut child = std::process::Command::new("python3")
-        .arg(script)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("python3 is needed for the interop tests (.ci/run installs it)");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(reqs.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "attack_tokens.py failed (`pip install -r tests/interop/requirements.txt`):\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout.lines().map(str::to_owned).collect()
+    interop("attack_tokens.py", reqs)
 }
 
 fn parse_json(line: &str) -> Value {
@@ -1272,78 +1248,7 @@ fn parse_json(line: &str) -> Value {
 }
 
 // ------------------------------------------------------------------------------------------------
-// Loopback servers: a JWKS endpoint and canaries
-
-/// A JWKS endpoint whose body the test can change; counts its fetches and wakes waiters.
-struct JwksServer {
-    addr: SocketAddr,
-    hits: Arc<AtomicUsize>,
-    hit: Arc<tokio::sync::Notify>,
-    body: Arc<Mutex<String>>,
-}
-
-impl JwksServer {
-    async fn start(body: String) -> JwksServer {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let hits = Arc::new(AtomicUsize::new(0));
-        let hit = Arc::new(tokio::sync::Notify::new());
-        let body = Arc::new(Mutex::new(body));
-        let (h, n, b) = (hits.clone(), hit.clone(), body.clone());
-        tokio::spawn(async move {
-            loop {
-                let Ok((tcp, _)) = listener.accept().await else {
-                    return;
-                };
-                let (h, n, b) = (h.clone(), n.clone(), b.clone());
-                tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(move |_req| {
-                        let body = b.lock().unwrap().clone();
-                        h.fetch_add(1, Ordering::SeqCst);
-                        n.notify_waiters();
-                        async move {
-                            Ok::<_, std::convert::Infallible>(hyper::Response::new(
-                                http_body_util::Full::new(bytes::Bytes::from(body)),
-                            ))
-                        }
-                    });
-                    let _ = hyper_util::server::conn::auto::Builder::new(
-                        hyper_util::rt::TokioExecutor::new(),
-                    )
-                    .serve_connection(hyper_util::rt::TokioIo::new(tcp), svc)
-                    .await;
-                });
-            }
-        });
-        JwksServer {
-            addr,
-            hits,
-            hit,
-            body,
-        }
-    }
-
-    fn hits(&self) -> usize {
-        self.hits.load(Ordering::SeqCst)
-    }
-
-    /// Waits (bounded) until the server has been fetched more than `n` times.
-    async fn wait_hits_above(&self, n: usize) {
-        loop {
-            let notified = self.hit.notified();
-            if self.hits() > n {
-                return;
-            }
-            tokio::time::timeout(Duration::from_secs(20), notified)
-                .await
-                .expect("the JWKS endpoint was not fetched");
-        }
-    }
-
-    fn serve(&self, body: String) {
-        *self.body.lock().unwrap() = body;
-    }
-}
+// Loopback servers: canaries (the JWKS endpoint is common::JwksServer)
 
 /// A TCP listener that counts every connection and answers it with the attacker's JWKS (so a
 /// gateway that did follow `jku`/`x5u` would find the attacker's key there).
@@ -1882,7 +1787,7 @@ impl Fix {
                     "key": self.keys.rot2.0, "header": {"kid": "rot-2"}, "claims": base(now)}]))
                 .remove(0);
                 self.rot
-                    .serve(json!({"keys": [self.keys.rot2.1]}).to_string());
+                    .serve(&json!({"keys": [self.keys.rot2.1]}).to_string());
                 // the gateway accepts a rot-2 token once its background refresh swapped the set
                 for _ in 0..30 {
                     let seen = self.rot.hits();

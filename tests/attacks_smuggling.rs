@@ -18,6 +18,7 @@
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
 mod common;
+use common::h2raw::*;
 use common::*;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -99,10 +100,6 @@ enum Parse {
     Done(UpReq, usize),
 }
 
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
 fn count(hay: &[u8], needle: &[u8]) -> usize {
     hay.windows(needle.len()).filter(|w| *w == needle).count()
 }
@@ -113,7 +110,7 @@ fn is_tchar(b: u8) -> bool {
 
 /// Frames one request at the start of `buf`, strictly (RFC 9112 as a careful origin reads it).
 fn parse_request(buf: &[u8]) -> Parse {
-    let end = find(buf, b"\r\n\r\n");
+    let end = find_bytes(buf, b"\r\n\r\n");
     let head = &buf[..end.unwrap_or(buf.len())];
     for (i, &b) in head.iter().enumerate() {
         if b == b'\n' && (i == 0 || head[i - 1] != b'\r') {
@@ -223,7 +220,7 @@ type Chunked = (Vec<u8>, Vec<(String, String)>, usize);
 fn parse_chunked(buf: &[u8], mut pos: usize) -> Result<Option<Chunked>, String> {
     let mut body = Vec::new();
     loop {
-        let Some(le) = find(&buf[pos..], b"\r\n") else {
+        let Some(le) = find_bytes(&buf[pos..], b"\r\n") else {
             return if buf.len() - pos > 4096 {
                 Err("a chunk size line longer than 4 KiB".into())
             } else {
@@ -242,7 +239,7 @@ fn parse_chunked(buf: &[u8], mut pos: usize) -> Result<Option<Chunked>, String> 
         if size == 0 {
             let mut trailers = Vec::new();
             loop {
-                let Some(le) = find(&buf[pos..], b"\r\n") else {
+                let Some(le) = find_bytes(&buf[pos..], b"\r\n") else {
                     return Ok(None);
                 };
                 let line = String::from_utf8_lossy(&buf[pos..pos + le]).into_owned();
@@ -505,7 +502,7 @@ fn parse_responses(buf: &[u8], closed: bool) -> (Vec<Resp>, Option<String>) {
     let mut out = Vec::new();
     let mut pos = 0;
     while pos < buf.len() {
-        let Some(end) = find(&buf[pos..], b"\r\n\r\n") else {
+        let Some(end) = find_bytes(&buf[pos..], b"\r\n\r\n") else {
             return (
                 out,
                 Some(format!(
@@ -910,6 +907,17 @@ const POST_HELLO: Alt = Alt {
     up: &["POST /public"],
     bodies: Some(&[b"hello"]),
 };
+const GET_PUBLIC: Alt = Alt {
+    statuses: &[200],
+    up: &["GET /public"],
+    bodies: Some(&[b""]),
+};
+/// `GET /public` answered, and the request pipelined behind it refused.
+const GET_PUBLIC_THEN_401: Alt = Alt {
+    statuses: &[200, 401],
+    up: &["GET /public"],
+    bodies: Some(&[b""]),
+};
 
 static FRAMING: &[H1Case] = &[
     // SMUG-01 cloudflare/pingora#945 (CL.TE): https://github.com/cloudflare/pingora/issues/945 ; envoyproxy/envoy#9316 https://github.com/envoyproxy/envoy/pull/9316
@@ -1093,7 +1101,7 @@ static FRAMING: &[H1Case] = &[
     case(
         "SMUG-10a bare LF head",
         &[b"GET /public HTTP/1.1\nHost: a\n\n"],
-        &[REFUSED, Alt { statuses: &[200], up: &["GET /public"], bodies: Some(&[b""]) }],
+        &[REFUSED, GET_PUBLIC],
     ),
     // SMUG-10 HackTricks-wiki/hacktricks#2585 ; PortSwigger "HTTP/1.1 must die", HackTricks-wiki/hacktricks#1252: https://github.com/HackTricks-wiki/hacktricks/pull/1252
     case(
@@ -1239,11 +1247,7 @@ static DENIED_AND_UPGRADES: &[H1Case] = &[
         case(
             "SMUG-18a Upgrade: h2c",
             &[b"GET /public HTTP/1.1\r\nHost: a\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\nConnection: Upgrade, HTTP2-Settings\r\n\r\nGET /admin/keys HTTP/1.1\r\nHost: a\r\n\r\n"],
-            &[
-                REFUSED,
-                Alt { statuses: &[200, 401], up: &["GET /public"], bodies: Some(&[b""]) },
-                Alt { statuses: &[200], up: &["GET /public"], bodies: Some(&[b""]) },
-            ],
+            &[REFUSED, GET_PUBLIC_THEN_401, GET_PUBLIC],
         ),
         no_upgrade,
     ),
@@ -1252,11 +1256,7 @@ static DENIED_AND_UPGRADES: &[H1Case] = &[
         case(
             "SMUG-18b Upgrade: H2C, no HTTP2-Settings",
             &[b"GET /public HTTP/1.1\r\nHost: a\r\nUpgrade: H2C\r\nConnection: Upgrade\r\n\r\nGET /admin/keys HTTP/1.1\r\nHost: a\r\n\r\n"],
-            &[
-                REFUSED,
-                Alt { statuses: &[200, 401], up: &["GET /public"], bodies: Some(&[b""]) },
-                Alt { statuses: &[200], up: &["GET /public"], bodies: Some(&[b""]) },
-            ],
+            &[REFUSED, GET_PUBLIC_THEN_401, GET_PUBLIC],
         ),
         no_upgrade,
     ),
@@ -1265,11 +1265,7 @@ static DENIED_AND_UPGRADES: &[H1Case] = &[
         case(
             "SMUG-18c Upgrade: websocket, h2c",
             &[b"GET /public HTTP/1.1\r\nHost: a\r\nUpgrade: websocket, h2c\r\nConnection: Upgrade\r\n\r\nGET /admin/keys HTTP/1.1\r\nHost: a\r\n\r\n"],
-            &[
-                REFUSED,
-                Alt { statuses: &[200, 401], up: &["GET /public"], bodies: Some(&[b""]) },
-                Alt { statuses: &[200], up: &["GET /public"], bodies: Some(&[b""]) },
-            ],
+            &[REFUSED, GET_PUBLIC_THEN_401, GET_PUBLIC],
         ),
         no_upgrade,
     ),
@@ -1317,21 +1313,6 @@ static PIPELINING: &[H1Case] = &[
     ),
 ];
 
-fn replace(hay: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(hay.len());
-    let mut i = 0;
-    while i < hay.len() {
-        if hay[i..].starts_with(from) {
-            out.extend_from_slice(to);
-            i += from.len();
-        } else {
-            out.push(hay[i]);
-            i += 1;
-        }
-    }
-    out
-}
-
 fn alts_text(alts: &[Alt]) -> String {
     alts.iter()
         .map(|a| format!("{:?} / upstream {:?}", a.statuses, a.up))
@@ -1346,11 +1327,11 @@ async fn run_h1(c: &'static H1Case) -> (Vec<String>, String) {
         Req::Raw(s) => s.iter().map(|b| b.to_vec()).collect(),
         Req::Gen(f) => f(),
     };
-    if steps.iter().any(|s| find(s, b"K_ADMIN").is_some()) {
+    if steps.iter().any(|s| find_bytes(s, b"K_ADMIN").is_some()) {
         let key = admin_key(&gw).await;
         steps = steps
             .iter()
-            .map(|s| replace(s, b"K_ADMIN", key.as_bytes()))
+            .map(|s| replace_bytes(s, b"K_ADMIN", key.as_bytes()))
             .collect();
     }
     let ex = h1_exchange(gw.addr("plain"), &steps).await;
@@ -1482,61 +1463,10 @@ async fn pipelined_requests_behind_denied_ones() {
 }
 
 // ------------------------------------------------------------------------------------------------
-// h2c (prior knowledge) cases: a tiny frame encoder and reader
-
-const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-const DATA: u8 = 0x0;
-const HEADERS: u8 = 0x1;
-const RST_STREAM: u8 = 0x3;
-const SETTINGS: u8 = 0x4;
-const PING: u8 = 0x6;
-const GOAWAY: u8 = 0x7;
-const END_STREAM: u8 = 0x1;
-const ACK: u8 = 0x1;
-const END_HEADERS: u8 = 0x4;
-const PADDED: u8 = 0x8;
-const PRIORITY: u8 = 0x20;
-
-fn frame(ty: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
-    let len = payload.len();
-    let mut f = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, ty, flags];
-    f.extend_from_slice(&(stream & 0x7fff_ffff).to_be_bytes());
-    f.extend_from_slice(payload);
-    f
-}
-
-/// An HPACK integer with an `n`-bit prefix (RFC 7541 §5.1).
-fn hpack_int(out: &mut Vec<u8>, first: u8, n: u32, mut v: usize) {
-    let max = (1usize << n) - 1;
-    if v < max {
-        out.push(first | v as u8);
-        return;
-    }
-    out.push(first | max as u8);
-    v -= max;
-    while v >= 128 {
-        out.push((v % 128) as u8 | 0x80);
-        v /= 128;
-    }
-    out.push(v as u8);
-}
+// h2c (prior knowledge) cases, with common::h2raw
 
 type Field = (&'static [u8], &'static [u8]);
 type Fields = &'static [Field];
-
-/// Literal header fields without indexing, new names, no Huffman (RFC 7541 §6.2.2): the bytes go
-/// on the wire exactly as given, CR, LF, NUL and upper case included.
-fn hpack_block(parts: &[Fields]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for (n, v) in parts.iter().flat_map(|p| p.iter()) {
-        out.push(0x00);
-        hpack_int(&mut out, 0, 7, n.len());
-        out.extend_from_slice(n);
-        hpack_int(&mut out, 0, 7, v.len());
-        out.extend_from_slice(v);
-    }
-    out
-}
 
 enum F {
     /// HEADERS (END_HEADERS set) from the concatenated field lists; the bool is END_STREAM.
@@ -1547,12 +1477,13 @@ enum F {
 }
 
 impl F {
-    fn encode(&self, stream: u32) -> Vec<u8> {
-        let es = |b: bool| if b { END_STREAM } else { 0 };
+    fn encode(&self, out: &mut Vec<u8>, stream: u32) {
         match self {
-            F::H(parts, end) => frame(HEADERS, END_HEADERS | es(*end), stream, &hpack_block(parts)),
-            F::D(data, end) => frame(DATA, es(*end), stream, data),
-            F::Rst(code) => frame(RST_STREAM, 0, stream, &code.to_be_bytes()),
+            // literal fields without indexing (h2raw): the bytes go on the wire exactly as
+            // given, CR, LF, NUL and upper case included
+            F::H(parts, end) => headers(out, stream, &literal_block(&parts.concat()), *end),
+            F::D(payload, end) => data(out, stream, payload, *end),
+            F::Rst(code) => rst_stream(out, stream, *code),
         }
     }
 }
@@ -1582,143 +1513,23 @@ impl H2Out {
     }
 }
 
-/// The digits of a Huffman-coded status (RFC 7541 Appendix B: '0'-'2' have 5-bit codes
-/// 00000-00010, '3'-'9' 6-bit codes 011001-011111).
-fn huffman_digits(v: &[u8]) -> Option<String> {
-    let bits: Vec<u32> = v
-        .iter()
-        .flat_map(|b| (0..8).rev().map(move |i| u32::from((b >> i) & 1)))
-        .collect();
-    let take = |i: usize, n: usize| {
-        bits.get(i..i + n)
-            .map(|s| s.iter().fold(0, |a, b| a << 1 | b))
-    };
-    let (mut i, mut out) = (0, String::new());
-    while out.len() < 3 {
-        let five = take(i, 5)?;
-        if five <= 2 {
-            out.push(char::from(b'0' + five as u8));
-            i += 5;
-            continue;
-        }
-        let six = take(i, 6)?;
-        if !(0x19..=0x1f).contains(&six) {
-            return None;
-        }
-        out.push(char::from(b'3' + (six - 0x19) as u8));
-        i += 6;
-    }
-    Some(out)
-}
-
-/// `:status` from the first field of a response header block (a server sends it first).
-fn hpack_status(payload: &[u8], flags: u8) -> Option<u16> {
-    let mut p = payload;
-    if flags & PADDED != 0 {
-        let pad = usize::from(*p.first()?);
-        p = p.get(1..p.len().checked_sub(pad)?)?;
-    }
-    if flags & PRIORITY != 0 {
-        p = p.get(5..)?;
-    }
-    // dynamic table size updates (001xxxxx) may come first
-    while let Some(&b) = p.first() {
-        if b & 0xe0 != 0x20 {
-            break;
-        }
-        let mut skip = 1;
-        if b & 0x1f == 0x1f {
-            while p.get(skip)? & 0x80 != 0 {
-                skip += 1;
-            }
-            skip += 1;
-        }
-        p = p.get(skip..)?;
-    }
-    let b = *p.first()?;
-    if b & 0x80 != 0 {
-        return match b & 0x7f {
-            8 => Some(200),
-            9 => Some(204),
-            10 => Some(206),
-            11 => Some(304),
-            12 => Some(400),
-            13 => Some(404),
-            14 => Some(500),
-            _ => None,
-        };
-    }
-    let name = if b & 0xc0 == 0x40 {
-        b & 0x3f
-    } else if b & 0xe0 == 0x00 {
-        b & 0x0f
-    } else {
-        return None;
-    };
-    if !(8..=14).contains(&name) {
-        return None;
-    }
-    let lb = *p.get(1)?;
-    let len = usize::from(lb & 0x7f);
-    let v = p.get(2..2 + len)?;
-    let digits = if lb & 0x80 != 0 {
-        huffman_digits(v)?
-    } else {
-        String::from_utf8(v.to_vec()).ok()?
-    };
-    digits.parse().ok()
-}
-
 /// Reads frames until the fate of `stream` is known.
 async fn h2_outcome(s: &mut TcpStream, stream: u32) -> H2Out {
     let deadline = Instant::now() + Duration::from_secs(10);
-    let mut buf: Vec<u8> = Vec::new();
     let mut goaway_seen = false;
-    let mut rd = [0u8; 16 * 1024];
     loop {
-        while buf.len() >= 9 {
-            let len =
-                (usize::from(buf[0]) << 16) | (usize::from(buf[1]) << 8) | usize::from(buf[2]);
-            if buf.len() < 9 + len {
-                break;
-            }
-            let (ty, flags) = (buf[3], buf[4]);
-            let sid = u32::from_be_bytes([buf[5], buf[6], buf[7], buf[8]]) & 0x7fff_ffff;
-            let payload: Vec<u8> = buf[9..9 + len].to_vec();
-            buf.drain(..9 + len);
-            match ty {
-                SETTINGS if flags & ACK == 0 => {
-                    let _ = s.write_all(&frame(SETTINGS, ACK, 0, &[])).await;
-                }
-                PING if flags & ACK == 0 => {
-                    let _ = s.write_all(&frame(PING, ACK, 0, &payload)).await;
-                }
-                HEADERS if sid == stream => return H2Out::Status(hpack_status(&payload, flags)),
-                RST_STREAM if sid == stream && payload.len() >= 4 => {
-                    return H2Out::Reset(u32::from_be_bytes([
-                        payload[0], payload[1], payload[2], payload[3],
-                    ]))
-                }
-                GOAWAY if payload.len() >= 8 => {
-                    let code = u32::from_be_bytes([payload[4], payload[5], payload[6], payload[7]]);
-                    if code != 0 {
-                        return H2Out::GoAway(code);
-                    }
-                    goaway_seen = true;
-                }
-                _ => {}
-            }
-        }
-        match tokio::time::timeout_at(deadline, s.read(&mut rd)).await {
+        let f = match tokio::time::timeout_at(deadline, next_frame(s)).await {
             Err(_) => return H2Out::Timeout,
-            Ok(Ok(0)) | Ok(Err(_)) => {
-                return if goaway_seen {
-                    H2Out::GoAway(0)
-                } else {
-                    H2Out::Closed
-                }
-            }
-            Ok(Ok(n)) => buf.extend_from_slice(&rd[..n]),
+            Ok(None) if goaway_seen => return H2Out::GoAway(0),
+            Ok(None) => return H2Out::Closed,
+            Ok(Some(f)) => f,
+        };
+        match (f.kind, f.error_code()) {
+            (HEADERS, _) if f.stream == stream => return H2Out::Status(f.status()),
+            (RST_STREAM, Some(code)) if f.stream == stream => return H2Out::Reset(code),
+            (GOAWAY, Some(NO_ERROR)) => goaway_seen = true,
+            (GOAWAY, Some(code)) => return H2Out::GoAway(code),
+            _ => {}
         }
     }
 }
@@ -1946,10 +1757,9 @@ async fn run_h2(c: &'static H2Case) -> (Vec<String>, String) {
     let up = RawUp::start().await;
     let gw = Gw::start(&gw_yaml(&up)).await;
     let mut s = TcpStream::connect(gw.addr("plain")).await.unwrap();
-    let mut out = PREFACE.to_vec();
-    out.extend(frame(SETTINGS, 0, 0, &[]));
+    let mut out = client_preface(&[]);
     for f in c.frames {
-        out.extend(f.encode(1));
+        f.encode(&mut out, 1);
     }
     s.write_all(&out).await.unwrap();
     let outcome = h2_outcome(&mut s, 1).await;
@@ -2041,13 +1851,16 @@ fn the_raw_recorder_flags_bad_framing() {
     let mut i = Vec::new();
     hpack_int(&mut i, 0, 7, 300);
     assert_eq!(i, [0x7f, 0xad, 0x01]);
-    assert_eq!(hpack_status(&[0x88], END_HEADERS), Some(200));
-    assert_eq!(
-        hpack_status(&[0x48, 0x82, 0x68, 0x01], END_HEADERS),
-        Some(401)
-    );
-    assert_eq!(
-        hpack_status(&[0x08, 0x03, b'5', b'0', b'1'], END_HEADERS),
-        Some(501)
-    );
+    let status = |block: &[u8]| {
+        Frame {
+            kind: HEADERS,
+            flags: END_HEADERS,
+            stream: 1,
+            payload: block.to_vec(),
+        }
+        .status()
+    };
+    assert_eq!(status(&[0x88]), Some(200));
+    assert_eq!(status(&[0x48, 0x82, 0x68, 0x01]), Some(401));
+    assert_eq!(status(&[0x08, 0x03, b'5', b'0', b'1']), Some(501));
 }

@@ -71,20 +71,7 @@ async fn a_full_disk_fails_the_admin_write_cleanly_and_serving_goes_on() {
     let root = tempfile::tempdir().unwrap();
     let data = root.path().join("data");
     let _fs = Tmpfs::mount(&data, 2048);
-    let gw = Gw::start(&format!(
-        r#"
-listeners: [{{ name: plain, bind: 127.0.0.1:0 }}]
-logging: {{ format: json, audit: off }}
-store: {{ sqlite: "{db}" }}
-upstreams: {{ rec: {{ url: "{url}" }} }}
-authenticators: {{ keys: {{ type: api_key }} }}
-routes:
-  - {{ name: api, match: {{ path_prefix: / }}, upstream: rec, auth: {{ any_of: [keys] }} }}
-"#,
-        db = data.join("keys.db").display(),
-        url = up.url()
-    ))
-    .await;
+    let gw = Gw::start(&gateway_yaml(&data.join("keys.db"), &up)).await;
     let http = plain_client();
     let create = |name: &'static str| {
         let http = http.clone();

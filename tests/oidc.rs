@@ -6,12 +6,11 @@
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
 mod common;
+use common::jwks::JwksServer;
 use common::*;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 
 struct Op {
     child: std::process::Child,
@@ -183,7 +182,7 @@ async fn unknown_kid_floods_refetch_at_most_once_per_cooldown() {
         serde_json::from_str(&mint(&json!({"mode": "keygen", "alg": "ES256", "kid": "good"}))[0])
             .unwrap();
     let server = JwksServer::start(json!({"keys": [key["public"]]}).to_string()).await;
-    let (hits, addr) = (server.hits.clone(), server.addr);
+    let addr = server.addr;
     let up = Upstream::start().await;
     let gw = Gw::start(&format!(
         "listeners: [{{ name: plain, bind: 127.0.0.1:0 }}]\nlogging: {{ audit: off }}\nupstreams: {{ rec: {{ url: \"{}\" }} }}\nauthenticators:\n  j:\n    type: jwt\n    issuer: https://i.test\n    audiences: [a]\n    algorithms: [ES256]\n    jwks_url: http://{addr}/jwks\n    jwks_cooldown: 1h\nroutes:\n  - {{ name: r, match: {{ path_prefix: / }}, upstream: rec, auth: {{ any_of: [j] }} }}\n",
@@ -202,10 +201,10 @@ async fn unknown_kid_floods_refetch_at_most_once_per_cooldown() {
             ok = true;
             break;
         }
-        hits_wait(&hits, 1).await;
+        hits_wait(&server, 1).await;
     }
     assert!(ok, "the JWKS never loaded");
-    let base = hits.load(Ordering::SeqCst);
+    let base = server.hits();
     let mut tasks = Vec::new();
     for i in 0..200 {
         let forged = format!(
@@ -229,70 +228,12 @@ async fn unknown_kid_floods_refetch_at_most_once_per_cooldown() {
     for t in tasks {
         assert_eq!(t.await.unwrap(), 401);
     }
-    let fetched = hits.load(Ordering::SeqCst) - base;
+    let fetched = server.hits() - base;
     assert!(
         fetched <= 1,
         "200 unknown kids caused {fetched} JWKS fetches within one cooldown"
     );
     assert_eq!(up.count(), 1);
-}
-
-/// A JWKS endpoint whose body the test can change, counting its fetches.
-struct JwksServer {
-    addr: std::net::SocketAddr,
-    hits: Arc<AtomicUsize>,
-    body: Arc<std::sync::Mutex<String>>,
-    /// When set, requests are accepted and never answered.
-    hang: Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl JwksServer {
-    async fn start(body: String) -> JwksServer {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let hits = Arc::new(AtomicUsize::new(0));
-        let body = Arc::new(std::sync::Mutex::new(body));
-        let hang = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (h, b, hg) = (hits.clone(), body.clone(), hang.clone());
-        tokio::spawn(async move {
-            loop {
-                let Ok((tcp, _)) = listener.accept().await else {
-                    return;
-                };
-                let (h, b, hg) = (h.clone(), b.clone(), hg.clone());
-                tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(move |_req| {
-                        h.fetch_add(1, Ordering::SeqCst);
-                        let body = b.lock().unwrap().clone();
-                        let hang = hg.load(Ordering::SeqCst);
-                        async move {
-                            if hang {
-                                std::future::pending::<()>().await;
-                            }
-                            Ok::<_, std::convert::Infallible>(hyper::Response::new(
-                                http_body_util::Full::new(bytes::Bytes::from(body)),
-                            ))
-                        }
-                    });
-                    let _ = hyper_util::server::conn::auto::Builder::new(
-                        hyper_util::rt::TokioExecutor::new(),
-                    )
-                    .serve_connection(hyper_util::rt::TokioIo::new(tcp), svc)
-                    .await;
-                });
-            }
-        });
-        JwksServer {
-            addr,
-            hits,
-            body,
-            hang,
-        }
-    }
-
-    fn serve(&self, body: &str) {
-        *self.body.lock().unwrap() = body.to_owned();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -317,7 +258,7 @@ async fn a_jwks_endpoint_serving_garbage_never_breaks_serving() {
     };
     let good = token("good");
     // Garbage: refused as an unverifiable token (401), never a 5xx; readiness says why.
-    hits_wait(&server.hits, 1).await;
+    hits_wait(&server, 1).await;
     assert_eq!(call(&gw, &good).await, 401);
     let r = get_json(&format!("{}/readyz", gw.admin())).await;
     assert_eq!(r["jwks"][0]["state"], "never_loaded", "{r}");
@@ -366,9 +307,9 @@ async fn a_jwks_endpoint_serving_garbage_never_breaks_serving() {
 }
 
 /// Yields until the JWKS server has been hit `n` times (bounded).
-async fn hits_wait(hits: &AtomicUsize, n: usize) {
+async fn hits_wait(server: &JwksServer, n: usize) {
     for _ in 0..1000 {
-        if hits.load(Ordering::SeqCst) >= n {
+        if server.hits() >= n {
             return;
         }
         tokio::task::yield_now().await;
@@ -405,8 +346,8 @@ async fn a_hanging_jwks_endpoint_delays_no_request_for_long() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await; // polling pace
     }
 
-    server.hang.store(true, Ordering::SeqCst);
-    let hits_before = server.hits.load(Ordering::SeqCst);
+    server.hang();
+    let hits_before = server.hits();
     // Past the cooldown, a burst of unknown kids: one fetch, which hangs.
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await; // let the 1 s cooldown pass
     let started = std::time::Instant::now();
@@ -440,7 +381,7 @@ async fn a_hanging_jwks_endpoint_delays_no_request_for_long() {
         waited < std::time::Duration::from_secs(8),
         "unknown kids were held {waited:?} by a hanging JWKS endpoint"
     );
-    let fetches = server.hits.load(Ordering::SeqCst) - hits_before;
+    let fetches = server.hits() - hits_before;
     assert!(
         fetches <= 1,
         "20 unknown kids during one hanging fetch started {fetches} fetches"

@@ -21,6 +21,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
 
+pub mod h2raw;
+pub mod jwks;
+
 // ------------------------------------------------------------------------------------------------
 // PKI
 
@@ -574,15 +577,25 @@ pub async fn curl(args: Vec<String>) -> String {
 }
 
 // ------------------------------------------------------------------------------------------------
-// Independent JOSE libraries (PyJWT, jwcrypto) through tests/interop/mint.py
+// Independent JOSE libraries (PyJWT, jwcrypto, cryptography) through the scripts of tests/interop
 
 /// Runs `tests/interop/mint.py` on a batch of requests; one output line per request.
 /// Panics with a clear message when Python or its packages are missing (.ci/run installs them).
 pub fn mint(reqs: &serde_json::Value) -> Vec<String> {
+    interop("mint.py", reqs)
+}
+
+/// Runs the script `name` of tests/interop (the contract of mint.py: JSON on stdin, one line per
+/// request on stdout) on a batch of requests; one output line per request.
+pub fn interop(name: &str, reqs: &serde_json::Value) -> Vec<String> {
     use std::io::Write;
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/mint.py");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/interop")
+        .join(name);
     let mut child = Command::new("python3")
         .arg(script)
+        // attack_tokens.py imports mint.py: no __pycache__ in the source tree
+        .env("PYTHONDONTWRITEBYTECODE", "1")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -598,7 +611,7 @@ pub fn mint(reqs: &serde_json::Value) -> Vec<String> {
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
-        "mint.py failed (are PyJWT and jwcrypto installed? `pip install -r tests/interop/requirements.txt`):\n{stdout}\n{}",
+        "{name} failed (are PyJWT, jwcrypto and cryptography installed? `pip install -r tests/interop/requirements.txt`):\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
     stdout.lines().map(str::to_owned).collect()
@@ -725,4 +738,28 @@ pub async fn api_key_status(c: &reqwest::Client, gw: &Gw, key: &str) -> u16 {
         .unwrap()
         .status()
         .as_u16()
+}
+
+// ------------------------------------------------------------------------------------------------
+// Byte strings (raw HTTP/1.1)
+
+/// The first position of `needle` in `hay`.
+pub fn find_bytes(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// `hay` with every `from` replaced by `to`, left to right.
+pub fn replace_bytes(hay: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(hay.len());
+    let mut i = 0;
+    while i < hay.len() {
+        if hay[i..].starts_with(from) {
+            out.extend_from_slice(to);
+            i += from.len();
+        } else {
+            out.push(hay[i]);
+            i += 1;
+        }
+    }
+    out
 }

@@ -33,13 +33,12 @@ Modes:
 """
 
 import base64
-import contextlib
 import json
 import sys
 
-
-class UsageError(Exception):
-    pass
+# The request contract, field checks and batch loop are mint.py's (same directory: the script's
+# directory is sys.path[0]).
+from mint import UsageError, _require, main
 
 
 def b64url(data):
@@ -52,22 +51,13 @@ def b64url_decode(text):
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def _field(req, name, typ):
-    if name not in req:
-        raise UsageError("missing field %r" % name)
-    v = req[name]
-    if not isinstance(v, typ):
-        raise UsageError("field %r has the wrong type" % name)
-    return v
-
-
 def mode_keygen_rsa(req):
     from jwcrypto import jwk
 
-    bits = _field(req, "bits", int)
+    bits = _require(req, "bits", int)
     extra = {}
     if req.get("kid") is not None:
-        extra["kid"] = _field(req, "kid", str)
+        extra["kid"] = _require(req, "kid", str)
     k = jwk.JWK.generate(kty="RSA", size=bits, **extra)
     return json.dumps(
         {"private": k.export_private(as_dict=True), "public": k.export_public(as_dict=True)}
@@ -78,7 +68,7 @@ def mode_key_forms(req):
     from cryptography.hazmat.primitives import serialization
     from jwcrypto import jwk
 
-    pub = jwk.JWK(**_field(req, "public", dict)).get_op_key("verify")
+    pub = jwk.JWK(**_require(req, "public", dict)).get_op_key("verify")
     spki_pem = pub.public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
@@ -103,7 +93,7 @@ def mode_selfsigned(req):
     from cryptography.x509.oid import NameOID
     from jwcrypto import jwk
 
-    key = jwk.JWK(**_field(req, "private", dict)).get_op_key("sign")
+    key = jwk.JWK(**_require(req, "private", dict)).get_op_key("sign")
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, req.get("cn") or "attacker")])
     now = datetime.datetime.now(datetime.timezone.utc)
     cert = (
@@ -153,10 +143,10 @@ def _sign(alg, key, data):
 
 
 def mode_sign_raw(req):
-    alg = _field(req, "alg", str)
-    key = _field(req, "key", dict)
-    header = _field(req, "header", str)
-    payload = _field(req, "payload", str)
+    alg = _require(req, "alg", str)
+    key = _require(req, "key", dict)
+    header = _require(req, "header", str)
+    payload = _require(req, "payload", str)
     signing_input = b64url(header) + "." + b64url(payload)
     sig = _sign(alg, key, signing_input.encode("ascii"))
     return signing_input + "." + b64url(sig)
@@ -165,11 +155,11 @@ def mode_sign_raw(req):
 def mode_jwe(req):
     from jwcrypto import jwe, jwk
 
-    pub = jwk.JWK(**_field(req, "public", dict))
-    hdr = {"alg": _field(req, "alg", str), "enc": _field(req, "enc", str)}
+    pub = jwk.JWK(**_require(req, "public", dict))
+    hdr = {"alg": _require(req, "alg", str), "enc": _require(req, "enc", str)}
     if req.get("kid") is not None:
         hdr["kid"] = req["kid"]
-    e = jwe.JWE(_field(req, "plaintext", str).encode("utf-8"), protected=json.dumps(hdr))
+    e = jwe.JWE(_require(req, "plaintext", str).encode("utf-8"), protected=json.dumps(hdr))
     e.add_recipient(pub)
     return e.serialize(compact=True)
 
@@ -183,40 +173,5 @@ MODES = {
 }
 
 
-def run_one(req):
-    if not isinstance(req, dict):
-        raise UsageError("each request must be a JSON object")
-    mode = req.get("mode")
-    if mode not in MODES:
-        raise UsageError("unknown mode %r (use %s)" % (mode, ", ".join(MODES)))
-    with contextlib.redirect_stdout(sys.stderr):
-        line = MODES[mode](req)
-    if "\n" in line:
-        raise RuntimeError("internal error: output contains a newline")
-    return line
-
-
-def error_line(e):
-    return json.dumps({"error": "%s: %s" % (e.__class__.__name__, str(e) or "")})
-
-
-def main():
-    try:
-        req = json.loads(sys.stdin.read())
-    except ValueError as e:
-        sys.stdout.write(error_line(UsageError("stdin is not valid JSON: %s" % e)) + "\n")
-        return 1
-    items = req if isinstance(req, list) else [req]
-    failed = False
-    for item in items:
-        try:
-            sys.stdout.write(run_one(item) + "\n")
-        except Exception as e:  # noqa: BLE001
-            failed = True
-            sys.stdout.write(error_line(e) + "\n")
-    sys.stdout.flush()
-    return 1 if failed else 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(MODES))

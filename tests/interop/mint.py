@@ -289,15 +289,15 @@ def mode_vectors(_req):
 MODES = {"sign": mode_sign, "keygen": mode_keygen, "vectors": mode_vectors}
 
 
-def run_one(req):
+def run_one(req, modes=MODES):
     if not isinstance(req, dict):
         raise UsageError("each request must be a JSON object")
     mode = req.get("mode")
-    if mode not in MODES:
-        raise UsageError("unknown mode %r (use sign, keygen or vectors)" % (mode,))
+    if mode not in modes:
+        raise UsageError("unknown mode %r (use %s)" % (mode, ", ".join(modes)))
     # Anything a library prints goes to stderr: stdout carries one line.
     with contextlib.redirect_stdout(sys.stderr):
-        line = MODES[mode](req)
+        line = modes[mode](req)
     if "\n" in line:
         raise RuntimeError("internal error: output contains a newline")
     return line
@@ -308,9 +308,10 @@ def error_line(e):
     return json.dumps({"error": "%s: %s" % (e.__class__.__name__, msg)})
 
 
-def main():
+def main(modes=MODES):
     """One JSON object in -> one line out. A JSON array in (batch) -> one line per element, in
-    order, each either the result or an {"error": ...} line; exit 1 if any failed."""
+    order, each either the result or an {"error": ...} line; exit 1 if any failed. `modes` maps
+    a request's "mode" to its function (attack_tokens.py passes its own)."""
     try:
         raw = sys.stdin.read()
         try:
@@ -321,13 +322,13 @@ def main():
             failed = False
             for item in req:
                 try:
-                    sys.stdout.write(run_one(item) + "\n")
+                    sys.stdout.write(run_one(item, modes) + "\n")
                 except Exception as e:  # noqa: BLE001
                     failed = True
                     sys.stdout.write(error_line(e) + "\n")
             sys.stdout.flush()
             return 1 if failed else 0
-        line = run_one(req)
+        line = run_one(req, modes)
     except Exception as e:  # noqa: BLE001
         sys.stdout.write(error_line(e) + "\n")
         sys.stdout.flush()
