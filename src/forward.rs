@@ -291,7 +291,7 @@ const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
-const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const X_AUTH_METHOD: HeaderName = HeaderName::from_static("x-auth-method");
 const X_AUTH_SUBJECT: HeaderName = HeaderName::from_static("x-auth-subject");
 const X_AUTH_SCOPES: HeaderName = HeaderName::from_static("x-auth-scopes");
@@ -557,7 +557,13 @@ pub fn downstream_response_headers(h: &mut HeaderMap, switching: bool) {
         for v in h.get_all(header::CONNECTION) {
             if let Ok(s) = v.to_str() {
                 for token in s.split(',') {
-                    if let Ok(n) = HeaderName::from_bytes(token.trim().as_bytes()) {
+                    let t = token.trim();
+                    // `Connection: keep-alive`, the usual value, names a header removed below
+                    // anyway (hop-by-hop): no name to parse.
+                    if t.eq_ignore_ascii_case("keep-alive") {
+                        continue;
+                    }
+                    if let Ok(n) = HeaderName::from_bytes(t.as_bytes()) {
                         drop.push(n);
                     }
                 }

@@ -85,7 +85,10 @@ impl H1Pool {
                 },
             }
         }
-        let mut tx = self.connect().await?;
+        // Boxed: connecting and the handshake are the cold path, and inline they would make
+        // every request's future (moved into the upstream timeout and polled on each wake)
+        // as large as theirs.
+        let mut tx = Box::pin(self.connect()).await?;
         let resp = tx.send_request(req).await?;
         Ok(self.wrap(resp, tx))
     }
