@@ -28,6 +28,9 @@ def medians(path):
             "rps": statistics.median(x["rps"] for x in rs),
             "p99": statistics.median(x.get("p99_ms", 0) for x in rs),
             "rss": max(x.get("rss_peak_mib", 0) for x in rs),
+            # user / kernel split, recorded by peerbench since 2026-11-28
+            "user": statistics.median(x["user_us_per_req"] for x in rs) if all("user_us_per_req" in x for x in rs) else None,
+            "sys": statistics.median(x["sys_us_per_req"] for x in rs) if all("sys_us_per_req" in x for x in rs) else None,
             "n": len(rs),
         }
     return data.get("meta", {}), out
@@ -71,6 +74,13 @@ def main():
         for s in ["jwt-rs256", "jwt-es256"]:
             row = [fmt(get(m2, "portcullis-nocache", s, "cpu")), "-", fmt(get(m2, "haproxy", s, "cpu")), fmt(get(m2, "envoy", s, "cpu"))]
             lines.append(f"| {s} (cache off, pass 2) | " + " | ".join(row) + " |")
+    if any(get(m1, p, s, "user") is not None for p in peers for s in SCEN):
+        lines += ["", "## The same CPU, user + kernel µs per request (median)", "",
+                  "| scenario | " + " | ".join(peers) + " |", "|---|" + "---:|" * len(peers)]
+        for s in SCEN:
+            lines.append(f"| {s} | " + " | ".join(
+                f"{fmt(get(m1, p, s, 'user'))} + {fmt(get(m1, p, s, 'sys'))}" if get(m1, p, s, "user") is not None else "n/a"
+                for p in peers) + " |")
     lines += ["", "## req/s, p99 ms, peak RSS MiB (median)", "",
               "| scenario | peer | req/s | p99 ms | RSS MiB |", "|---|---|---:|---:|---:|"]
     for s in SCEN:
