@@ -2,8 +2,8 @@
 # Instructions per request of the plain proxy path under callgrind (repeatable on a noisy box):
 # nginx answers as the upstream, the release gateway runs under valgrind, wrk warms up, the
 # counters are zeroed, a measured 10 s wrk load runs, and the dump is divided by wrk's request
-# count. Then `python3 selfcost.py $CG_DIR/cg.out.1 N` lists self costs per request and
-# `callees.py` / `callers.py` break one function down.
+# count. Then `cgtool.py self|callees|callers $CG_DIR/cg.out.1 N [FUNCTION]` (beside this script) lists
+# self costs per request or breaks one function down.
 #
 #   benches/load/callgrind/cg.sh          (needs valgrind, nginx, wrk, curl; build --release first)
 set -euo pipefail
