@@ -177,6 +177,20 @@ pub enum BodyFault {
     Client,
 }
 
+impl BodyFault {
+    /// The answer to a request whose body stopped short this way (`limit`: the route's
+    /// `max_body_bytes`).
+    pub fn reject(self, limit: u64) -> crate::error::Reject {
+        use crate::error::Reject;
+        match self {
+            BodyFault::TooLarge => Reject::payload_too_large(limit),
+            BodyFault::Timeout => Reject::body_timeout(),
+            // Bad chunked framing or a reset stream from the client: not the upstream's fault.
+            BodyFault::Client => Reject::body_read_failed(),
+        }
+    }
+}
+
 /// The [`BodyTooLarge`], [`BodyTimeout`] or [`ClientBodyError`] in an error chain, if any.
 pub fn body_fault(e: &(dyn std::error::Error + 'static)) -> Option<BodyFault> {
     let mut cur = Some(e);

@@ -1128,6 +1128,16 @@ pub fn compile(
                 l
             }
         };
+        let credential_params: &[String] = if strip_credentials {
+            auth.credential_sources().1
+        } else {
+            &[]
+        };
+        let strip_params = credential_params
+            .iter()
+            .cloned()
+            .chain(["_method".to_owned()])
+            .collect();
         if let Some(upstream) = upstream {
             routes.push(Route {
                 name: Arc::from(r.name.0.as_str()),
@@ -1138,6 +1148,7 @@ pub fn compile(
                 auth,
                 max_body_bytes: r.max_body_bytes.map_or(limits.max_body_bytes, |n| n.0),
                 case_insensitive: r.matcher.case_insensitive.unwrap_or(false),
+                strip_params,
                 strip_credentials,
                 pre_auth_rate_limit,
             });

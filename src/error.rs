@@ -14,6 +14,9 @@ pub struct Reject {
     /// Stable reason for logs and metrics.
     pub reason: &'static str,
     pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// Close the (HTTP/1) connection after the answer: the request's body may still be arriving
+    /// and nothing after it can be framed reliably.
+    pub close: bool,
 }
 
 impl Reject {
@@ -29,6 +32,7 @@ impl Reject {
             description: description.into(),
             reason,
             headers: Vec::new(),
+            close: false,
         }
     }
 
@@ -94,17 +98,23 @@ impl Reject {
     /// The client stopped sending its request body (`limits.body_timeout`). The connection is
     /// closed after the answer: the rest of the body may still be on its way.
     pub fn body_timeout() -> Reject {
-        Reject::new(
-            StatusCode::REQUEST_TIMEOUT,
-            "request_timeout",
-            "body_timeout",
-            "the request body stopped arriving",
-        )
+        Reject {
+            close: true,
+            ..Reject::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                "body_timeout",
+                "the request body stopped arriving",
+            )
+        }
     }
 
     /// The client's request body broke off or was malformed (bad chunk sizes). The connection is
     /// closed after the answer: its framing can no longer be trusted.
     pub fn body_read_failed() -> Reject {
-        Reject::bad_request("body_read_failed", "the request body could not be read")
+        Reject {
+            close: true,
+            ..Reject::bad_request("body_read_failed", "the request body could not be read")
+        }
     }
 }

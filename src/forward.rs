@@ -411,10 +411,10 @@ pub fn sanitize_trailers(h: &mut HeaderMap) {
     let drop: Vec<HeaderName> = h
         .keys()
         .filter(|n| {
-            let c = canon(n.as_str());
+            // `classify` as for an untrusted peer also drops the proxy-only names.
             matches!(classify(n.as_str(), false, true), Fate::Drop)
                 || matches!(
-                    c.as_ref(),
+                    canon(n.as_str()).as_ref(),
                     "host"
                         | "content-length"
                         | "content-encoding"
@@ -434,8 +434,6 @@ pub fn sanitize_trailers(h: &mut HeaderMap) {
                         | "pragma"
                         | "www-authenticate"
                 )
-                || is_proxy_only(c.as_ref())
-                || c.starts_with(':')
         })
         .cloned()
         .collect();
@@ -474,48 +472,46 @@ fn strip_cookies(h: &mut HeaderMap, names: &[String]) {
     }
 }
 
-/// The query without the parameters named in `names`.
 /// Whether a raw query parameter name is `name` once percent-decoded, as the upstream's
 /// framework will read it: `access%5Ftoken` is `access_token` (docs/attack-cases.md JWT-21(d)).
 pub fn query_name_is(raw: &str, name: &str) -> bool {
     if !raw.contains('%') {
         return raw == name;
     }
-    let b = raw.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
+    // Decode on the fly and compare byte by byte; an invalid escape stands for itself.
+    let (b, mut want) = (raw.as_bytes(), name.bytes());
+    let hex = |x: Option<&u8>| x.and_then(|&x| (x as char).to_digit(16));
     let mut i = 0;
     while i < b.len() {
-        let hex = |x: u8| (x as char).to_digit(16);
-        match (
-            b[i],
-            b.get(i + 1).copied().and_then(hex),
-            b.get(i + 2).copied().and_then(hex),
-        ) {
+        let c = match (b[i], hex(b.get(i + 1)), hex(b.get(i + 2))) {
             (b'%', Some(h), Some(l)) => {
-                out.push((h * 16 + l) as u8);
                 i += 3;
+                (h * 16 + l) as u8
             }
             (c, _, _) => {
-                out.push(c);
                 i += 1;
+                c
             }
+        };
+        if want.next() != Some(c) {
+            return false;
         }
     }
-    out == name.as_bytes()
+    want.next().is_none()
 }
 
+/// The query without the parameters named in `names` (compared percent-decoded); the query as
+/// it was, without a new allocation, when none of them is there.
 pub fn strip_params(query: Option<String>, names: &[String]) -> Option<String> {
     let q = query?;
-    if names.is_empty() {
+    let named = |p: &str| {
+        let k = p.split_once('=').map_or(p, |(k, _)| k);
+        names.iter().any(|n| query_name_is(k, n))
+    };
+    if !q.split('&').any(named) {
         return Some(q);
     }
-    let kept: Vec<&str> = q
-        .split('&')
-        .filter(|p| {
-            let k = p.split_once('=').map_or(*p, |(k, _)| k);
-            !names.iter().any(|n| query_name_is(k, n))
-        })
-        .collect();
+    let kept: Vec<&str> = q.split('&').filter(|p| !named(p)).collect();
     (!kept.is_empty()).then(|| kept.join("&"))
 }
 

@@ -12,7 +12,7 @@ pub type Spot = (usize, usize);
 
 #[derive(Default)]
 pub struct Locator {
-    spots: HashMap<String, (usize, usize)>,
+    spots: HashMap<String, Spot>,
     /// Mapping keys given twice in one mapping: (path, where, where first). serde fills maps
     /// (`upstreams`, `authenticators`) with the last one silently, so a copy-pasted block would
     /// quietly replace another.
@@ -24,7 +24,7 @@ enum Frame {
         path: String,
         key: Option<String>,
         /// This mapping's keys so far, with where each sits.
-        seen: HashMap<String, (usize, usize)>,
+        seen: HashMap<String, Spot>,
     },
     Seq {
         path: String,
@@ -43,19 +43,18 @@ impl Locator {
             let Ok((ev, span)) = ev else { break };
             let at = (span.start.line(), span.start.col() + 1);
             // Where a new node sits: Some(path) when it is a value, None when it is a mapping key.
-            let node_path =
-                |stack: &mut Vec<Frame>, spots: &mut HashMap<String, (usize, usize)>| match stack
-                    .last_mut()
-                {
-                    None => Some(String::new()),
-                    Some(Frame::Map { path, key, .. }) => key.take().map(|k| join(path, &k)),
-                    Some(Frame::Seq { path, index }) => {
-                        let p = format!("{path}[{index}]");
-                        *index += 1;
-                        spots.entry(p.clone()).or_insert(at);
-                        Some(p)
-                    }
-                };
+            let node_path = |stack: &mut Vec<Frame>, spots: &mut HashMap<String, Spot>| match stack
+                .last_mut()
+            {
+                None => Some(String::new()),
+                Some(Frame::Map { path, key, .. }) => key.take().map(|k| join(path, &k)),
+                Some(Frame::Seq { path, index }) => {
+                    let p = format!("{path}[{index}]");
+                    *index += 1;
+                    spots.entry(p.clone()).or_insert(at);
+                    Some(p)
+                }
+            };
             match ev {
                 Event::Scalar(value, ..) if node_path(&mut stack, &mut spots).is_none() => {
                     // A mapping key: remember where it is and that the next node is its value.
@@ -96,7 +95,7 @@ impl Locator {
     }
 
     /// The deepest field path that starts at `at` (line, column), if any.
-    pub fn path_at(&self, at: (usize, usize)) -> Option<&str> {
+    pub fn path_at(&self, at: Spot) -> Option<&str> {
         self.spots
             .iter()
             .filter(|(_, spot)| **spot == at)
@@ -105,7 +104,7 @@ impl Locator {
     }
 
     /// Line (1-based) and column (1-based) of `path`, or of its nearest located parent.
-    pub fn find(&self, path: &str) -> Option<(usize, usize)> {
+    pub fn find(&self, path: &str) -> Option<Spot> {
         let mut p = path;
         loop {
             if let Some(at) = self.spots.get(p) {

@@ -25,7 +25,7 @@ pub enum PathError {
     InvalidUtf8,
     #[error("the path contains a character that normalizes to a dot, slash or percent sign")]
     Confusable,
-    #[error("the path contains a double-encoded dot, slash, backslash or NUL")]
+    #[error("the path contains a double-encoded dot, slash, backslash, NUL or percent sign")]
     DoubleEncoded,
     #[error("the path contains a dot segment with parameters")]
     DotSegmentParam,
@@ -85,10 +85,9 @@ fn already_normal(path: &[u8]) -> bool {
 fn double_encoded(segment: &str) -> bool {
     segment.match_indices("%25").any(|(i, _)| {
         segment.get(i + 3..i + 5).is_some_and(|h| {
-            matches!(
-                h.to_ascii_lowercase().as_str(),
-                "2e" | "2f" | "5c" | "00" | "25"
-            )
+            ["2e", "2f", "5c", "00", "25"]
+                .iter()
+                .any(|x| h.eq_ignore_ascii_case(x))
         })
     })
 }

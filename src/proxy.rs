@@ -3,7 +3,7 @@
 
 use crate::audit::{rfc3339_now, AuditRecord};
 use crate::auth::{self, AuthRequest, Identity};
-use crate::body::{body_fault, BodyFault, GwBody, LimitedBody};
+use crate::body::{body_fault, GwBody, LimitedBody};
 use crate::config::{canonical_ip, Snapshot};
 use crate::error::Reject;
 use crate::forward::{self, ForwardCtx, Transport, UpstreamKind};
@@ -17,26 +17,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-/// The metrics label for an identity no named authenticator proved: API keys (one key table
-/// serves every `api_key` authenticator) and `auth: none`.
-fn method_label(m: auth::AuthMethod) -> &'static Arc<str> {
-    static LABELS: std::sync::OnceLock<[Arc<str>; 4]> = std::sync::OnceLock::new();
-    let l = LABELS.get_or_init(|| {
-        [
-            auth::AuthMethod::None,
-            auth::AuthMethod::ApiKey,
-            auth::AuthMethod::Jwt,
-            auth::AuthMethod::Mtls,
-        ]
-        .map(|m| Arc::from(m.as_str()))
-    });
-    &l[m as usize]
-}
-
 /// The longest request target (path and query) the gateway reads.
 pub const MAX_URI_BYTES: usize = 8192;
-
-static METHOD_OVERRIDE_PARAMS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
 
 /// What the request path learned, for the access and audit lines.
 #[derive(Default)]
@@ -61,17 +43,16 @@ pub async fn handle(
     let version = req.version();
     let mut out = Outcome::default();
     let result = route_and_forward(&snap, &conn, req, &request_id, client_ip, &mut out).await;
-    let (mut resp, reason) = match result {
-        Ok(r) => (r, None),
+    let (mut resp, reason, close) = match result {
+        Ok(r) => (r, None, false),
         Err(rej) => {
-            let reason = rej.reason;
-            (reject_response(rej, &request_id), Some(reason))
+            let (reason, close) = (rej.reason, rej.close);
+            (reject_response(rej, &request_id), Some(reason), close)
         }
     };
     let h = resp.headers_mut();
     h.insert(forward::X_REQUEST_ID, request_id.clone());
-    if matches!(reason, Some("body_timeout" | "body_read_failed")) && version < Version::HTTP_2 {
-        // The rest of the body may still arrive: nothing after it could be framed reliably.
+    if close && version < Version::HTTP_2 {
         h.insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     for (k, v) in out.response_headers {
@@ -103,10 +84,7 @@ pub async fn handle(
         // over the limit, an upstream failure): those are not auth decisions.
         match (id, reason) {
             (Some(i), reason) => {
-                let authn = i
-                    .authenticator
-                    .as_ref()
-                    .unwrap_or_else(|| method_label(i.method));
+                let authn = i.authenticator.as_ref().unwrap_or_else(|| i.method.label());
                 gw.metrics.decision(Some(authn), true, "ok");
                 if let Some(r) = reason.filter(|r| r.starts_with("upstream_")) {
                     gw.metrics.upstream_error(route, r);
@@ -253,11 +231,9 @@ fn simple_host(v: &[u8]) -> Option<&str> {
         && host
             .iter()
             .all(|&b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-');
-    // a port, when there is a colon: 1-5 digits that fit a u16
+    // a port, when there is a colon: digits (`parse` alone would take a `+`) that fit a u16
     let port_ok = port.is_none_or(|p| {
-        !p.is_empty()
-            && p.len() <= 5
-            && p.iter().all(u8::is_ascii_digit)
+        p.iter().all(u8::is_ascii_digit)
             && std::str::from_utf8(p).is_ok_and(|p| p.parse::<u16>().is_ok())
     });
     (host_ok && port_ok)
@@ -312,7 +288,7 @@ async fn route_and_forward(
     let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
 
     let peer_ip = canonical_ip(conn.peer.ip());
-    let (credential_cookies, credential_params) = route.auth.credential_sources();
+    let credential_cookies = route.auth.credential_sources().0;
     let ctx = ForwardCtx {
         peer_ip,
         peer_value: &conn.peer_value,
@@ -331,20 +307,7 @@ async fn route_and_forward(
     let client_version = req.version();
     let (mut parts, body) = req.into_parts();
     forward::upstream_request_headers(&mut parts.headers, &ctx);
-    if route.strip_credentials {
-        query = forward::strip_params(query, credential_params);
-    }
-    // `?_method=DELETE` is the query form of the method-override headers dropped above (Rails,
-    // Laravel, Express method-override): removed the same way (docs/attack-cases.md HDR-18).
-    if query
-        .as_deref()
-        .is_some_and(|q| q.contains("method") || q.contains('%'))
-    {
-        query = forward::strip_params(
-            query,
-            METHOD_OVERRIDE_PARAMS.get_or_init(|| vec!["_method".to_owned()]),
-        );
-    }
+    query = forward::strip_params(query, &route.strip_params);
     if let Some(h) = &host {
         // Keep the client's Host for name-based upstreams; an h2 request carried it as :authority.
         if !parts.headers.contains_key(header::HOST) {
@@ -365,10 +328,8 @@ async fn route_and_forward(
                 LimitedBody::new(body, limit, body_timeout),
             )
             .await
-            .map_err(|e| match body_fault(e.as_ref()) {
-                Some(BodyFault::TooLarge) => Reject::payload_too_large(limit),
-                Some(BodyFault::Timeout) => Reject::body_timeout(),
-                Some(BodyFault::Client) | None => Reject::body_read_failed(),
+            .map_err(|e| {
+                body_fault(e.as_ref()).map_or_else(Reject::body_read_failed, |f| f.reject(limit))
             });
         }
         UpstreamKind::Http(up) => up,
@@ -421,12 +382,7 @@ async fn route_and_forward(
     let resp = match resp {
         Ok(r) => r,
         Err(None) => return Err(Reject::gateway_timeout()),
-        Err(Some((Some(BodyFault::TooLarge), _, _))) => {
-            return Err(Reject::payload_too_large(limit))
-        }
-        Err(Some((Some(BodyFault::Timeout), _, _))) => return Err(Reject::body_timeout()),
-        // Bad chunked framing or a reset stream from the client: a 400, not the upstream's fault.
-        Err(Some((Some(BodyFault::Client), _, _))) => return Err(Reject::body_read_failed()),
+        Err(Some((Some(fault), _, _))) => return Err(fault.reject(limit)),
         Err(Some((None, connect, error))) => {
             tracing::warn!(route = %route.name, upstream = %route.upstream.name, %error, "upstream request failed");
             return Err(Reject::bad_gateway(if connect {

@@ -129,6 +129,10 @@ pub struct Route {
     /// Remove the consumed credential before forwarding: a chain with authenticators ran and the
     /// route does not say `forward_credentials: true`. Decided once, at compile time.
     pub strip_credentials: bool,
+    /// Query parameters removed before forwarding: the chain's `query:` token sources when
+    /// `strip_credentials`, and always `_method`, the query form of the method-override headers
+    /// (Rails, Laravel, Express method-override; docs/attack-cases.md HDR-18).
+    pub strip_params: Vec<String>,
     /// Applied per client address before any signature check.
     pub pre_auth_rate_limit: Option<Arc<crate::auth::rate_limit::RateLimit>>,
 }

@@ -100,7 +100,6 @@ impl Gateway {
         // Loaded is what readiness needs: once the keys are in memory a replica serves them
         // even while the store is down (failing readiness then would take every replica out of
         // the load balancer at once). The store's state is reported beside it.
-        let store = keys;
         let store_up = self.store_up();
         let mut jwks = Vec::new();
         for j in &snap.jwts {
@@ -112,10 +111,10 @@ impl Gateway {
                 jwks.push(serde_json::json!({"authenticator": &*j.name, "source": source, "state": r.state()}));
             }
         }
-        let ready = store;
+        let ready = keys;
         (
             ready,
-            serde_json::json!({"ready": ready, "config": true, "store": store, "store_backend": self.store_backend(), "store_up": store_up, "redis_up": snap.shared_limits.as_ref().map(|l| l.is_up()), "keys": keys, "jwks": jwks}),
+            serde_json::json!({"ready": ready, "config": true, "store": keys, "store_backend": self.store_backend(), "store_up": store_up, "redis_up": snap.shared_limits.as_ref().map(|l| l.is_up()), "keys": keys, "jwks": jwks}),
         )
     }
 

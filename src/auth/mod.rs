@@ -32,6 +32,23 @@ pub enum AuthMethod {
 }
 
 impl AuthMethod {
+    /// [`AuthMethod::as_str`] as a shared metrics label: the authenticator label of identities
+    /// no named authenticator proved (API keys, whose one key table serves every `api_key`
+    /// authenticator, and `auth: none`).
+    pub fn label(self) -> &'static Arc<str> {
+        use std::sync::LazyLock;
+        static NONE: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("none"));
+        static API_KEY: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("api_key"));
+        static JWT: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("jwt"));
+        static MTLS: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("mtls"));
+        match self {
+            AuthMethod::None => &NONE,
+            AuthMethod::ApiKey => &API_KEY,
+            AuthMethod::Jwt => &JWT,
+            AuthMethod::Mtls => &MTLS,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             AuthMethod::None => "none",
