@@ -107,6 +107,7 @@ pub struct RawRateLimit {
     pub rate: Rate,
     pub burst: Option<Num>,
     pub key: Option<S>,
+    pub max_clients: Option<Num>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -900,6 +901,14 @@ pub fn compile(
                 continue;
             }
         };
+        let max_clients = match r.max_clients {
+            None => crate::auth::rate_limit::DEFAULT_MAX_CLIENTS,
+            Some(Num(0)) => {
+                issues.add(format!("{p}.max_clients"), "must be at least 1");
+                continue;
+            }
+            Some(Num(n)) => usize::try_from(n).unwrap_or(usize::MAX),
+        };
         let spec = LimitSpec {
             count: r.rate.count,
             per: r.rate.per,
@@ -908,12 +917,12 @@ pub fn compile(
         // A reload keeps the buckets of a quota that did not change.
         let reuse = prev
             .and_then(|s| s.rate_limits.get(name))
-            .filter(|old| old.spec == spec && old.key == key);
+            .filter(|old| old.spec == spec && old.key == key && old.max_clients == max_clients);
         match reuse {
             Some(old) => {
                 rate_limits.insert(name.clone(), old.clone());
             }
-            None => match RateLimit::new(name, spec, key) {
+            None => match RateLimit::bounded(name, spec, key, max_clients) {
                 Ok(l) => {
                     rate_limits.insert(name.clone(), Arc::new(l));
                 }

@@ -170,7 +170,8 @@ async fn rate_limits_answer_429_with_headers_and_isolate_identities() {
     assert_eq!(get(&gw, "/shield", Some(&alice)).await.status(), 429);
 
     // header key: anonymous route, limited per X-Tenant value
-    let tenant = |t: &'static str| {
+    let tenant = |t: &str| {
+        let t = t.to_owned();
         let url = format!("{}/tenant", gw.http("plain"));
         async move {
             plain_client()
@@ -186,6 +187,12 @@ async fn rate_limits_answer_429_with_headers_and_isolate_identities() {
     assert_eq!(tenant("a").await, 200);
     assert_eq!(tenant("a").await, 429);
     assert_eq!(tenant("b").await, 200);
+    // long values are keyed by digest: still one bucket per value, however long
+    let long_a = format!("{}a", "t".repeat(300));
+    let long_b = format!("{}b", "t".repeat(300));
+    assert_eq!(tenant(&long_a).await, 200);
+    assert_eq!(tenant(&long_a).await, 429);
+    assert_eq!(tenant(&long_b).await, 200);
 }
 
 #[tokio::test]

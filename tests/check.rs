@@ -67,6 +67,10 @@ fn broken_configs_name_file_line_and_field() {
             "FILE:11:5: routes[1].name: duplicate route name `r`",
         ),
         (
+            format!("{HEAD}{ROUTE}rate_limits:\n  std: {{ rate: 10/s, max_clients: 0 }}\n"),
+            "FILE:12:22: rate_limits.std.max_clients: must be at least 1",
+        ),
+        (
             format!("{HEAD}routes:\n  - name: r\n    match: {{ path_prefix: /a/../b }}\n    upstream: echo\n"),
             "routes[0]: missing field `auth`",
         ),

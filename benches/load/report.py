@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""BENCHMARKS.md and a PNG chart from peerbench's raw JSON (one or two passes).
+"""BENCHMARKS.md and a PNG chart from peerbench's raw JSON (one to three passes).
 
 Medians over rounds of proxy CPU microseconds per request (the stable figure on a noisy box),
 req/s, p99 and peak RSS; ratios against nginx, HAProxy and Envoy of the same pass; and the SPEC
@@ -44,11 +44,13 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("pass1")
     ap.add_argument("pass2", nargs="?")
+    ap.add_argument("--pass3", help="nginx against Portcullis with 1 000 000 API keys loaded")
     ap.add_argument("--md", required=True)
     ap.add_argument("--png")
     a = ap.parse_args()
     meta, m1 = medians(a.pass1)
     m2 = medians(a.pass2)[1] if a.pass2 else {}
+    m3 = medians(a.pass3)[1] if a.pass3 else {}
     peers = ["portcullis", "nginx", "haproxy", "envoy"]
     get = lambda m, p, s, k: m.get((p, s), {}).get(k)
     lines = ["# Benchmarks", "",
@@ -64,6 +66,7 @@ def main():
              "Crypto floor on the proxy core (`openssl speed`): " + ", ".join(
                  f"{k} {v:.1f}" for k, v in (meta.get("crypto_floor") or {}).items()) + ".", "",
              f"Raw results: `{os.path.relpath(a.pass1)}`" + (f"; pass 2 (cache off): `{os.path.relpath(a.pass2)}`" if a.pass2 else "")
+             + (f"; pass 3 (1 000 000 keys): `{os.path.relpath(a.pass3)}`" if a.pass3 else "")
              + " (under target/, not committed).", "",
              "![proxy CPU µs per request](docs/bench.png)", "",
              "## CPU µs per request (median)", "",
@@ -74,6 +77,10 @@ def main():
         for s in ["jwt-rs256", "jwt-es256"]:
             row = [fmt(get(m2, "portcullis-nocache", s, "cpu")), "-", fmt(get(m2, "haproxy", s, "cpu")), fmt(get(m2, "envoy", s, "cpu"))]
             lines.append(f"| {s} (cache off, pass 2) | " + " | ".join(row) + " |")
+    if m3:
+        lines.append("| plain (pass 3) | - | " + fmt(get(m3, "nginx", "plain", "cpu")) + " | - | - |")
+        lines.append("| apikey, 1 000 000 keys (pass 3) | " + fmt(get(m3, "portcullis-1m", "apikey", "cpu"))
+                     + " | " + fmt(get(m3, "nginx", "apikey", "cpu")) + " (1 000 keys) | - | - |")
     if any(get(m1, p, s, "user") is not None for p in peers for s in SCEN):
         lines += ["", "## The same CPU, user + kernel µs per request (median)", "",
                   "| scenario | " + " | ".join(peers) + " |", "|---|" + "---:|" * len(peers)]
@@ -88,6 +95,10 @@ def main():
             if (p, s) in m1:
                 c = m1[(p, s)]
                 lines.append(f"| {s} | {p} | {c['rps']:.0f} | {c['p99']:.2f} | {c['rss']:.1f} |")
+    for p in ["portcullis-1m", "nginx"]:
+        if (p, "apikey") in m3:
+            c = m3[(p, "apikey")]
+            lines.append(f"| apikey (pass 3) | {p} | {c['rps']:.0f} | {c['p99']:.2f} | {c['rss']:.1f} |")
     # targets
     t = []
     def check(name, val, limit):
@@ -107,6 +118,13 @@ def main():
         for s in ["jwt-rs256", "jwt-es256"]:
             hp = get(m2, "haproxy", s, "cpu")
             check(f"{s} cache off CPU vs 0.9 x HAProxy", get(m2, "portcullis-nocache", s, "cpu"), hp and 0.9 * hp)
+    if m3:
+        check("apikey (1 000 000 keys) CPU vs nginx plain (pass 3)", get(m3, "portcullis-1m", "apikey", "cpu"),
+              get(m3, "nginx", "plain", "cpu"))
+        check("apikey (1 000 000 keys) p99 vs nginx apikey p99 (pass 3)", get(m3, "portcullis-1m", "apikey", "p99"),
+              get(m3, "nginx", "apikey", "p99"))
+        check("apikey (1 000 000 keys) peak RSS MiB under load vs 400", get(m3, "portcullis-1m", "apikey", "rss"), 400.0)
+    check("plain peak RSS MiB under load vs 20 (idle is below it)", get(m1, "portcullis", "plain", "rss"), 20.0)
     for s in SCEN:
         ev = get(m1, "envoy", s, "cpu")
         check(f"{s} CPU vs 0.5 x Envoy", pc(s), ev and 0.5 * ev)

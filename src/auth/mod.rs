@@ -202,11 +202,28 @@ fn note(trace: &mut Trace<'_>, line: impl FnOnce() -> String) {
 }
 
 /// The key a rate limit counts under for this request.
+/// Header values longer than this are keyed by digest (see [`limit_key`]).
+const MAX_RAW_LIMIT_KEY: usize = 64;
+
 pub fn limit_key(limit: &RateLimit, identity: &Identity, req: &AuthRequest<'_>) -> String {
     match &limit.key {
         LimitKey::Identity => identity.rate_key(req.client_ip),
         LimitKey::Ip => format!("ip|{}", req.client_ip),
         LimitKey::Header(h) => match req.headers.get(h) {
+            // The value is the client's to choose: a long one is keyed by its digest, so a
+            // tracked client costs the same whatever it sends (128 bits: a collision would take
+            // 2^64 tries, and choosing a header value to share someone's bucket needs none).
+            Some(v) if v.len() > MAX_RAW_LIMIT_KEY => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, v.as_bytes());
+                let mut k = String::with_capacity(2 + 32);
+                k.push_str("h#");
+                for b in &d.as_ref()[..16] {
+                    k.push(char::from(HEX[usize::from(b >> 4)]));
+                    k.push(char::from(HEX[usize::from(b & 15)]));
+                }
+                k
+            }
             Some(v) => format!("h|{}", String::from_utf8_lossy(v.as_bytes())),
             None => format!("ip|{}", req.client_ip),
         },

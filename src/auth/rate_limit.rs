@@ -1,17 +1,26 @@
 //! Rate limits (governor's GCRA, keyed in a DashMap): `rate` and `burst` per key, where the key
 //! is the identity, the client address or a header. Answers carry the IETF `RateLimit-Policy` /
 //! `RateLimit` headers; a refusal is 429 with `Retry-After`. Idle keys are swept, so memory is
-//! bounded by the clients seen within about one refill period.
+//! bounded by the clients seen within about one refill period, and never more than `max_clients`
+//! of them are tracked at once (see [`Bounded`]).
 
 use crate::error::Reject;
 use governor::clock::{Clock, DefaultClock};
-use governor::middleware::StateInformationMiddleware;
-use governor::state::keyed::DashMapStateStore;
+use governor::middleware::{NoOpMiddleware, StateInformationMiddleware};
+use governor::nanos::Nanos;
+use governor::state::keyed::{DashMapStateStore, ShrinkableKeyedStateStore};
+use governor::state::{NotKeyed, StateStore};
 use governor::{Quota, RateLimiter};
 use http::{HeaderName, HeaderValue, StatusCode};
 use std::num::NonZeroU32;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Clients one limit tracks at once unless its `max_clients` says otherwise. An IP-keyed entry
+/// costs about 100 bytes (`benches/limiter_memory.rs` measures it), so this caps one limit near
+/// 100 MiB however many distinct clients arrive.
+pub const DEFAULT_MAX_CLIENTS: usize = 1_000_000;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum LimitKey {
@@ -44,7 +53,106 @@ pub struct LimitSpec {
     pub burst: u32,
 }
 
-type Limiter<C> = RateLimiter<String, DashMapStateStore<String>, C, StateInformationMiddleware>;
+type Limiter<C> = RateLimiter<String, Bounded, C, StateInformationMiddleware>;
+
+/// governor's DashMap state with a ceiling on the clients it tracks.
+///
+/// The periodic sweep drops clients whose bucket is full again, which bounds memory by the
+/// clients seen within one refill window. A long window (`rate: 1000/h`) or a flood of distinct
+/// keys (`key: header:NAME` values are the client's to choose) can still fill it faster; past
+/// `max` entries an arbitrary sixteenth is forgotten (their buckets start full again), as nginx's
+/// `limit_req` evicts its oldest entries when its zone is full, and a warning says so. Refusing
+/// new clients instead would let such a flood lock every new client out.
+pub struct Bounded {
+    map: DashMapStateStore<String>,
+    max: usize,
+    /// Entries as of the last count plus those added since (an exact `len()` read-locks every
+    /// shard; a new client only bumps this).
+    approx: AtomicUsize,
+    /// Held while evicting; the time of the last warning.
+    evicting: Mutex<Option<Instant>>,
+    name: Arc<str>,
+}
+
+impl Bounded {
+    fn new(name: Arc<str>, max: usize) -> Bounded {
+        Bounded {
+            map: DashMapStateStore::default(),
+            max: max.max(1),
+            approx: AtomicUsize::new(0),
+            evicting: Mutex::new(None),
+            name,
+        }
+    }
+
+    fn make_room(&self) {
+        // Another thread is already evicting: go on (the overshoot is bounded by the threads).
+        let Ok(mut warned) = self.evicting.try_lock() else {
+            return;
+        };
+        // The counts below include the entry the caller is about to add.
+        let len = self.map.len();
+        if len < self.max {
+            self.approx.store(len + 1, Ordering::Relaxed);
+            return;
+        }
+        let mut n = self.max / 16 + 1;
+        self.map.retain(|_, _| {
+            if n > 0 {
+                n -= 1;
+                false
+            } else {
+                true
+            }
+        });
+        self.approx.store(self.map.len() + 1, Ordering::Relaxed);
+        if warned.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
+            *warned = Some(Instant::now());
+            tracing::warn!(
+                rate_limit = %self.name,
+                max_clients = self.max,
+                "rate limit tracks max_clients clients; forgetting some (their buckets start full again)"
+            );
+        }
+    }
+}
+
+impl StateStore for Bounded {
+    type Key = String;
+
+    fn measure_and_replace<T, F, E>(&self, key: &String, f: F) -> Result<T, E>
+    where
+        F: Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
+    {
+        if let Some(state) = self.map.get(key) {
+            return state.measure_and_replace(&NotKeyed::NonKey, f);
+        }
+        if self.approx.fetch_add(1, Ordering::Relaxed) >= self.max {
+            self.make_room();
+        }
+        let state = self.map.entry(key.clone()).or_default();
+        state.measure_and_replace(&NotKeyed::NonKey, f)
+    }
+}
+
+impl ShrinkableKeyedStateStore<String> for Bounded {
+    fn retain_recent(&self, drop_below: Nanos) {
+        ShrinkableKeyedStateStore::retain_recent(&self.map, drop_below);
+        self.approx.store(self.map.len(), Ordering::Relaxed);
+    }
+
+    fn shrink_to_fit(&self) {
+        self.map.shrink_to_fit();
+    }
+
+    fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
 
 pub struct RateLimit<C: Clock = DefaultClock> {
     pub name: Arc<str>,
@@ -52,6 +160,8 @@ pub struct RateLimit<C: Clock = DefaultClock> {
     pub key: LimitKey,
     /// Time for one unit to come back (`per / count`), computed once.
     pub interval: Duration,
+    /// Most clients tracked at once ([`Bounded`]).
+    pub max_clients: usize,
     limiter: Limiter<C>,
     clock: C,
     policy: HeaderValue,
@@ -79,6 +189,16 @@ impl RateLimit<DefaultClock> {
     pub fn new(name: &str, spec: LimitSpec, key: LimitKey) -> Result<Self, String> {
         Self::with_clock(name, spec, key, DefaultClock::default())
     }
+
+    /// A limit that tracks at most `max_clients` clients at once (the config's `max_clients`).
+    pub fn bounded(
+        name: &str,
+        spec: LimitSpec,
+        key: LimitKey,
+        max_clients: usize,
+    ) -> Result<Self, String> {
+        Self::with_clock_bounded(name, spec, key, DefaultClock::default(), max_clients)
+    }
 }
 
 impl<C: Clock + Clone> RateLimit<C> {
@@ -87,6 +207,16 @@ impl<C: Clock + Clone> RateLimit<C> {
         spec: LimitSpec,
         key: LimitKey,
         clock: C,
+    ) -> Result<Self, String> {
+        Self::with_clock_bounded(name, spec, key, clock, DEFAULT_MAX_CLIENTS)
+    }
+
+    pub fn with_clock_bounded(
+        name: &str,
+        spec: LimitSpec,
+        key: LimitKey,
+        clock: C,
+        max_clients: usize,
     ) -> Result<Self, String> {
         let burst = NonZeroU32::new(spec.burst).ok_or("burst must be at least 1")?;
         let interval = spec.per / spec.count.max(1);
@@ -102,8 +232,13 @@ impl<C: Clock + Clone> RateLimit<C> {
         let quota = Quota::with_period(interval)
             .ok_or("the rate is too high to measure")?
             .allow_burst(burst);
-        let limiter = RateLimiter::dashmap_with_clock(quota, clock.clone())
-            .with_middleware::<StateInformationMiddleware>();
+        let max_clients = max_clients.max(1);
+        let limiter = RateLimiter::<_, _, _, NoOpMiddleware<C::Instant>>::new(
+            quota,
+            Bounded::new(Arc::from(name), max_clients),
+            clock.clone(),
+        )
+        .with_middleware::<StateInformationMiddleware>();
         let quoted = format!("\"{}\"", name.replace(['"', '\\'], ""));
         let policy = format!("{quoted};q={};w={}", spec.count, spec.per.as_secs().max(1));
         Ok(RateLimit {
@@ -111,6 +246,7 @@ impl<C: Clock + Clone> RateLimit<C> {
             spec,
             key,
             interval,
+            max_clients,
             limiter,
             clock,
             policy: HeaderValue::from_str(&policy).map_err(|e| e.to_string())?,
@@ -236,6 +372,34 @@ mod tests {
         clock.advance(Duration::from_secs(2));
         l.sweep();
         assert_eq!(l.keys(), 0);
+    }
+
+    #[test]
+    fn max_clients_caps_tracked_clients() {
+        let clock = FakeRelativeClock::default();
+        let spec = LimitSpec {
+            count: 1,
+            per: Duration::from_secs(3600),
+            burst: 1,
+        };
+        let l = RateLimit::with_clock_bounded("s", spec, LimitKey::Ip, clock, 160).unwrap();
+        assert!(l.check("abuser").is_ok());
+        assert!(l.check("abuser").is_err());
+        // under the ceiling nobody is forgotten: the abuser stays refused
+        for i in 0..150 {
+            l.check(&format!("c{i}")).unwrap();
+        }
+        assert!(l.check("abuser").is_err());
+        assert_eq!(l.keys(), 151);
+        // a flood of distinct clients (a one-hour window: the sweep frees nothing) stays capped
+        for i in 0..100_000 {
+            l.check(&format!("flood{i}")).unwrap();
+            assert!(l.keys() <= 160, "{} tracked after {i}", l.keys());
+        }
+        l.sweep();
+        assert!(l.keys() <= 160);
+        // a client tracked now is still limited
+        assert!(l.check("flood99999").is_err());
     }
 
     #[test]

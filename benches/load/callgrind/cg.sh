@@ -6,23 +6,51 @@
 # self costs per request or breaks one function down.
 #
 #   benches/load/callgrind/cg.sh          (needs valgrind, nginx, wrk, curl; build --release first)
+#   CG_SCENARIO=jwt-rs256 .../cg.sh       the same route behind a JWT authenticator (static JWKS,
+#                                         verified-token cache on, one token reused as in the load
+#                                         benchmark; fixtures from ../gen_fixtures.py)
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$here/../../.." && pwd)"
 CG_DIR="${CG_DIR:-$ROOT/target/callgrind}"
 BIN="${BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/portcullis}"
+SCENARIO="${CG_SCENARIO:-plain}"
 mkdir -p "$CG_DIR"
 for f in nginx-up.conf gw.yaml; do sed "s#\${CG_DIR}#$CG_DIR#g" "$here/$f" > "$CG_DIR/$f"; done
+hdr=()
+case "$SCENARIO" in
+  plain) ;;
+  jwt-rs256|jwt-es256)
+    alg="${SCENARIO#jwt-}"
+    fix="$CG_DIR/fixtures"
+    [[ -s "$fix/jwt/load-$alg.jwt" ]] || python3 "$here/../gen_fixtures.py" --out "$fix" >/dev/null
+    sed -i 's#auth: none#auth: { any_of: [bench_jwt] }#' "$CG_DIR/gw.yaml"
+    cat >> "$CG_DIR/gw.yaml" <<YAML
+authenticators:
+  bench_jwt:
+    type: jwt
+    issuer: peerbench-issuer
+    audiences: [peerbench-gateway]
+    algorithms: [${alg^^}]
+    jwks_file: $fix/jwt/jwks.json
+    leeway: 60s
+YAML
+    hdr=(-H "Authorization: Bearer $(cat "$fix/jwt/load-$alg.jwt")") ;;
+  *) echo "CG_SCENARIO: plain | jwt-rs256 | jwt-es256" >&2; exit 2 ;;
+esac
 cd "$CG_DIR"
 rm -f cg.out* gw.db*
 nginx -c "$CG_DIR/nginx-up.conf" -p "$CG_DIR" & ngx=$!
 RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file=cg.out --dump-instr=no "$BIN" run -c gw.yaml > gw.log 2>&1 & vg=$!
 trap 'kill $vg $ngx 2>/dev/null || true' EXIT
 for _ in $(seq 1 100); do curl -s -o /dev/null http://127.0.0.1:18081/ && break; sleep 0.5; done
-wrk -t1 -c8 -d3s http://127.0.0.1:18081/ > /dev/null
+code="$(curl -s -o /dev/null -w '%{http_code}' "${hdr[@]}" http://127.0.0.1:18081/)"
+[[ "$code" == 200 ]] || { echo "$SCENARIO: the check request got $code, not 200" >&2; exit 1; }
+wrk -t1 -c8 -d3s "${hdr[@]}" http://127.0.0.1:18081/ > /dev/null
 callgrind_control -z $vg > /dev/null
-wrk -t1 -c8 -d10s http://127.0.0.1:18081/ > wrk.out
+wrk -t1 -c8 -d10s "${hdr[@]}" http://127.0.0.1:18081/ > wrk.out
 callgrind_control -d $vg > /dev/null
+if grep -q "Non-2xx" wrk.out; then echo "$SCENARIO: wrk saw non-2xx answers:" >&2; cat wrk.out >&2; exit 1; fi
 reqs=$(awk '/requests in/ {print $1}' wrk.out)
 total=$(callgrind_annotate cg.out.1 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",","",$1); print $1}')
-echo "requests $reqs  instructions $total  per request $((total / reqs))  (dump: $CG_DIR/cg.out.1)"
+echo "$SCENARIO: requests $reqs  instructions $total  per request $((total / reqs))  (dump: $CG_DIR/cg.out.1)"
