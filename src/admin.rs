@@ -269,7 +269,21 @@ async fn route(gw: Arc<Gateway>, req: Request<Incoming>) -> Result<Response<GwBo
             return Ok(json_response(status, &doc));
         }
         (Method::GET, ["metrics"]) => {
-            let mut r = Response::new(GwBody::full(gw.render_metrics()));
+            // Off the serving threads: the active-keys gauge walks every key (tens of ms with
+            // 1 000 000 of them), which would stall the requests sharing this worker.
+            let text = {
+                let gw = gw.clone();
+                tokio::task::spawn_blocking(move || gw.render_metrics())
+                    .await
+                    .map_err(|_| {
+                        err(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            "internal",
+                            "metrics could not be rendered",
+                        )
+                    })?
+            };
+            let mut r = Response::new(GwBody::full(text));
             r.headers_mut().insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),

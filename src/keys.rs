@@ -7,7 +7,7 @@ use crate::auth::{AuthMethod, Identity};
 use crate::values::Rate;
 use dashmap::DashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 pub const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
@@ -274,6 +274,10 @@ pub struct KeyRing {
     by_id: DashMap<Arc<str>, Arc<KeyRecord>>,
     /// One limiter per distinct per-key quota, counting per key id.
     limits: DashMap<LimitSpec, Arc<RateLimit>>,
+    /// Keys used since the last `take_used`, each queued once (when its `dirty` flag is set).
+    /// Scanning `by_id` for dirty flags instead cost ~150 ms every 5 s with 1 000 000 keys,
+    /// a stall that showed as a 150 ms p99 in the load benchmark's 1 000 000-key pass.
+    used: Mutex<Vec<Arc<KeyRecord>>>,
     pub loaded: AtomicBool,
 }
 
@@ -430,17 +434,25 @@ impl KeyRing {
                 return Err(KeyRefusal::Rotated);
             }
         }
-        if rec.last_used.swap(now, Ordering::Relaxed) != now {
-            rec.dirty.store(true, Ordering::Relaxed);
+        // At most once a second per key; queued once until the next `take_used`.
+        if rec.last_used.swap(now, Ordering::Relaxed) != now
+            && !rec.dirty.swap(true, Ordering::AcqRel)
+        {
+            self.used
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(rec.clone());
         }
         Ok(rec)
     }
 
     /// Keys used since the last call, with their last-use time (for a batched store write).
     pub fn take_used(&self) -> Vec<(String, i64)> {
-        self.by_id
-            .iter()
-            .filter(|r| r.dirty.swap(false, Ordering::Relaxed))
+        let used = std::mem::take(&mut *self.used.lock().unwrap_or_else(|p| p.into_inner()));
+        used.iter()
+            // The flag is cleared before the time is read: a use after this re-queues the key,
+            // a use before it is in the time read here.
+            .filter(|r| r.dirty.swap(false, Ordering::AcqRel))
             .map(|r| (r.id.to_string(), r.last_used.load(Ordering::Relaxed)))
             .collect()
     }
@@ -509,5 +521,30 @@ mod tests {
         assert_eq!(ring.lookup(&new, 170).unwrap_err(), KeyRefusal::Unknown);
         assert_eq!(ring.lookup(&old, 170).unwrap_err(), KeyRefusal::Unknown);
         assert_eq!(ring.get("key_a").unwrap().status(170), "revoked");
+    }
+
+    #[test]
+    fn use_times_are_queued_once_per_flush() {
+        let ring = KeyRing::default();
+        let (a, b) = (generate_secret(Env::Live), generate_secret(Env::Live));
+        ring.put(row("key_a", &a));
+        ring.put(row("key_b", &b));
+        assert!(ring.take_used().is_empty());
+        for now in [100, 100, 101] {
+            ring.lookup(&a, now).unwrap();
+        }
+        // one entry, with the latest time, whatever the number of uses
+        assert_eq!(ring.take_used(), vec![("key_a".to_owned(), 101)]);
+        assert!(ring.take_used().is_empty());
+        // used again after the flush: queued again; the same second as the last write: not
+        ring.lookup(&a, 101).unwrap();
+        ring.lookup(&b, 102).unwrap();
+        ring.lookup(&a, 103).unwrap();
+        let mut used = ring.take_used();
+        used.sort();
+        assert_eq!(
+            used,
+            vec![("key_a".to_owned(), 103), ("key_b".to_owned(), 102)]
+        );
     }
 }

@@ -428,12 +428,14 @@ pub async fn start(config_path: &Path, snap: Snapshot) -> std::io::Result<Runnin
                 _ = stop.changed() => return,
             }
             let Some(gw) = weak.upgrade() else { return };
-            gw.snapshot().sweep();
             rounds += 1;
-            let used = gw.keys().take_used();
-            let store = gw.store();
             let purge = rounds % 720 == 0;
+            // All of it off the serving threads: sweeping a million tracked rate-limit clients
+            // takes ~50 ms (benches/limiter_memory.rs), a stall for every request on a worker.
             let _ = tokio::task::spawn_blocking(move || {
+                gw.snapshot().sweep();
+                let used = gw.keys().take_used();
+                let store = gw.store();
                 if let Err(e) = store.touch_keys(&used) {
                     tracing::warn!(error = %e, "could not record key use times");
                 }
