@@ -778,3 +778,91 @@ fn the_first_start_prints_an_admin_token_once() {
         )
     );
 }
+
+/// A key's last use reaches the store within the upkeep period (a batched write off the request
+/// path, queued on first use rather than found by scanning every key) and survives a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn last_use_times_are_written_to_the_store_and_survive_a_restart() {
+    use portcullis::store::Store;
+    let up = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("gateway.yaml");
+    std::fs::write(&cfg, gateway_yaml(&up, "")).unwrap();
+    let mut gw = GwProcess::start(&cfg, 1);
+    let admin = admin_url(&gw);
+    let base = format!("http://{}", gw.addrs["plain"]);
+    let mut ids = Vec::new();
+    let mut keys = Vec::new();
+    for name in ["used", "unused"] {
+        let (code, out, err) = cli_async(
+            admin.clone(),
+            ["keys", "create", "--name", name]
+                .map(String::from)
+                .to_vec(),
+        )
+        .await;
+        assert_eq!(code, 0, "{err}");
+        keys.push(line(&out, "key: "));
+        ids.push(line(&out, "id: "));
+    }
+    let before = portcullis::keys::now_unix();
+    for _ in 0..3 {
+        assert_eq!(with_key(&base, &keys[0], "/x").await, 200);
+    }
+    let db = dir.path().join("data/keys.db");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let last_used = |id: &str| {
+        let store = portcullis::store::sqlite::Sqlite::open(&db).unwrap();
+        store
+            .load_keys()
+            .unwrap()
+            .into_iter()
+            .find(|r| r.id == id)
+            .unwrap()
+            .last_used_at
+    };
+    let written = loop {
+        if let Some(t) = last_used(&ids[0]) {
+            break t;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the last use was not written to the store within 20 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert!(written >= before, "{written} < {before}");
+    assert_eq!(last_used(&ids[1]), None, "an unused key has no last use");
+
+    // after a restart the time comes back from the store
+    let _ = gw.child.kill();
+    let _ = gw.child.wait();
+    gw = GwProcess::start(&cfg, 1);
+    let (_, shown, _) = cli_async(
+        admin_url(&gw),
+        vec![
+            "--json".into(),
+            "keys".into(),
+            "show".into(),
+            ids[0].clone(),
+        ],
+    )
+    .await;
+    let shown: Value = serde_json::from_str(&shown).unwrap();
+    assert!(
+        shown["last_used_at"].is_string(),
+        "last_used_at after restart: {shown}"
+    );
+    let (_, shown, _) = cli_async(
+        admin_url(&gw),
+        vec![
+            "--json".into(),
+            "keys".into(),
+            "show".into(),
+            ids[1].clone(),
+        ],
+    )
+    .await;
+    let shown: Value = serde_json::from_str(&shown).unwrap();
+    assert!(shown["last_used_at"].is_null(), "{shown}");
+}
