@@ -50,6 +50,16 @@ async fn with_key(base: &str, key: &str, path: &str) -> u16 {
         .as_u16()
 }
 
+/// A gateway process on `gateway_yaml(up, "")` in a directory of its own (removed when the
+/// returned `TempDir` drops), and the config's path for restarts.
+fn start_in_tempdir(up: &Upstream) -> (tempfile::TempDir, std::path::PathBuf, GwProcess) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("gateway.yaml");
+    std::fs::write(&cfg, gateway_yaml(up, "")).unwrap();
+    let gw = GwProcess::start(&cfg, 1);
+    (dir, cfg, gw)
+}
+
 fn admin_url(gw: &GwProcess) -> String {
     format!("http://{}", gw.addrs["admin"])
 }
@@ -57,10 +67,7 @@ fn admin_url(gw: &GwProcess) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_use_rotate_revoke_and_restart_through_the_cli() {
     let up = Upstream::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("gateway.yaml");
-    std::fs::write(&cfg, gateway_yaml(&up, "")).unwrap();
-    let gw = GwProcess::start(&cfg, 1);
+    let (_dir, cfg, gw) = start_in_tempdir(&up);
     let admin = admin_url(&gw);
     let base = format!("http://{}", gw.addrs["plain"]);
 
@@ -475,10 +482,7 @@ async fn the_admin_api_refuses_and_validates() {
 async fn a_revoked_jti_is_refused_cached_or_not_and_after_restart() {
     use jsonwebtoken::{encode, EncodingKey, Header};
     let up = Upstream::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("gateway.yaml");
-    std::fs::write(&cfg, gateway_yaml(&up, "")).unwrap();
-    let gw = GwProcess::start(&cfg, 1);
+    let (_dir, cfg, gw) = start_in_tempdir(&up);
     let base = format!("http://{}", gw.addrs["plain"]);
     let now = unix_now();
     let token = encode(&Header::default(), &json!({"iss": "https://i.test", "aud": "gw", "sub": "u", "exp": now + 600, "jti": "tok-42"}),
@@ -526,10 +530,7 @@ async fn a_revoked_jti_is_refused_cached_or_not_and_after_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_under_load_loses_no_answered_creation_rotation_or_revocation() {
     let up = Upstream::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("gateway.yaml");
-    std::fs::write(&cfg, gateway_yaml(&up, "")).unwrap();
-    let mut gw = GwProcess::start(&cfg, 1);
+    let (dir, cfg, mut gw) = start_in_tempdir(&up);
     let admin = admin_url(&gw);
     let base = format!("http://{}", gw.addrs["plain"]);
     let c = plain_client();
@@ -785,10 +786,7 @@ fn the_first_start_prints_an_admin_token_once() {
 async fn last_use_times_are_written_to_the_store_and_survive_a_restart() {
     use portcullis::store::Store;
     let up = Upstream::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("gateway.yaml");
-    std::fs::write(&cfg, gateway_yaml(&up, "")).unwrap();
-    let mut gw = GwProcess::start(&cfg, 1);
+    let (dir, cfg, mut gw) = start_in_tempdir(&up);
     let admin = admin_url(&gw);
     let base = format!("http://{}", gw.addrs["plain"]);
     let mut ids = Vec::new();
@@ -838,31 +836,17 @@ async fn last_use_times_are_written_to_the_store_and_survive_a_restart() {
     let _ = gw.child.kill();
     let _ = gw.child.wait();
     gw = GwProcess::start(&cfg, 1);
-    let (_, shown, _) = cli_async(
-        admin_url(&gw),
-        vec![
-            "--json".into(),
-            "keys".into(),
-            "show".into(),
-            ids[0].clone(),
-        ],
-    )
-    .await;
-    let shown: Value = serde_json::from_str(&shown).unwrap();
-    assert!(
-        shown["last_used_at"].is_string(),
-        "last_used_at after restart: {shown}"
-    );
-    let (_, shown, _) = cli_async(
-        admin_url(&gw),
-        vec![
-            "--json".into(),
-            "keys".into(),
-            "show".into(),
-            ids[1].clone(),
-        ],
-    )
-    .await;
-    let shown: Value = serde_json::from_str(&shown).unwrap();
-    assert!(shown["last_used_at"].is_null(), "{shown}");
+    for (id, used) in ids.iter().zip([true, false]) {
+        let (_, shown, _) = cli_async(
+            admin_url(&gw),
+            vec!["--json".into(), "keys".into(), "show".into(), id.clone()],
+        )
+        .await;
+        let shown: Value = serde_json::from_str(&shown).unwrap();
+        assert_eq!(
+            shown["last_used_at"].is_string(),
+            used,
+            "last_used_at after restart: {shown}"
+        );
+    }
 }

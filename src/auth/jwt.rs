@@ -670,15 +670,7 @@ impl VerifyCache {
         let now = unix_now();
         self.map.retain(|_, e| e.expires >= now);
         if self.map.len() >= self.max_entries {
-            let mut n = self.max_entries / 16 + 1;
-            self.map.retain(|_, _| {
-                if n > 0 {
-                    n -= 1;
-                    false
-                } else {
-                    true
-                }
-            });
+            super::forget_a_sixteenth(&self.map, self.max_entries);
         }
     }
 

@@ -433,3 +433,21 @@ fn missing_credential(any_of: &[Arc<AuthnDef>]) -> Reject {
     }
     r
 }
+
+/// Drops an arbitrary sixteenth (plus one) of a bounded map that is full: the verified-token
+/// cache and the rate-limit state both make room this way, so a flood of new entries can only
+/// churn them, never grow them.
+pub(crate) fn forget_a_sixteenth<K: Eq + std::hash::Hash, V>(
+    map: &dashmap::DashMap<K, V>,
+    capacity: usize,
+) {
+    let mut n = capacity / 16 + 1;
+    map.retain(|_, _| {
+        if n > 0 {
+            n -= 1;
+            false
+        } else {
+            true
+        }
+    });
+}

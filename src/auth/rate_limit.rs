@@ -96,15 +96,7 @@ impl Bounded {
             self.approx.store(len + 1, Ordering::Relaxed);
             return;
         }
-        let mut n = self.max / 16 + 1;
-        self.map.retain(|_, _| {
-            if n > 0 {
-                n -= 1;
-                false
-            } else {
-                true
-            }
-        });
+        super::forget_a_sixteenth(&self.map, self.max);
         self.approx.store(self.map.len() + 1, Ordering::Relaxed);
         if warned.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
             *warned = Some(Instant::now());
