@@ -56,7 +56,7 @@ fn main() {
         burst: 200,
     };
     let l = RateLimit::with_clock("standard", spec, LimitKey::Ip, clock.clone()).expect("limit");
-    assert_eq!(l.max_clients, DEFAULT_MAX_CLIENTS);
+    assert_eq!(l.max_clients(), DEFAULT_MAX_CLIENTS);
     let t = Instant::now();
     for i in 0..n {
         l.check(&ipv4(i)).expect("a first request is allowed");

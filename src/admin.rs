@@ -270,7 +270,10 @@ async fn route(gw: Arc<Gateway>, req: Request<Incoming>) -> Result<Response<GwBo
         }
         (Method::GET, ["metrics"]) => {
             // Off the serving threads: the active-keys gauge walks every key (tens of ms with
-            // 1 000 000 of them), which would stall the requests sharing this worker.
+            // 1 000 000 of them), which would stall the requests sharing this worker. One render
+            // at a time: concurrent scrapes wait here instead of filling the blocking pool.
+            static RENDER: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+            let _one = RENDER.acquire().await;
             let text = {
                 let gw = gw.clone();
                 tokio::task::spawn_blocking(move || gw.render_metrics())

@@ -907,6 +907,13 @@ pub fn compile(
                 issues.add(format!("{p}.max_clients"), "must be at least 1");
                 continue;
             }
+            Some(Num(n)) if n > 100_000_000 => {
+                issues.add(
+                    format!("{p}.max_clients"),
+                    "is too large (at most 100000000, about 10 GiB of state)",
+                );
+                continue;
+            }
             Some(Num(n)) => usize::try_from(n).unwrap_or(usize::MAX),
         };
         let spec = LimitSpec {
@@ -914,12 +921,13 @@ pub fn compile(
             per: r.rate.per,
             burst,
         };
-        // A reload keeps the buckets of a quota that did not change.
+        // A reload keeps the buckets of a quota that did not change (`max_clients` may).
         let reuse = prev
             .and_then(|s| s.rate_limits.get(name))
-            .filter(|old| old.spec == spec && old.key == key && old.max_clients == max_clients);
+            .filter(|old| old.spec == spec && old.key == key);
         match reuse {
             Some(old) => {
+                old.set_max_clients(max_clients);
                 rate_limits.insert(name.clone(), old.clone());
             }
             None => match RateLimit::bounded(name, spec, key, max_clients) {

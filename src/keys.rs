@@ -447,6 +447,19 @@ impl KeyRing {
     }
 
     /// Keys used since the last call, with their last-use time (for a batched store write).
+    /// Puts back use times whose store write failed, so the next flush retries them (a key used
+    /// since is queued already and carries a newer time).
+    pub fn give_back(&self, used: &[(String, i64)]) {
+        let mut queue = self.used.lock().unwrap_or_else(|p| p.into_inner());
+        for (id, _) in used {
+            if let Some(rec) = self.by_id.get(id.as_str()) {
+                if !rec.dirty.swap(true, Ordering::AcqRel) {
+                    queue.push(rec.clone());
+                }
+            }
+        }
+    }
+
     pub fn take_used(&self) -> Vec<(String, i64)> {
         let used = std::mem::take(&mut *self.used.lock().unwrap_or_else(|p| p.into_inner()));
         used.iter()
@@ -546,5 +559,11 @@ mod tests {
             used,
             vec![("key_a".to_owned(), 103), ("key_b".to_owned(), 102)]
         );
+        // a failed store write gives them back for the next flush
+        ring.give_back(&used);
+        ring.give_back(&used);
+        let mut again = ring.take_used();
+        again.sort();
+        assert_eq!(again, used);
     }
 }

@@ -279,7 +279,22 @@ impl Running {
         while self.tasks.join_next().await.is_some() {}
         let drained =
             tokio::time::timeout(timeout, self.conns.acquire_many(self.max_conns as u32)).await;
+        // The use times of the last upkeep period, which would otherwise be lost on every restart.
+        let gw = self.gateway.clone();
+        let _ = tokio::task::spawn_blocking(move || flush_key_use(&gw)).await;
         drained.is_ok()
+    }
+}
+
+/// Writes the keys used since the last flush to the store; on failure they wait for the next one.
+fn flush_key_use(gw: &Gateway) {
+    let used = gw.keys().take_used();
+    if used.is_empty() {
+        return;
+    }
+    if let Err(e) = gw.store().touch_keys(&used) {
+        tracing::warn!(error = %e, "could not record key use times; retrying at the next flush");
+        gw.keys().give_back(&used);
     }
 }
 
@@ -434,13 +449,9 @@ pub async fn start(config_path: &Path, snap: Snapshot) -> std::io::Result<Runnin
             // takes ~50 ms (benches/limiter_memory.rs), a stall for every request on a worker.
             let _ = tokio::task::spawn_blocking(move || {
                 gw.snapshot().sweep();
-                let used = gw.keys().take_used();
-                let store = gw.store();
-                if let Err(e) = store.touch_keys(&used) {
-                    tracing::warn!(error = %e, "could not record key use times");
-                }
+                flush_key_use(&gw);
                 if purge {
-                    let _ = store.purge_revocations(crate::keys::now_unix());
+                    let _ = gw.store().purge_revocations(crate::keys::now_unix());
                 }
             })
             .await;

@@ -625,6 +625,8 @@ struct Entry {
 pub struct VerifyCache {
     map: DashMap<[u8; 32], Entry>,
     max_entries: usize,
+    /// Where the next eviction starts.
+    cursor: std::sync::atomic::AtomicUsize,
 }
 
 impl VerifyCache {
@@ -632,6 +634,7 @@ impl VerifyCache {
         VerifyCache {
             map: DashMap::new(),
             max_entries,
+            cursor: Default::default(),
         }
     }
 
@@ -670,7 +673,11 @@ impl VerifyCache {
         let now = unix_now();
         self.map.retain(|_, e| e.expires >= now);
         if self.map.len() >= self.max_entries {
-            super::forget_a_sixteenth(&self.map, self.max_entries);
+            super::forget_down_to(
+                &self.map,
+                super::keep_after_eviction(self.max_entries),
+                &self.cursor,
+            );
         }
     }
 

@@ -201,30 +201,38 @@ fn note(trace: &mut Trace<'_>, line: impl FnOnce() -> String) {
     }
 }
 
-/// The key a rate limit counts under for this request.
-/// Header values longer than this are keyed by digest (see [`limit_key`]).
-const MAX_RAW_LIMIT_KEY: usize = 64;
+/// Header values longer than this (or not plain ASCII) are keyed by digest.
+const MAX_RAW_LIMIT_KEY: usize = 32;
 
+/// The rate-limit key for a header value. The value is the client's to choose: a long or
+/// non-ASCII one is keyed by its digest, so a tracked client costs at most ~35 bytes of key
+/// whatever it sends (128 bits: a collision would take 2^64 tries, and choosing a header value
+/// to share someone's bucket needs none).
+pub fn header_limit_key(v: &[u8]) -> String {
+    if v.len() <= MAX_RAW_LIMIT_KEY && v.iter().all(|b| b.is_ascii_graphic() || *b == b' ') {
+        let mut k = String::with_capacity(2 + v.len());
+        k.push_str("h|");
+        k.extend(v.iter().map(|b| char::from(*b)));
+        return k;
+    }
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, v);
+    let mut k = String::with_capacity(2 + 32);
+    k.push_str("h#");
+    for b in &d.as_ref()[..16] {
+        k.push(char::from(HEX[usize::from(b >> 4)]));
+        k.push(char::from(HEX[usize::from(b & 15)]));
+    }
+    k
+}
+
+/// The key a rate limit counts under for this request.
 pub fn limit_key(limit: &RateLimit, identity: &Identity, req: &AuthRequest<'_>) -> String {
     match &limit.key {
         LimitKey::Identity => identity.rate_key(req.client_ip),
         LimitKey::Ip => format!("ip|{}", req.client_ip),
         LimitKey::Header(h) => match req.headers.get(h) {
-            // The value is the client's to choose: a long one is keyed by its digest, so a
-            // tracked client costs the same whatever it sends (128 bits: a collision would take
-            // 2^64 tries, and choosing a header value to share someone's bucket needs none).
-            Some(v) if v.len() > MAX_RAW_LIMIT_KEY => {
-                const HEX: &[u8; 16] = b"0123456789abcdef";
-                let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, v.as_bytes());
-                let mut k = String::with_capacity(2 + 32);
-                k.push_str("h#");
-                for b in &d.as_ref()[..16] {
-                    k.push(char::from(HEX[usize::from(b >> 4)]));
-                    k.push(char::from(HEX[usize::from(b & 15)]));
-                }
-                k
-            }
-            Some(v) => format!("h|{}", String::from_utf8_lossy(v.as_bytes())),
+            Some(v) => header_limit_key(v.as_bytes()),
             None => format!("ip|{}", req.client_ip),
         },
     }
@@ -434,20 +442,83 @@ fn missing_credential(any_of: &[Arc<AuthnDef>]) -> Reject {
     r
 }
 
-/// Drops an arbitrary sixteenth (plus one) of a bounded map that is full: the verified-token
-/// cache and the rate-limit state both make room this way, so a flood of new entries can only
-/// churn them, never grow them.
-pub(crate) fn forget_a_sixteenth<K: Eq + std::hash::Hash, V>(
+/// Makes room in a bounded map that is full: drops entries until `keep` are left. With `keep`
+/// a sixteenth under the capacity, the verified-token cache and the rate-limit state both make
+/// room this way, so a flood of new entries can only churn them, never grow them (entries added
+/// while an eviction was pending are dropped too). Which entries go moves on with `cursor` from
+/// one call to the next, so the same shards are not emptied over and over.
+pub(crate) fn forget_down_to<K: Eq + std::hash::Hash, V>(
     map: &dashmap::DashMap<K, V>,
-    capacity: usize,
+    keep: usize,
+    cursor: &std::sync::atomic::AtomicUsize,
 ) {
-    let mut n = capacity / 16 + 1;
+    let len = map.len();
+    let n = len.saturating_sub(keep);
+    if n == 0 {
+        return;
+    }
+    let start = cursor.fetch_add(n, std::sync::atomic::Ordering::Relaxed) % len;
+    let mut i = 0usize;
     map.retain(|_, _| {
-        if n > 0 {
-            n -= 1;
-            false
-        } else {
-            true
-        }
+        let from_start = (i % len + len - start) % len;
+        i += 1;
+        from_start >= n
     });
+}
+
+/// What a full map of `capacity` keeps after making room: a sixteenth less, so that eviction
+/// (a walk over the whole map) runs once per `capacity / 16` new entries.
+pub(crate) fn keep_after_eviction(capacity: usize) -> usize {
+    capacity - (capacity / 16 + 1).min(capacity)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_limit_keys_are_raw_when_short_and_a_digest_otherwise() {
+        assert_eq!(header_limit_key(b"tenant-a"), "h|tenant-a");
+        let long_a = format!("{}a", "t".repeat(300));
+        let long_b = format!("{}b", "t".repeat(300));
+        let (ka, kb) = (
+            header_limit_key(long_a.as_bytes()),
+            header_limit_key(long_b.as_bytes()),
+        );
+        assert!(ka.starts_with("h#") && ka.len() == 34, "{ka}");
+        assert_ne!(ka, kb);
+        assert_eq!(ka, header_limit_key(long_a.as_bytes()));
+        // non-ASCII never grows through lossy decoding: a digest, whatever its length
+        let k = header_limit_key(&[0xff; 20]);
+        assert!(k.starts_with("h#") && k.len() == 34, "{k}");
+        // a short value cannot pose as a digest key
+        assert!(header_limit_key(b"#0123").starts_with("h|"));
+    }
+
+    #[test]
+    fn forgetting_moves_on_and_reaches_its_target() {
+        let map = dashmap::DashMap::new();
+        for i in 0..1000u32 {
+            map.insert(i, ());
+        }
+        let cursor = std::sync::atomic::AtomicUsize::new(0);
+        let keep = keep_after_eviction(1000);
+        assert_eq!(keep, 937);
+        forget_down_to(&map, keep, &cursor);
+        assert_eq!(map.len(), 937);
+        let first: std::collections::HashSet<u32> =
+            (0..1000).filter(|i| !map.contains_key(i)).collect();
+        for i in 1000..1063u32 {
+            map.insert(i, ());
+        }
+        forget_down_to(&map, keep, &cursor);
+        assert_eq!(map.len(), 937);
+        let second: std::collections::HashSet<u32> = (0..1000)
+            .filter(|i| !map.contains_key(i) && !first.contains(i))
+            .collect();
+        assert!(
+            !second.is_empty(),
+            "the second eviction takes other entries"
+        );
+    }
 }

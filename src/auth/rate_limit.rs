@@ -13,7 +13,7 @@ use governor::state::{NotKeyed, StateStore};
 use governor::{Quota, RateLimiter};
 use http::{HeaderName, HeaderValue, StatusCode};
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -60,51 +60,77 @@ type Limiter<C> = RateLimiter<String, Bounded, C, StateInformationMiddleware>;
 /// The periodic sweep drops clients whose bucket is full again, which bounds memory by the
 /// clients seen within one refill window. A long window (`rate: 1000/h`) or a flood of distinct
 /// keys (`key: header:NAME` values are the client's to choose) can still fill it faster; past
-/// `max` entries an arbitrary sixteenth is forgotten (their buckets start full again), as nginx's
+/// `max` entries a sixteenth is forgotten (their buckets start full again), as nginx's
 /// `limit_req` evicts its oldest entries when its zone is full, and a warning says so. Refusing
 /// new clients instead would let such a flood lock every new client out.
+///
+/// Eviction walks the whole map (~50 ms at a million entries), so inside a runtime it runs on the
+/// blocking pool, never on the request that found the map full; new clients are admitted
+/// meanwhile (the overshoot is what arrives during one eviction).
 pub struct Bounded {
-    map: DashMapStateStore<String>,
-    max: usize,
+    map: Arc<DashMapStateStore<String>>,
+    /// Shared with the [`RateLimit`], so a reload can change it and keep the buckets.
+    max: Arc<AtomicUsize>,
     /// Entries as of the last count plus those added since (an exact `len()` read-locks every
     /// shard; a new client only bumps this).
     approx: AtomicUsize,
-    /// Held while evicting; the time of the last warning.
-    evicting: Mutex<Option<Instant>>,
+    /// Set while an eviction is scheduled or running.
+    evicting: Arc<AtomicBool>,
+    /// Where the next eviction starts ([`super::forget_down_to`]).
+    cursor: Arc<AtomicUsize>,
+    /// The time of the last warning.
+    warned: Mutex<Option<Instant>>,
     name: Arc<str>,
 }
 
 impl Bounded {
-    fn new(name: Arc<str>, max: usize) -> Bounded {
+    fn new(name: Arc<str>, max: Arc<AtomicUsize>) -> Bounded {
         Bounded {
-            map: DashMapStateStore::default(),
-            max: max.max(1),
+            map: Arc::default(),
+            max,
             approx: AtomicUsize::new(0),
-            evicting: Mutex::new(None),
+            evicting: Arc::default(),
+            cursor: Arc::default(),
+            warned: Mutex::new(None),
             name,
         }
     }
 
     fn make_room(&self) {
-        // Another thread is already evicting: go on (the overshoot is bounded by the threads).
-        let Ok(mut warned) = self.evicting.try_lock() else {
-            return;
-        };
-        // The counts below include the entry the caller is about to add.
-        let len = self.map.len();
-        if len < self.max {
-            self.approx.store(len + 1, Ordering::Relaxed);
+        if self.evicting.swap(true, Ordering::AcqRel) {
             return;
         }
-        super::forget_a_sixteenth(&self.map, self.max);
-        self.approx.store(self.map.len() + 1, Ordering::Relaxed);
-        if warned.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
-            *warned = Some(Instant::now());
-            tracing::warn!(
-                rate_limit = %self.name,
-                max_clients = self.max,
-                "rate limit tracks max_clients clients; forgetting some (their buckets start full again)"
-            );
+        let max = self.max.load(Ordering::Relaxed);
+        // The count includes the entry the caller is about to add.
+        let len = self.map.len();
+        self.approx.store(len + 1, Ordering::Relaxed);
+        if len < max {
+            self.evicting.store(false, Ordering::Release);
+            return;
+        }
+        {
+            let mut warned = self.warned.lock().unwrap_or_else(|p| p.into_inner());
+            if warned.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
+                *warned = Some(Instant::now());
+                tracing::warn!(
+                    rate_limit = %self.name,
+                    max_clients = max,
+                    "rate limit tracks max_clients clients; forgetting some (their buckets start full again)"
+                );
+            }
+        }
+        let (map, cursor, evicting) =
+            (self.map.clone(), self.cursor.clone(), self.evicting.clone());
+        let evict = move || {
+            super::forget_down_to(&map, super::keep_after_eviction(max), &cursor);
+            evicting.store(false, Ordering::Release);
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => drop(rt.spawn_blocking(evict)),
+            Err(_) => {
+                evict();
+                self.approx.store(self.map.len() + 1, Ordering::Relaxed);
+            }
         }
     }
 }
@@ -119,7 +145,7 @@ impl StateStore for Bounded {
         if let Some(state) = self.map.get(key) {
             return state.measure_and_replace(&NotKeyed::NonKey, f);
         }
-        if self.approx.fetch_add(1, Ordering::Relaxed) >= self.max {
+        if self.approx.fetch_add(1, Ordering::Relaxed) >= self.max.load(Ordering::Relaxed) {
             self.make_room();
         }
         let state = self.map.entry(key.clone()).or_default();
@@ -129,7 +155,7 @@ impl StateStore for Bounded {
 
 impl ShrinkableKeyedStateStore<String> for Bounded {
     fn retain_recent(&self, drop_below: Nanos) {
-        ShrinkableKeyedStateStore::retain_recent(&self.map, drop_below);
+        ShrinkableKeyedStateStore::retain_recent(&*self.map, drop_below);
         self.approx.store(self.map.len(), Ordering::Relaxed);
     }
 
@@ -153,7 +179,9 @@ pub struct RateLimit<C: Clock = DefaultClock> {
     /// Time for one unit to come back (`per / count`), computed once.
     pub interval: Duration,
     /// Most clients tracked at once ([`Bounded`]).
-    pub max_clients: usize,
+    max_clients: Arc<AtomicUsize>,
+    /// Set while [`Bounded`] is making room.
+    evicting: Arc<AtomicBool>,
     limiter: Limiter<C>,
     clock: C,
     policy: HeaderValue,
@@ -224,13 +252,12 @@ impl<C: Clock + Clone> RateLimit<C> {
         let quota = Quota::with_period(interval)
             .ok_or("the rate is too high to measure")?
             .allow_burst(burst);
-        let max_clients = max_clients.max(1);
-        let limiter = RateLimiter::<_, _, _, NoOpMiddleware<C::Instant>>::new(
-            quota,
-            Bounded::new(Arc::from(name), max_clients),
-            clock.clone(),
-        )
-        .with_middleware::<StateInformationMiddleware>();
+        let max_clients = Arc::new(AtomicUsize::new(max_clients.max(1)));
+        let state = Bounded::new(Arc::from(name), max_clients.clone());
+        let evicting = state.evicting.clone();
+        let limiter =
+            RateLimiter::<_, _, _, NoOpMiddleware<C::Instant>>::new(quota, state, clock.clone())
+                .with_middleware::<StateInformationMiddleware>();
         let quoted = format!("\"{}\"", name.replace(['"', '\\'], ""));
         let policy = format!("{quoted};q={};w={}", spec.count, spec.per.as_secs().max(1));
         Ok(RateLimit {
@@ -239,6 +266,7 @@ impl<C: Clock + Clone> RateLimit<C> {
             key,
             interval,
             max_clients,
+            evicting,
             limiter,
             clock,
             policy: HeaderValue::from_str(&policy).map_err(|e| e.to_string())?,
@@ -298,6 +326,21 @@ impl<C: Clock + Clone> RateLimit<C> {
 
     pub fn keys(&self) -> usize {
         self.limiter.len()
+    }
+
+    /// Most clients tracked at once (`max_clients`).
+    pub fn max_clients(&self) -> usize {
+        self.max_clients.load(Ordering::Relaxed)
+    }
+
+    /// An eviction is scheduled or running on the blocking pool.
+    pub fn eviction_pending(&self) -> bool {
+        self.evicting.load(Ordering::Acquire)
+    }
+
+    /// A reload that changes only `max_clients` keeps the buckets.
+    pub fn set_max_clients(&self, max: usize) {
+        self.max_clients.store(max.max(1), Ordering::Relaxed);
     }
 }
 
@@ -392,6 +435,44 @@ mod tests {
         assert!(l.keys() <= 160);
         // a client tracked now is still limited
         assert!(l.check("flood99999").is_err());
+    }
+
+    /// Inside a runtime the eviction runs on the blocking pool, never on the request that
+    /// found the map full; clients that arrive meanwhile are dropped by the next one.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn eviction_off_the_request_thread_keeps_the_ceiling() {
+        let spec = LimitSpec {
+            count: 1,
+            per: Duration::from_secs(3600),
+            burst: 1,
+        };
+        let l = RateLimit::with_clock_bounded(
+            "s",
+            spec,
+            LimitKey::Ip,
+            FakeRelativeClock::default(),
+            1000,
+        )
+        .unwrap();
+        for i in 0..200_000 {
+            l.check(&format!("flood{i}")).unwrap();
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let mut extra = 0;
+        loop {
+            while l.eviction_pending() {
+                assert!(std::time::Instant::now() < deadline, "eviction never ended");
+                tokio::task::yield_now().await;
+            }
+            if l.keys() <= 1000 {
+                break;
+            }
+            // a new client finds the map over the ceiling and schedules the next eviction
+            extra += 1;
+            l.check(&format!("late{extra}")).unwrap();
+            assert!(extra < 1000, "{} tracked after {extra} more", l.keys());
+        }
+        assert!(l.keys() <= 1000);
     }
 
     #[test]
