@@ -2,7 +2,7 @@
 //! checks) with 1 000 and with 1 000 000 keys loaded. Guards "cost independent of the key count"
 //! and the checksum pre-check that refuses a mistyped key without touching the map.
 use criterion::{criterion_group, criterion_main, Criterion};
-use portcullis::keys::{generate_secret, hash_key, Env, KeyRing, KeyRow};
+use portcullis::keys::{generate_secret, Env, KeyRing, KeyRow};
 use std::hint::black_box;
 
 fn ring(n: usize) -> (KeyRing, String) {
@@ -14,19 +14,10 @@ fn ring(n: usize) -> (KeyRing, String) {
             probe = secret.clone();
         }
         ring.put(KeyRow {
-            id: format!("key_{i:016}"),
-            prefix: secret[..12].to_owned(),
             name: "bench".into(),
             subject: Some(format!("client-{i}")),
             scopes: vec!["read".into()],
-            env: Env::Live,
-            rate_limit: None,
-            created_at: 0,
-            expires_at: None,
-            revoked_at: None,
-            last_used_at: None,
-            current: hash_key(&secret),
-            previous: vec![],
+            ..KeyRow::new(format!("key_{i:016}"), &secret)
         });
     }
     (ring, probe)

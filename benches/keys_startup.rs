@@ -39,19 +39,9 @@ async fn main() {
                 probe = secret.clone();
             }
             batch.push(KeyRow {
-                id: format!("key_{i:016}"),
-                prefix: secret[..12].to_owned(),
                 name: format!("client-{i}"),
                 subject: Some(format!("client-{i}")),
-                scopes: vec![],
-                env: Env::Live,
-                rate_limit: None,
-                created_at: 0,
-                expires_at: None,
-                revoked_at: None,
-                last_used_at: None,
-                current: hash_key(&secret),
-                previous: vec![],
+                ..KeyRow::new(format!("key_{i:016}"), &secret)
             });
             if batch.len() == 50_000 {
                 store.insert_keys(&batch).expect("insert");

@@ -92,14 +92,9 @@ fn main() {
         per: Duration::from_secs(3600),
         burst: 1000,
     };
-    let l = RateLimit::with_clock_bounded(
-        "hourly",
-        spec,
-        LimitKey::Ip,
-        FakeRelativeClock::default(),
-        n,
-    )
-    .expect("limit");
+    let l = RateLimit::with_clock("hourly", spec, LimitKey::Ip, FakeRelativeClock::default())
+        .expect("limit");
+    l.set_max_clients(n);
     let mut most = 0;
     let t = Instant::now();
     for i in 0..3 * n {

@@ -111,14 +111,6 @@ pub fn meta(rec: &KeyRecord, now: i64) -> Value {
     })
 }
 
-/// A short public prefix: enough to recognise a key, never enough to weaken it.
-pub fn prefix_of(key: &str) -> String {
-    match keys::shape(key) {
-        Shape::Ours(_) => key[..12].to_owned(),
-        _ => key.chars().take((key.len() / 4).min(6)).collect(),
-    }
-}
-
 fn valid_id(id: &str) -> bool {
     (1..=64).contains(&id.len())
         && id
@@ -269,8 +261,8 @@ async fn route(gw: Arc<Gateway>, req: Request<Incoming>) -> Result<Response<GwBo
             return Ok(json_response(status, &doc));
         }
         (Method::GET, ["metrics"]) => {
-            // Off the serving threads: the active-keys gauge walks every key (tens of ms with
-            // 1 000 000 of them), which would stall the requests sharing this worker. One render
+            // Off the serving threads: the active-keys gauge walks every key (a million in the
+            // largest stores), which would stall the requests sharing this worker. One render
             // at a time: concurrent scrapes wait here instead of filling the blocking pool.
             static RENDER: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
             let _one = RENDER.acquire().await;
@@ -440,7 +432,7 @@ async fn create_key(
     let secret = keys::generate_secret(env);
     let row = KeyRow {
         id: keys::generate_id(),
-        prefix: prefix_of(&secret),
+        prefix: keys::prefix_of(&secret),
         name: c.name,
         subject: c.subject,
         scopes: c.scopes,
@@ -497,7 +489,7 @@ async fn rotate_key(
     previous.sort_by_key(|p| p.1);
     row.previous = previous;
     row.current = keys::hash_key(&secret);
-    row.prefix = prefix_of(&secret);
+    row.prefix = keys::prefix_of(&secret);
     let store = gw.store();
     let (sid, cur, prev) = (row.id.clone(), row.current, row.previous.clone());
     blocking(move || store.rotate_key(&sid, &cur, &prev)).await?;
@@ -593,7 +585,7 @@ async fn import_keys(
             ));
         }
         rows.push(KeyRow {
-            prefix: prefix_of(&k.key),
+            prefix: keys::prefix_of(&k.key),
             name: k.name.unwrap_or_else(|| id.clone()),
             id,
             subject: k.subject,

@@ -643,11 +643,12 @@ pub fn parse(src: &str) -> Result<RawConfig, ConfigIssue> {
     if src.trim().is_empty() {
         return Ok(RawConfig::default());
     }
-    if let Some((path, at, first)) = Locator::new(src).duplicates.into_iter().next() {
+    let locator = Locator::new(src);
+    if let Some((path, at, first)) = locator.duplicates.first() {
         return Err(ConfigIssue {
-            path,
+            path: path.clone(),
             message: format!("given twice (first at line {})", first.0),
-            at: Some(at),
+            at: Some(*at),
         });
     }
     serde_yaml::from_str::<RawConfig>(src).map_err(|e| {
@@ -665,7 +666,7 @@ pub fn parse(src: &str) -> Result<RawConfig, ConfigIssue> {
         // (a bad duration); the position is the field's, so name the field from it.
         // ("missing field" points at the struct, whose first key sits at the same spot.)
         if let (Some(at), false) = (at, message.starts_with("missing field")) {
-            if let Some(deeper) = Locator::new(src).path_at(at) {
+            if let Some(deeper) = locator.path_at(at) {
                 if deeper.starts_with(path.as_str()) && deeper.len() > path.len() {
                     path = deeper.to_owned();
                 }
@@ -930,8 +931,9 @@ pub fn compile(
                 old.set_max_clients(max_clients);
                 rate_limits.insert(name.clone(), old.clone());
             }
-            None => match RateLimit::bounded(name, spec, key, max_clients) {
+            None => match RateLimit::new(name, spec, key) {
                 Ok(l) => {
+                    l.set_max_clients(max_clients);
                     rate_limits.insert(name.clone(), Arc::new(l));
                 }
                 Err(e) => issues.add(format!("{p}.rate"), e),

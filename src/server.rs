@@ -111,10 +111,9 @@ impl Gateway {
                 jwks.push(serde_json::json!({"authenticator": &*j.name, "source": source, "state": r.state()}));
             }
         }
-        let ready = keys;
         (
-            ready,
-            serde_json::json!({"ready": ready, "config": true, "store": keys, "store_backend": self.store_backend(), "store_up": store_up, "redis_up": snap.shared_limits.as_ref().map(|l| l.is_up()), "keys": keys, "jwks": jwks}),
+            keys,
+            serde_json::json!({"ready": keys, "config": true, "store": keys, "store_backend": self.store_backend(), "store_up": store_up, "redis_up": snap.shared_limits.as_ref().map(|l| l.is_up()), "keys": keys, "jwks": jwks}),
         )
     }
 

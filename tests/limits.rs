@@ -316,3 +316,47 @@ async fn a_websocket_tunnel_keeps_its_connection_slot() {
         .unwrap();
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
 }
+
+/// Every duration the config accepts must work at runtime: `limits.body_timeout` accepts
+/// `18446744073709551615ms`, and `LimitedBody` re-arms its timer with `Instant::now() + idle` each
+/// time a body that made the gateway wait sends more bytes (on Linux the sum fits in a
+/// `timespec`; this guards the arithmetic the timer does). It passed when it was
+/// added.
+#[tokio::test]
+async fn huge_body_timeout_works_with_a_trickled_body() {
+    let up = Upstream::start().await;
+    let gw = Gw::start(&plain(&up, "body_timeout: 18446744073709551615ms")).await;
+    let mut tcp = tokio::net::TcpStream::connect(gw.addr("plain"))
+        .await
+        .unwrap();
+    tcp.write_all(b"POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nhello")
+        .await
+        .unwrap();
+    up.wait_for_count(1).await;
+    // The trickle is the attack: the rest of the body comes after the gateway had to wait.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    tcp.write_all(b"world").await.unwrap();
+    let mut resp = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = tokio::time::timeout(std::time::Duration::from_secs(10), tcp.read(&mut buf))
+            .await
+            .expect("no response within 10 s")
+            .unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        resp.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&resp);
+        if text.contains("\"bytes\"") && text.trim_end().ends_with('}') {
+            break;
+        }
+    }
+    let text = String::from_utf8_lossy(&resp);
+    assert!(text.starts_with("HTTP/1.1 200"), "response: {text:?}");
+    assert!(
+        text.contains("\"bytes\":10"),
+        "the upstream did not get the whole body: {text:?}"
+    );
+    assert_eq!(up.count(), 1);
+}

@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use portcullis::keys::{checksum, hash_key, shape, Env, KeyRing, KeyRow, Shape};
+use portcullis::keys::{checksum, shape, Env, KeyRing, KeyRow, Shape};
 use std::sync::LazyLock;
 
 static KEY: LazyLock<String> = LazyLock::new(|| portcullis::keys::generate_secret(Env::Live));
@@ -12,19 +12,8 @@ static KEY: LazyLock<String> = LazyLock::new(|| portcullis::keys::generate_secre
 static RING: LazyLock<KeyRing> = LazyLock::new(|| {
     let ring = KeyRing::default();
     ring.put(KeyRow {
-        id: "key_fuzz".into(),
-        prefix: KEY[..12].into(),
-        name: "fuzz".into(),
         subject: Some("svc".into()),
-        scopes: vec![],
-        env: Env::Live,
-        rate_limit: None,
-        created_at: 1,
-        expires_at: None,
-        revoked_at: None,
-        last_used_at: None,
-        current: hash_key(&KEY),
-        previous: vec![],
+        ..KeyRow::new("key_fuzz", &KEY)
     });
     ring
 });

@@ -215,15 +215,8 @@ pub fn header_limit_key(v: &[u8]) -> String {
         k.extend(v.iter().map(|b| char::from(*b)));
         return k;
     }
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, v);
-    let mut k = String::with_capacity(2 + 32);
-    k.push_str("h#");
-    for b in &d.as_ref()[..16] {
-        k.push(char::from(HEX[usize::from(b >> 4)]));
-        k.push(char::from(HEX[usize::from(b & 15)]));
-    }
-    k
+    format!("h#{}", crate::tls::hex_lower(&d.as_ref()[..16]))
 }
 
 /// The key a rate limit counts under for this request.

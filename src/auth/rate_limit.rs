@@ -209,34 +209,15 @@ impl RateLimit<DefaultClock> {
     pub fn new(name: &str, spec: LimitSpec, key: LimitKey) -> Result<Self, String> {
         Self::with_clock(name, spec, key, DefaultClock::default())
     }
-
-    /// A limit that tracks at most `max_clients` clients at once (the config's `max_clients`).
-    pub fn bounded(
-        name: &str,
-        spec: LimitSpec,
-        key: LimitKey,
-        max_clients: usize,
-    ) -> Result<Self, String> {
-        Self::with_clock_bounded(name, spec, key, DefaultClock::default(), max_clients)
-    }
 }
 
 impl<C: Clock + Clone> RateLimit<C> {
+    /// A limit tracking at most [`DEFAULT_MAX_CLIENTS`] clients; `set_max_clients` changes it.
     pub fn with_clock(
         name: &str,
         spec: LimitSpec,
         key: LimitKey,
         clock: C,
-    ) -> Result<Self, String> {
-        Self::with_clock_bounded(name, spec, key, clock, DEFAULT_MAX_CLIENTS)
-    }
-
-    pub fn with_clock_bounded(
-        name: &str,
-        spec: LimitSpec,
-        key: LimitKey,
-        clock: C,
-        max_clients: usize,
     ) -> Result<Self, String> {
         let burst = NonZeroU32::new(spec.burst).ok_or("burst must be at least 1")?;
         let interval = spec.per / spec.count.max(1);
@@ -252,7 +233,7 @@ impl<C: Clock + Clone> RateLimit<C> {
         let quota = Quota::with_period(interval)
             .ok_or("the rate is too high to measure")?
             .allow_burst(burst);
-        let max_clients = Arc::new(AtomicUsize::new(max_clients.max(1)));
+        let max_clients = Arc::new(AtomicUsize::new(DEFAULT_MAX_CLIENTS));
         let state = Bounded::new(Arc::from(name), max_clients.clone());
         let evicting = state.evicting.clone();
         let limiter =
@@ -338,7 +319,7 @@ impl<C: Clock + Clone> RateLimit<C> {
         self.evicting.load(Ordering::Acquire)
     }
 
-    /// A reload that changes only `max_clients` keeps the buckets.
+    /// The config's `max_clients`; a reload that changes only this keeps the buckets.
     pub fn set_max_clients(&self, max: usize) {
         self.max_clients.store(max.max(1), Ordering::Relaxed);
     }
@@ -417,7 +398,8 @@ mod tests {
             per: Duration::from_secs(3600),
             burst: 1,
         };
-        let l = RateLimit::with_clock_bounded("s", spec, LimitKey::Ip, clock, 160).unwrap();
+        let l = RateLimit::with_clock("s", spec, LimitKey::Ip, clock).unwrap();
+        l.set_max_clients(160);
         assert!(l.check("abuser").is_ok());
         assert!(l.check("abuser").is_err());
         // under the ceiling nobody is forgotten: the abuser stays refused
@@ -446,17 +428,17 @@ mod tests {
             per: Duration::from_secs(3600),
             burst: 1,
         };
-        let l = RateLimit::with_clock_bounded(
-            "s",
-            spec,
-            LimitKey::Ip,
-            FakeRelativeClock::default(),
-            1000,
-        )
-        .unwrap();
+        let l =
+            RateLimit::with_clock("s", spec, LimitKey::Ip, FakeRelativeClock::default()).unwrap();
+        l.set_max_clients(1000);
+        // An eviction inline would start and end within one `check`: a pending one seen from
+        // here ran elsewhere.
+        let mut seen_pending = false;
         for i in 0..200_000 {
             l.check(&format!("flood{i}")).unwrap();
+            seen_pending |= l.eviction_pending();
         }
+        assert!(seen_pending, "no eviction ran off the request thread");
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         let mut extra = 0;
         loop {
