@@ -12,7 +12,7 @@ use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use portcullis::auth::rate_limit::{LimitKey, LimitSpec, RateLimit};
 use portcullis::auth::scope::ScopeRule;
 use portcullis::auth::{evaluate, AuthRequest};
-use portcullis::listener::{Activity, ConnInfo};
+use portcullis::conn::{Activity, ConnInfo};
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Duration;
@@ -89,7 +89,7 @@ fn conn() -> ConnInfo {
         sni: None,
         client_cert: None,
         activity: Arc::new(Activity::default()),
-        peer_value: portcullis::listener::peer_value("127.0.0.1".parse().expect("ip")),
+        peer_value: portcullis::conn::peer_value("127.0.0.1".parse().expect("ip")),
         slot: None,
     }
 }

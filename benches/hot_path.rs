@@ -7,7 +7,7 @@
 use criterion::{criterion_group, criterion_main, Criterion};
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use portcullis::auth::Identity;
-use portcullis::forward::{upstream_request_headers, ForwardCtx};
+use portcullis::headers::{upstream_request_headers, ForwardCtx};
 use std::hint::black_box;
 
 fn normalize(c: &mut Criterion) {

@@ -55,7 +55,7 @@ async fn main() {
         t.elapsed().as_secs_f64()
     );
     let token = "pca_bench-token-000000000000";
-    let sha = portcullis::tls::hex_lower(&hash_key(token));
+    let sha = portcullis::digest::hex_lower(&hash_key(token));
     let cfg = dir.path().join("gw.yaml");
     std::fs::write(&cfg, format!(
         "listeners: [{{name: p, bind: 127.0.0.1:0}}]\nworkers: 1\nlogging: {{format: json, audit: off}}\nadmin: {{bind: \"127.0.0.1:0\", token_sha256: \"sha256:{sha}\"}}\nstore: {{sqlite: keys.db}}\nupstreams: {{e: {{echo: true}}}}\nauthenticators: {{k: {{type: api_key}}}}\nroutes: [{{name: r, match: {{path_prefix: /}}, upstream: e, auth: {{any_of: [k]}}}}]\n"

@@ -2,8 +2,6 @@
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 
 /// An answer from the admin API.
@@ -21,17 +19,8 @@ pub async fn call(
 ) -> Result<Answer, String> {
     crate::install_crypto_provider();
     let url = format!("{}{path}", base.trim_end_matches('/'));
-    let mut roots = rustls_native_certs::load_native_certs().certs;
-    roots.truncate(1000);
-    let tls = crate::tls::upstream_client_config(&roots)?;
-    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
-    http.enforce_http(false);
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(http);
-    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(connector);
+    let client: crate::tls::HttpsClient<Full<Bytes>> =
+        crate::tls::https_client(&Default::default())?;
     let mut req = http::Request::builder()
         .method(method)
         .uri(&url)

@@ -28,10 +28,8 @@ pub const FILES: &[&str] = &[
 
 /// Midnight UTC of the day `days` from today.
 fn day(days: i64) -> time::OffsetDateTime {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
-    let date = crate::audit::rfc3339(now + days * 86_400, 0);
+    let now = crate::clock::now_secs();
+    let date = crate::clock::rfc3339(now + days * 86_400, 0);
     let num = |r: std::ops::Range<usize>| -> i64 {
         date.get(r).and_then(|s| s.parse().ok()).unwrap_or(1)
     };

@@ -1,18 +1,177 @@
-//! Rejections: every way a request can be refused, each knowing its HTTP status, the public
-//! `error` code and description, and the stable snake_case `reason` used in logs and metrics.
+//! Rejections: every way a request can be refused. Each has one [`Reason`], which knows its stable
+//! snake_case name (logs, metrics, the audit log), the public `error` code, the HTTP status and
+//! where the fault lies ([`Source`]). A [`Reject`] adds the description and response headers.
 
 use http::{HeaderName, HeaderValue, StatusCode};
+use std::borrow::Cow;
+
+/// Where a refusal comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// The request itself: malformed, too large, too slow, too many, or nowhere to go.
+    Client,
+    /// The auth chain: a credential missing, invalid, or without the right to this route.
+    Credential,
+    /// The upstream failed after the request was allowed.
+    Upstream,
+    /// The gateway could not decide (a shared dependency is down).
+    Internal,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Client => "client",
+            Source::Credential => "credential",
+            Source::Upstream => "upstream",
+            Source::Internal => "internal",
+        }
+    }
+}
+
+macro_rules! reasons {
+    ($( $(#[$doc:meta])* $variant:ident = $name:literal, $status:ident, $error:literal, $source:ident; )*) => {
+        /// Why a request was refused. The name is stable: dashboards and alerts match on it.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Reason {
+            $( $(#[$doc])* $variant, )*
+        }
+
+        impl Reason {
+            /// Every reason, in the order of the README's table.
+            pub const ALL: &'static [Reason] = &[$(Reason::$variant),*];
+
+            /// The stable snake_case name, in logs, metrics and the audit log.
+            pub fn name(self) -> &'static str {
+                match self { $(Reason::$variant => $name,)* }
+            }
+
+            /// The HTTP status of the answer.
+            pub fn status(self) -> StatusCode {
+                match self { $(Reason::$variant => StatusCode::$status,)* }
+            }
+
+            /// The public `error` code of the JSON body.
+            pub fn error(self) -> &'static str {
+                match self { $(Reason::$variant => $error,)* }
+            }
+
+            pub fn source(self) -> Source {
+                match self { $(Reason::$variant => Source::$source,)* }
+            }
+        }
+    };
+}
+
+reasons! {
+    // The request
+    /// `CONNECT` is not proxied.
+    ConnectRefused = "connect_refused", BAD_REQUEST, "invalid_request", Client;
+    /// The request target is longer than 8 KiB.
+    UriTooLong = "uri_too_long", URI_TOO_LONG, "uri_too_long", Client;
+    /// A transfer coding other than `chunked`.
+    UnsupportedTransferCoding = "unsupported_transfer_coding", NOT_IMPLEMENTED, "not_implemented", Client;
+    MultipleHost = "multiple_host", BAD_REQUEST, "invalid_request", Client;
+    /// A Host that is not a host, or carries user information.
+    BadHost = "bad_host", BAD_REQUEST, "invalid_request", Client;
+    /// `Host` and the request target's authority disagree.
+    HostMismatch = "host_mismatch", BAD_REQUEST, "invalid_request", Client;
+    /// An HTTP/1.1 or HTTP/2 request without a host.
+    MissingHost = "missing_host", BAD_REQUEST, "invalid_request", Client;
+    /// The Host names another server than the TLS SNI.
+    SniHostMismatch = "sni_host_mismatch", MISDIRECTED_REQUEST, "misdirected_request", Client;
+    PathNotAbsolute = "path_not_absolute", BAD_REQUEST, "invalid_request", Client;
+    PathBadPercent = "path_bad_percent", BAD_REQUEST, "invalid_request", Client;
+    PathEncodedSeparator = "path_encoded_separator", BAD_REQUEST, "invalid_request", Client;
+    PathBackslash = "path_backslash", BAD_REQUEST, "invalid_request", Client;
+    PathInvalidUtf8 = "path_invalid_utf8", BAD_REQUEST, "invalid_request", Client;
+    PathConfusableChar = "path_confusable_char", BAD_REQUEST, "invalid_request", Client;
+    PathDoubleEncoded = "path_double_encoded", BAD_REQUEST, "invalid_request", Client;
+    PathDotSegmentParam = "path_dot_segment_param", BAD_REQUEST, "invalid_request", Client;
+    PathEscapesRoot = "path_escapes_root", BAD_REQUEST, "invalid_request", Client;
+    /// No route matches host, path and method.
+    NoRoute = "no_route", NOT_FOUND, "not_found", Client;
+    BadContentLength = "bad_content_length", BAD_REQUEST, "invalid_request", Client;
+    /// The rewritten target is not a valid URI.
+    BadTarget = "bad_target", BAD_REQUEST, "invalid_request", Client;
+    /// The body exceeds the route's `max_body_bytes`.
+    BodyTooLarge = "body_too_large", PAYLOAD_TOO_LARGE, "payload_too_large", Client;
+    /// No body byte arrived for `limits.body_timeout`.
+    BodyTimeout = "body_timeout", REQUEST_TIMEOUT, "request_timeout", Client;
+    /// The body broke off or had bad chunk framing.
+    BodyReadFailed = "body_read_failed", BAD_REQUEST, "invalid_request", Client;
+    /// A rate limit (or `pre_auth_rate_limit`) is exhausted.
+    RateLimited = "rate_limited", TOO_MANY_REQUESTS, "rate_limited", Client;
+
+    // The auth chain
+    /// A route with authenticators, and no credential of any of them.
+    CredentialMissing = "credential_missing", UNAUTHORIZED, "unauthorized", Credential;
+    /// The same credential offered more than once (two headers, header and query, ...).
+    CredentialDuplicated = "credential_duplicated", BAD_REQUEST, "invalid_request", Credential;
+    /// The route requires a verified client certificate.
+    ClientCertMissing = "client_cert_missing", FORBIDDEN, "client_certificate_required", Credential;
+    ApiKeyMalformed = "api_key_malformed", UNAUTHORIZED, "invalid_api_key", Credential;
+    /// `Authorization: Api-Key` and `X-Api-Key` carry different keys.
+    ApiKeyConflict = "api_key_conflict", UNAUTHORIZED, "invalid_api_key", Credential;
+    /// A key in Portcullis' format whose checksum fails (no lookup was made).
+    ApiKeyChecksum = "api_key_checksum", UNAUTHORIZED, "invalid_api_key", Credential;
+    ApiKeyUnknown = "api_key_unknown", UNAUTHORIZED, "invalid_api_key", Credential;
+    ApiKeyExpired = "api_key_expired", UNAUTHORIZED, "invalid_api_key", Credential;
+    ApiKeyRevoked = "api_key_revoked", UNAUTHORIZED, "invalid_api_key", Credential;
+    /// An earlier secret of a rotated key, past its grace.
+    ApiKeyRotated = "api_key_rotated", UNAUTHORIZED, "invalid_api_key", Credential;
+    /// A key of an environment (`live`/`test`) the authenticator's `envs` does not accept.
+    ApiKeyEnv = "api_key_env", UNAUTHORIZED, "invalid_api_key", Credential;
+    TokenTooLarge = "token_too_large", UNAUTHORIZED, "invalid_token", Credential;
+    /// Not a JWS compact serialization (segments, base64url, JSON).
+    TokenMalformed = "token_malformed", UNAUTHORIZED, "invalid_token", Credential;
+    /// A `crit` header or an unencoded payload.
+    TokenCritUnsupported = "token_crit_unsupported", UNAUTHORIZED, "invalid_token", Credential;
+    /// No JWT authenticator of the route has the token's issuer.
+    TokenUnclaimedIssuer = "token_unclaimed_issuer", UNAUTHORIZED, "invalid_token", Credential;
+    TokenAlgNotAllowed = "token_alg_not_allowed", UNAUTHORIZED, "invalid_token", Credential;
+    TokenTypMismatch = "token_typ_mismatch", UNAUTHORIZED, "invalid_token", Credential;
+    /// No verification key is loaded (a JWKS never fetched, or stale past `jwks_max_stale`).
+    TokenNoKeys = "token_no_keys", UNAUTHORIZED, "invalid_token", Credential;
+    TokenUnknownKey = "token_unknown_key", UNAUTHORIZED, "invalid_token", Credential;
+    TokenBadSignature = "token_bad_signature", UNAUTHORIZED, "invalid_token", Credential;
+    TokenWrongIssuer = "token_wrong_issuer", UNAUTHORIZED, "invalid_token", Credential;
+    TokenExpired = "token_expired", UNAUTHORIZED, "invalid_token", Credential;
+    TokenNotYetValid = "token_not_yet_valid", UNAUTHORIZED, "invalid_token", Credential;
+    TokenIatFuture = "token_iat_future", UNAUTHORIZED, "invalid_token", Credential;
+    TokenWrongAudience = "token_wrong_audience", UNAUTHORIZED, "invalid_token", Credential;
+    /// A claim of the wrong type, or `exp`/`sub` missing.
+    TokenClaimInvalid = "token_claim_invalid", UNAUTHORIZED, "invalid_token", Credential;
+    /// The token's `jti` is on the denylist.
+    TokenRevoked = "token_revoked", UNAUTHORIZED, "invalid_token", Credential;
+    InsufficientScope = "insufficient_scope", FORBIDDEN, "insufficient_scope", Credential;
+
+    // After the chain allowed the request
+    UpstreamConnectFailed = "upstream_connect_failed", BAD_GATEWAY, "bad_gateway", Upstream;
+    /// The upstream closed or reset the connection before answering.
+    UpstreamReset = "upstream_reset", BAD_GATEWAY, "bad_gateway", Upstream;
+    /// No response head within the upstream's `timeout`.
+    UpstreamTimeout = "upstream_timeout", GATEWAY_TIMEOUT, "gateway_timeout", Upstream;
+    /// The upstream answered 101 to a request that asked for no upgrade.
+    UpstreamUnrequestedUpgrade = "upstream_unrequested_upgrade", BAD_GATEWAY, "bad_gateway", Upstream;
+
+    // The gateway
+    /// Redis is down and `store.on_redis_error: deny`.
+    RateLimitUnavailable = "rate_limit_unavailable", SERVICE_UNAVAILABLE, "temporarily_unavailable", Internal;
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 /// A refused request. Turned into the SPEC section 5 JSON body by [`crate::proxy`].
 #[derive(Debug, Clone)]
 pub struct Reject {
-    pub status: StatusCode,
-    /// Public error code (`invalid_request`, `invalid_token`, `insufficient_scope`, ...).
-    pub error: &'static str,
+    pub reason: Reason,
     /// Public, generic description. Never contains a credential.
-    pub description: String,
-    /// Stable reason for logs and metrics.
-    pub reason: &'static str,
+    pub description: Cow<'static, str>,
     pub headers: Vec<(HeaderName, HeaderValue)>,
     /// Close the (HTTP/1) connection after the answer: the request's body may still be arriving
     /// and nothing after it can be framed reliably.
@@ -20,20 +179,17 @@ pub struct Reject {
 }
 
 impl Reject {
-    pub fn new(
-        status: StatusCode,
-        error: &'static str,
-        reason: &'static str,
-        description: impl Into<String>,
-    ) -> Reject {
+    pub fn new(reason: Reason, description: impl Into<Cow<'static, str>>) -> Reject {
         Reject {
-            status,
-            error,
-            description: description.into(),
             reason,
+            description: description.into(),
             headers: Vec::new(),
             close: false,
         }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.reason.status()
     }
 
     pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Reject {
@@ -41,56 +197,37 @@ impl Reject {
         self
     }
 
-    pub fn bad_request(reason: &'static str, description: impl Into<String>) -> Reject {
-        Reject::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            reason,
-            description,
-        )
+    /// Closes the (HTTP/1) connection after the answer.
+    fn closing(mut self) -> Reject {
+        self.close = true;
+        self
     }
 
     pub fn not_found() -> Reject {
-        Reject::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "no_route",
-            "no route matches this request",
-        )
+        Reject::new(Reason::NoRoute, "no route matches this request")
     }
 
     pub fn payload_too_large(limit: u64) -> Reject {
         Reject::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            "body_too_large",
+            Reason::BodyTooLarge,
             format!("the request body exceeds {limit} bytes"),
         )
     }
 
-    pub fn bad_gateway(reason: &'static str) -> Reject {
-        Reject::new(
-            StatusCode::BAD_GATEWAY,
-            "bad_gateway",
-            reason,
-            "the upstream could not be reached",
-        )
+    pub fn bad_gateway(reason: Reason) -> Reject {
+        Reject::new(reason, "the upstream could not be reached")
     }
 
     pub fn gateway_timeout() -> Reject {
         Reject::new(
-            StatusCode::GATEWAY_TIMEOUT,
-            "gateway_timeout",
-            "upstream_timeout",
+            Reason::UpstreamTimeout,
             "the upstream did not answer in time",
         )
     }
 
     pub fn misdirected() -> Reject {
         Reject::new(
-            StatusCode::MISDIRECTED_REQUEST,
-            "misdirected_request",
-            "sni_host_mismatch",
+            Reason::SniHostMismatch,
             "the Host of this request does not match the TLS server name",
         )
     }
@@ -98,23 +235,43 @@ impl Reject {
     /// The client stopped sending its request body (`limits.body_timeout`). The connection is
     /// closed after the answer: the rest of the body may still be on its way.
     pub fn body_timeout() -> Reject {
-        Reject {
-            close: true,
-            ..Reject::new(
-                StatusCode::REQUEST_TIMEOUT,
-                "request_timeout",
-                "body_timeout",
-                "the request body stopped arriving",
-            )
-        }
+        Reject::new(Reason::BodyTimeout, "the request body stopped arriving").closing()
     }
 
     /// The client's request body broke off or was malformed (bad chunk sizes). The connection is
     /// closed after the answer: its framing can no longer be trusted.
     pub fn body_read_failed() -> Reject {
-        Reject {
-            close: true,
-            ..Reject::bad_request("body_read_failed", "the request body could not be read")
+        Reject::new(Reason::BodyReadFailed, "the request body could not be read").closing()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_are_unique_snake_case_and_fit_their_status() {
+        let mut seen = std::collections::HashSet::new();
+        for r in Reason::ALL {
+            let n = r.name();
+            assert!(seen.insert(n), "{n} twice");
+            assert!(
+                n.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
+                "{n} is not snake_case"
+            );
+            let s = r.status();
+            match r.source() {
+                Source::Upstream => assert!(s.is_server_error(), "{n}"),
+                Source::Internal => assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{n}"),
+                // 501: a transfer coding the client chose that no one here implements.
+                Source::Client | Source::Credential => {
+                    assert!(
+                        s.is_client_error() || s == StatusCode::NOT_IMPLEMENTED,
+                        "{n}"
+                    )
+                }
+            }
         }
     }
 }

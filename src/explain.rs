@@ -2,10 +2,12 @@
 //! auth chain, printing each step's verdict and the headers the upstream would receive. Nothing is
 //! forwarded. Remote JWKS are fetched once so tokens verify as they would live.
 
-use crate::auth::{self, AuthRequest};
+use crate::auth::chain::evaluate;
+use crate::auth::request::AuthRequest;
 use crate::config::Snapshot;
-use crate::forward::{self, ForwardCtx, UpstreamKind};
-use crate::listener::{Activity, ConnInfo};
+use crate::conn::{canonical_ip, client_cert_info, peer_value, Activity, ConnInfo};
+use crate::headers::{upstream_request_headers, ForwardCtx};
+use crate::upstream::UpstreamKind;
 use http::{HeaderName, HeaderValue, Method, Request};
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
@@ -54,7 +56,7 @@ pub async fn explain(snap: &Snapshot, input: &ExplainInput) -> Result<(String, b
             use rustls_pki_types::pem::PemObject;
             let der = rustls_pki_types::CertificateDer::from_pem_slice(pem)
                 .map_err(|e| format!("--client-cert: {e}"))?;
-            Some(crate::tls::client_cert_info(&der))
+            Some(client_cert_info(&der))
         }
     };
     let conn = ConnInfo {
@@ -68,18 +70,18 @@ pub async fn explain(snap: &Snapshot, input: &ExplainInput) -> Result<(String, b
         },
         client_cert,
         activity: Arc::new(Activity::default()),
-        peer_value: crate::listener::peer_value(input.peer),
+        peer_value: peer_value(input.peer),
         slot: None,
     };
     let _ = writeln!(out, "request: {method} {uri}");
-    let routed = match crate::proxy::resolve(snap, &conn, &req) {
+    let routed = match crate::route::resolve(&snap.router, &conn, &req) {
         Ok(r) => r,
         Err(e) => {
             let _ = writeln!(
                 out,
                 "route: DENY {} {} ({})",
-                e.status.as_u16(),
-                e.reason,
+                e.status().as_u16(),
+                e.reason.name(),
                 e.description
             );
             return Ok((out, false));
@@ -101,7 +103,7 @@ pub async fn explain(snap: &Snapshot, input: &ExplainInput) -> Result<(String, b
         "route: {} -> upstream {} ({target})",
         route.name, route.upstream.name
     );
-    let client_ip = crate::proxy::client_ip(snap, &conn, req.headers());
+    let client_ip = snap.trusted_proxies.client_ip(&conn, req.headers());
     let auth_req = AuthRequest {
         headers: req.headers(),
         query: uri.query(),
@@ -109,7 +111,7 @@ pub async fn explain(snap: &Snapshot, input: &ExplainInput) -> Result<(String, b
         client_ip,
     };
     let mut trace = Vec::new();
-    let decision = auth::evaluate(&route.auth, &auth_req, Some(&mut trace)).await;
+    let decision = evaluate(&route.auth, &auth_req, Some(&mut trace)).await;
     for t in &trace {
         let _ = writeln!(out, "  {t}");
     }
@@ -119,8 +121,8 @@ pub async fn explain(snap: &Snapshot, input: &ExplainInput) -> Result<(String, b
             let _ = writeln!(
                 out,
                 "decision: DENY {} {} ({})",
-                e.status.as_u16(),
-                e.reason,
+                e.status().as_u16(),
+                e.reason.name(),
                 e.description
             );
             return Ok((out, false));
@@ -128,8 +130,8 @@ pub async fn explain(snap: &Snapshot, input: &ExplainInput) -> Result<(String, b
     };
     let mut headers = req.headers().clone();
     let rid = HeaderValue::from_static("explain");
-    let peer_ip = crate::config::canonical_ip(input.peer);
-    forward::upstream_request_headers(
+    let peer_ip = canonical_ip(input.peer);
+    upstream_request_headers(
         &mut headers,
         &ForwardCtx {
             peer_ip,

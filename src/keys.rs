@@ -2,8 +2,8 @@
 //! a 6-character base62 CRC-32 checksum), and the in-memory key ring every request looks keys up
 //! in by `sha256(key)`. Only hashes are kept; a plaintext exists once, in the create/rotate answer.
 
+use crate::auth::identity::{no_scopes, AuthMethod, Identity};
 use crate::auth::rate_limit::{LimitKey, LimitSpec, RateLimit};
-use crate::auth::{AuthMethod, Identity};
 use crate::values::Rate;
 use dashmap::DashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -109,11 +109,9 @@ pub fn shape(key: &str) -> Shape {
 
 pub type Hash = [u8; 32];
 
+/// What the store and the key ring keep of a key: its SHA-256.
 pub fn hash_key(key: &str) -> Hash {
-    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, key.as_bytes());
-    let mut h = [0u8; 32];
-    h.copy_from_slice(d.as_ref());
-    h
+    crate::digest::sha256(key.as_bytes())
 }
 
 /// A key as stored: metadata and secret hashes, never a secret.
@@ -288,18 +286,6 @@ pub enum KeyRefusal {
     Rotated,
 }
 
-impl KeyRefusal {
-    pub fn reason(self) -> &'static str {
-        match self {
-            KeyRefusal::Malformed => "api_key_checksum",
-            KeyRefusal::Unknown => "api_key_unknown",
-            KeyRefusal::Expired => "api_key_expired",
-            KeyRefusal::Revoked => "api_key_revoked",
-            KeyRefusal::Rotated => "api_key_rotated",
-        }
-    }
-}
-
 /// All keys, in memory, shared by every listener and reload.
 #[derive(Default)]
 pub struct KeyRing {
@@ -328,12 +314,6 @@ fn short(h: &Hash) -> u128 {
     let mut b = [0u8; 16];
     b.copy_from_slice(&h[..16]);
     u128::from_le_bytes(b)
-}
-
-pub fn now_unix() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 impl KeyRing {
@@ -371,7 +351,7 @@ impl KeyRing {
             id: Arc::from(row.id),
             subject: row.subject.map(Arc::from),
             scopes: if row.scopes.is_empty() {
-                crate::auth::no_scopes()
+                no_scopes()
             } else {
                 Arc::from(row.scopes)
             },

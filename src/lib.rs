@@ -1,34 +1,41 @@
 //! Portcullis: an authentication gateway.
 //!
-//! The request path, in module order: a [`listener`] accepts TCP (and TLS from [`tls`]), hands each
-//! request to [`proxy`], which takes one consistent [`config::Snapshot`], normalizes the path
-//! ([`normalize`]), picks a route ([`router`]), runs the route's [`auth`] chain and forwards the
-//! request through [`forward`] with the header rules of the trust boundary.
+//! One request's path, in module order (docs/architecture.md walks it function by function): a
+//! [`listener`] accepts TCP (and TLS from [`tls`]) and records the connection's facts ([`conn`]);
+//! [`proxy`] takes one consistent [`config::Snapshot`] from the [`gateway`], finds the route
+//! ([`route`], [`normalize`], [`router`]), runs the route's [`auth`] chain, rewrites the request at
+//! the trust boundary ([`headers`]) and sends it to the [`upstream`]; the [`telemetry`] logging
+//! phase records it. Refusals are [`error::Reject`]s with a typed [`error::Reason`].
+//!
+//! Around it: [`config`] (YAML -> compiled snapshot), [`keys`] and [`store`] (API keys in memory
+//! and at rest), [`admin`] (the admin API), [`server`] (start, upkeep, reload, shutdown).
 #![forbid(unsafe_code)]
 
 pub mod admin;
 pub mod admin_client;
-pub mod audit;
 pub mod auth;
 pub mod body;
+pub mod clock;
 pub mod config;
+pub mod conn;
 pub mod devpki;
-pub mod echo;
+pub mod digest;
 pub mod error;
 pub mod explain;
-pub mod forward;
+pub mod gateway;
+pub mod headers;
 pub mod keys;
 pub mod listener;
-pub mod locate;
 pub mod normalize;
 pub mod proxy;
+pub mod route;
 pub mod router;
 pub mod server;
+pub mod state;
 pub mod store;
 pub mod telemetry;
-pub mod telemetry_metrics;
 pub mod tls;
-pub mod upstream_pool;
+pub mod upstream;
 pub mod values;
 
 /// Installs aws-lc-rs as the process-wide rustls provider. Idempotent; call before any TLS use.

@@ -1,64 +1,22 @@
 //! Accept loops: TCP accept under the `max_connections` cap, the TLS handshake with a timeout, the
-//! per-connection facts ([`ConnInfo`]), HTTP/1.1 + HTTP/2 serving, idle timeout and graceful
-//! shutdown.
+//! per-connection facts ([`ConnInfo`]), HTTP/1.1 + HTTP/2 serving, the connection deadlines and
+//! graceful shutdown. Each request goes to [`crate::proxy::handle`] (or the admin API's).
 
-use crate::server::Gateway;
-use crate::tls::{client_cert_info, ClientCert};
-use http::HeaderValue;
+use crate::config::snapshot::Limits;
+use crate::conn::{client_cert_info, peer_value, Activity, ConnInfo, InFlight};
+use crate::gateway::Gateway;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
-
-/// What is known about a connection, fixed at accept and handshake time.
-#[derive(Debug)]
-pub struct ConnInfo {
-    pub listener: Arc<str>,
-    pub peer: SocketAddr,
-    pub tls: bool,
-    /// SNI the client sent, lowercased.
-    pub sni: Option<String>,
-    pub client_cert: Option<ClientCert>,
-    /// Activity flag and in-flight count for the idle timeout.
-    pub activity: Arc<Activity>,
-    /// The peer address (IPv4-mapped addresses unmapped) as a header value, formatted once per
-    /// connection instead of once per request (`X-Forwarded-For` / `X-Real-IP`; about 1 400
-    /// instructions a request under callgrind).
-    pub peer_value: HeaderValue,
-    /// The connection's slot under `max_connections`. Held by this struct so that a WebSocket
-    /// tunnel (which outlives the HTTP connection it came from) keeps it until it closes.
-    pub slot: Option<OwnedSemaphorePermit>,
-}
-
-/// `ConnInfo::peer_value` for an address.
-pub fn peer_value(ip: std::net::IpAddr) -> HeaderValue {
-    HeaderValue::from_str(&crate::config::canonical_ip(ip).to_string())
-        .unwrap_or_else(|_| HeaderValue::from_static("unknown"))
-}
-
-/// What the connection's deadlines look at (see `serve_http`).
-#[derive(Debug, Default)]
-pub struct Activity {
-    /// Requests whose response has not been sent to the end.
-    in_flight: AtomicUsize,
-    /// Requests ever begun on the connection.
-    started: AtomicU64,
-    /// Requests whose handler is still working (waiting on the upstream is not a stall).
-    handling: AtomicUsize,
-    /// A response body frame went out since the last idle check.
-    progressed: AtomicBool,
-    /// The last poll of a response body found the upstream had nothing yet (a quiet stream,
-    /// such as server-sent events between events, is not a stall).
-    upstream_quiet: AtomicBool,
-}
 
 /// Counts a request as being handled until its response head is ready.
 struct Handling(Arc<Activity>);
@@ -66,18 +24,6 @@ struct Handling(Arc<Activity>);
 impl Drop for Handling {
     fn drop(&mut self) {
         self.0.handling.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// Counts a request in flight until dropped (with its response body).
-#[derive(Debug)]
-pub struct InFlight(Arc<Activity>);
-
-impl Activity {
-    pub fn begin(self: &Arc<Self>) -> InFlight {
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
-        self.started.fetch_add(1, Ordering::Relaxed);
-        InFlight(self.clone())
     }
 }
 
@@ -113,12 +59,6 @@ impl<B: http_body::Body + Unpin> http_body::Body for Tracked<B> {
 
     fn size_hint(&self) -> http_body::SizeHint {
         self.inner.size_hint()
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -240,7 +180,7 @@ async fn serve_http<T>(
     io: T,
     info: Arc<ConnInfo>,
     gw: Arc<Gateway>,
-    limits: &crate::config::Limits,
+    limits: &Limits,
     mut shutdown: watch::Receiver<bool>,
     kind: Kind,
 ) where

@@ -128,11 +128,11 @@ fn main() -> ExitCode {
             let token = portcullis::server::new_admin_token();
             let h = portcullis::keys::hash_key(&token);
             println!("token: {token}");
-            println!("token_sha256: sha256:{}", portcullis::tls::hex_lower(&h));
+            println!("token_sha256: sha256:{}", portcullis::digest::hex_lower(&h));
             ExitCode::SUCCESS
         }
         Cmd::Check { config } => {
-            match portcullis::config::load_mode(&config, None, portcullis::config::Mode::Check) {
+            match portcullis::config::load(&config, None, portcullis::config::Mode::Check) {
                 Ok(_) => {
                     println!("{}: ok", config.display());
                     ExitCode::SUCCESS
@@ -144,14 +144,15 @@ fn main() -> ExitCode {
             }
         }
         Cmd::Run { config } => {
-            let snap = match portcullis::config::load(&config, None) {
+            let snap = match portcullis::config::load(&config, None, portcullis::config::Mode::Run)
+            {
                 Ok(s) => s,
                 Err(e) => {
                     eprintln!("{e}");
                     return ExitCode::from(1);
                 }
             };
-            portcullis::telemetry::init(&snap.logging);
+            portcullis::telemetry::init(snap.logging.format, &snap.logging.level);
             match run(config, snap) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -208,7 +209,7 @@ fn explain(
     peer: std::net::IpAddr,
     client_cert: Option<PathBuf>,
 ) -> ExitCode {
-    let snap = match portcullis::config::load_mode(&config, None, portcullis::config::Mode::Check) {
+    let snap = match portcullis::config::load(&config, None, portcullis::config::Mode::Check) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("{e}");

@@ -8,6 +8,7 @@
 //! `％２ｅ` is `%2e` to an upstream that applies NFKC), double-encoded `.`, `/`, `\` and NUL
 //! (`%252e`), and paths that climb above the root.
 
+use crate::error::Reason;
 use std::borrow::Cow;
 use unicode_normalization::UnicodeNormalization;
 
@@ -34,18 +35,18 @@ pub enum PathError {
 }
 
 impl PathError {
-    /// Stable snake_case reason for logs and metrics.
-    pub fn reason(self) -> &'static str {
+    /// The refusal's reason, for logs and metrics.
+    pub fn reason(self) -> Reason {
         match self {
-            PathError::NotAbsolute => "path_not_absolute",
-            PathError::BadPercent => "path_bad_percent",
-            PathError::EncodedSeparator => "path_encoded_separator",
-            PathError::Backslash => "path_backslash",
-            PathError::InvalidUtf8 => "path_invalid_utf8",
-            PathError::Confusable => "path_confusable_char",
-            PathError::DoubleEncoded => "path_double_encoded",
-            PathError::DotSegmentParam => "path_dot_segment_param",
-            PathError::EscapesRoot => "path_escapes_root",
+            PathError::NotAbsolute => Reason::PathNotAbsolute,
+            PathError::BadPercent => Reason::PathBadPercent,
+            PathError::EncodedSeparator => Reason::PathEncodedSeparator,
+            PathError::Backslash => Reason::PathBackslash,
+            PathError::InvalidUtf8 => Reason::PathInvalidUtf8,
+            PathError::Confusable => Reason::PathConfusableChar,
+            PathError::DoubleEncoded => Reason::PathDoubleEncoded,
+            PathError::DotSegmentParam => Reason::PathDotSegmentParam,
+            PathError::EscapesRoot => Reason::PathEscapesRoot,
         }
     }
 }

@@ -1,7 +1,8 @@
-//! Route lookup: (host, normalized path, method) -> the first matching route. Pure, no I/O.
+//! Route lookup: (host, normalized path, method) -> the first matching route. Pure, no I/O; the
+//! routes themselves (what a match leads to) are [`crate::route::Route`]s.
 
-use crate::auth::AuthPolicy;
-use crate::forward::Upstream;
+use crate::config::issues::Issues;
+use crate::config::raw::RawMatch;
 use crate::normalize::normalize;
 use http::Method;
 use std::sync::Arc;
@@ -112,58 +113,98 @@ impl PathMatch {
     }
 }
 
+/// When a route applies: `match:` compiled.
 #[derive(Debug)]
-pub struct Route {
-    pub name: Arc<str>,
+pub struct Matcher {
     pub host: HostMatch,
     pub path: PathMatch,
     /// Empty = every method.
     pub methods: Vec<Method>,
-    pub upstream: Arc<Upstream>,
-    pub auth: AuthPolicy,
-    pub max_body_bytes: u64,
     /// `match.case_insensitive`: the path pattern is compared ignoring ASCII case, so
     /// `/ADMIN/keys` cannot reach a case-insensitive upstream's `/admin/keys` through a weaker
     /// route (docs/attack-cases.md PATH-15: GoogleCloudPlatform/nodejs-docs-samples#333).
     pub case_insensitive: bool,
-    /// Remove the consumed credential before forwarding: a chain with authenticators ran and the
-    /// route does not say `forward_credentials: true`. Decided once, at compile time.
-    pub strip_credentials: bool,
-    /// Query parameters removed before forwarding: the chain's `query:` token sources when
-    /// `strip_credentials`, and always `_method`, the query form of the method-override headers
-    /// (Rails, Laravel, Express method-override; docs/attack-cases.md HDR-18).
-    pub strip_params: Vec<String>,
-    /// Applied per client address before any signature check.
-    pub pre_auth_rate_limit: Option<Arc<crate::auth::rate_limit::RateLimit>>,
 }
 
-impl Route {
-    fn matches(&self, host: Option<&str>, path: &str, method: &Method) -> bool {
+impl Matcher {
+    /// `routes[i].match` (`at` is `routes[i]`).
+    pub fn compile(m: &RawMatch, at: &str, issues: &mut Issues) -> Matcher {
+        let host = match &m.host {
+            None => HostMatch::Any,
+            Some(h) => HostMatch::parse(h.as_str()).unwrap_or_else(|e| {
+                issues.add(format!("{at}.match.host"), e);
+                HostMatch::Any
+            }),
+        };
+        let path = match (&m.path, &m.path_prefix) {
+            (Some(_), Some(_)) => {
+                issues.add(
+                    format!("{at}.match"),
+                    "give either `path` or `path_prefix`, not both",
+                );
+                PathMatch::Any
+            }
+            (Some(x), None) => PathMatch::exact(x.as_str()).unwrap_or_else(|e| {
+                issues.add(format!("{at}.match.path"), e);
+                PathMatch::Any
+            }),
+            (None, Some(x)) => PathMatch::prefix(x.as_str()).unwrap_or_else(|e| {
+                issues.add(format!("{at}.match.path_prefix"), e);
+                PathMatch::Any
+            }),
+            (None, None) => PathMatch::Any,
+        };
+        let mut methods = Vec::new();
+        for (j, name) in m.methods.iter().flatten().enumerate() {
+            let up = name.as_str().to_ascii_uppercase();
+            match Method::from_bytes(up.as_bytes()) {
+                Ok(method) if !up.is_empty() => methods.push(method),
+                _ => issues.add(
+                    format!("{at}.match.methods[{j}]"),
+                    format!("`{name}` is not an HTTP method"),
+                ),
+            }
+        }
+        Matcher {
+            host,
+            path,
+            methods,
+            case_insensitive: m.case_insensitive.unwrap_or(false),
+        }
+    }
+
+    pub fn matches(&self, host: Option<&str>, path: &str, method: &Method) -> bool {
         (self.methods.is_empty() || self.methods.contains(method))
             && self.path.matches_case(path, self.case_insensitive)
             && self.host.matches(host)
     }
 }
 
-#[derive(Debug, Default)]
-pub struct Router {
-    routes: Vec<Arc<Route>>,
+/// Routes in config order, each with its matcher.
+#[derive(Debug)]
+pub struct Router<T> {
+    routes: Vec<(Matcher, Arc<T>)>,
 }
 
-impl Router {
-    pub fn new(routes: Vec<Route>) -> Router {
+impl<T> Default for Router<T> {
+    fn default() -> Self {
+        Router { routes: Vec::new() }
+    }
+}
+
+impl<T> Router<T> {
+    pub fn new(routes: Vec<(Matcher, T)>) -> Router<T> {
         Router {
-            routes: routes.into_iter().map(Arc::new).collect(),
+            routes: routes.into_iter().map(|(m, r)| (m, Arc::new(r))).collect(),
         }
     }
 
     /// First match wins, in config order.
-    pub fn lookup(&self, host: Option<&str>, path: &str, method: &Method) -> Option<&Arc<Route>> {
-        self.routes.iter().find(|r| r.matches(host, path, method))
-    }
-
-    pub fn routes(&self) -> &[Arc<Route>] {
-        &self.routes
+    pub fn lookup(&self, host: Option<&str>, path: &str, method: &Method) -> Option<&Arc<T>> {
+        self.routes
+            .iter()
+            .find(|(m, _)| m.matches(host, path, method))
+            .map(|(_, r)| r)
     }
 }
 

@@ -1,14 +1,19 @@
-//! rustls server configs (certificates, ALPN, client-certificate verification with CRLs), the
-//! client-certificate facts captured once per connection, and the client config for https
-//! upstreams.
+//! rustls server configs (certificates, ALPN, client-certificate verification with CRLs) and the
+//! one builder of outgoing HTTPS clients.
 
-use crate::config::{resolve, ClientAuthMode, RawTls};
+use crate::config::raw::{ClientAuthMode, RawTls};
+use crate::values::resolve;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 type Errs = Vec<(String, String)>;
 
@@ -190,72 +195,70 @@ pub fn server_config(raw: &RawTls, base: &Path, path: &str) -> Result<Arc<Server
     Ok(Arc::new(cfg))
 }
 
-/// Facts about a verified client certificate, captured once per connection.
-#[derive(Debug, Clone)]
-pub struct ClientCert {
-    /// RFC 4514-style subject, e.g. `CN=alice,O=Example`.
-    pub subject: String,
-    /// Lowercase hex SHA-256 of the DER certificate.
-    pub sha256: String,
-    /// DNS, URI, email and IP subject alternative names.
-    pub sans: Vec<String>,
+/// An HTTP client for https (and plain http) URLs: rustls with the crate's one provider, trusting
+/// the given CAs or else the system's roots. The one builder of outgoing HTTPS clients: upstreams,
+/// JWKS and discovery fetches, the CLI's admin calls.
+pub type HttpsClient<B> = Client<HttpsConnector<HttpConnector>, B>;
+
+pub struct HttpsClientOptions<'a> {
+    /// CA certificates to trust; empty: the system's roots.
+    pub ca: &'a [CertificateDer<'static>],
+    pub connect_timeout: Duration,
+    /// How long an idle pooled connection is kept.
+    pub idle_timeout: Duration,
+    /// Offer HTTP/2 by ALPN on https.
+    pub http2: bool,
+    /// Speak HTTP/2 with prior knowledge (h2c on plain http).
+    pub http2_only: bool,
 }
 
-pub fn client_cert_info(der: &CertificateDer<'_>) -> ClientCert {
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der.as_ref());
-    let sha256 = hex_lower(digest.as_ref());
-    let (subject, sans) = match x509_parser::parse_x509_certificate(der.as_ref()) {
-        Ok((_, cert)) => {
-            let subject = cert.subject().to_string();
-            let mut sans = Vec::new();
-            if let Ok(Some(ext)) = cert.subject_alternative_name() {
-                use x509_parser::extensions::GeneralName;
-                for n in &ext.value.general_names {
-                    match n {
-                        GeneralName::DNSName(s) => sans.push(format!("DNS:{s}")),
-                        GeneralName::URI(s) => sans.push(format!("URI:{s}")),
-                        GeneralName::RFC822Name(s) => sans.push(format!("email:{s}")),
-                        GeneralName::IPAddress(b) => {
-                            let ip = match b.len() {
-                                4 => <[u8; 4]>::try_from(*b).ok().map(std::net::IpAddr::from),
-                                16 => <[u8; 16]>::try_from(*b).ok().map(std::net::IpAddr::from),
-                                _ => None,
-                            };
-                            if let Some(ip) = ip {
-                                sans.push(format!("IP:{ip}"));
-                            }
-                        }
-                        _ => {}
-                    }
-                }
-            }
-            (subject, sans)
+impl Default for HttpsClientOptions<'_> {
+    fn default() -> Self {
+        HttpsClientOptions {
+            ca: &[],
+            connect_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(90),
+            http2: false,
+            http2_only: false,
         }
-        // rustls already verified the chain, so this cannot happen for a real certificate.
-        Err(_) => (String::new(), Vec::new()),
+    }
+}
+
+pub fn https_client<B>(opts: &HttpsClientOptions<'_>) -> Result<HttpsClient<B>, String>
+where
+    B: http_body::Body + Send,
+    B::Data: Send,
+{
+    let tls = if opts.ca.is_empty() {
+        let mut roots = rustls_native_certs::load_native_certs().certs;
+        roots.truncate(1000);
+        client_config(&roots)
+    } else {
+        client_config(opts.ca)
+    }?;
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(opts.connect_timeout));
+    let builder = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1();
+    let connector = if opts.http2 {
+        builder.enable_http2().wrap_connector(http)
+    } else {
+        builder.wrap_connector(http)
     };
-    ClientCert {
-        subject,
-        sha256,
-        sans,
-    }
+    Ok(Client::builder(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(opts.idle_timeout)
+        .http2_only(opts.http2_only)
+        .build(connector))
 }
 
-pub fn hex_lower(bytes: &[u8]) -> String {
-    const H: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(H[(b >> 4) as usize] as char);
-        s.push(H[(b & 15) as usize] as char);
-    }
-    s
-}
-
-/// Client config for https upstreams: trusts only the given CA bundle (none given: no roots, so an
-/// https upstream without `ca` cannot be reached; config compile refuses that combination).
-pub fn upstream_client_config(
-    ca: &[CertificateDer<'static>],
-) -> Result<rustls::ClientConfig, String> {
+/// Client config trusting only `ca`.
+fn client_config(ca: &[CertificateDer<'static>]) -> Result<rustls::ClientConfig, String> {
     let mut roots = RootCertStore::empty();
     for c in ca {
         roots

@@ -7,6 +7,7 @@
 use serde::de::{self, Deserializer};
 use serde::Deserialize;
 use std::fmt;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Replaces every `${NAME}` with the value of the environment variable `NAME`. `$$` is a literal `$`.
@@ -157,12 +158,25 @@ pub struct Rate {
     pub per: Duration,
 }
 
+/// The most requests a rate may name (nine digits).
+pub const MAX_RATE_COUNT: u32 = 999_999_999;
+
+/// The one rate grammar, for the config, the admin API and the CLI alike: a count from 1 to
+/// 999999999 (digits only, no leading zero), `/`, and a unit `s` (`sec`), `min` (`m`) or `h`
+/// (`hour`); spaces around the parts are allowed.
 pub fn parse_rate(s: &str) -> Result<Rate, String> {
     let bad = || format!("`{s}` is not a rate (e.g. 100/s, 600/min, 1000/h)");
     let (n, unit) = s.trim().split_once('/').ok_or_else(bad)?;
-    let count: u32 = n.trim().parse().map_err(|_| bad())?;
+    let n = n.trim();
+    if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) || (n.starts_with('0') && n != "0") {
+        return Err(bad());
+    }
+    let count: u32 = n.parse().map_err(|_| bad())?;
     if count == 0 {
         return Err(format!("`{s}`: a rate must allow at least 1 request"));
+    }
+    if count > MAX_RATE_COUNT {
+        return Err(format!("`{s}`: at most {MAX_RATE_COUNT} requests"));
     }
     let per = match unit.trim() {
         "s" | "sec" => Duration::from_secs(1),
@@ -171,6 +185,18 @@ pub fn parse_rate(s: &str) -> Result<Rate, String> {
         _ => return Err(bad()),
     };
     Ok(Rate { count, per })
+}
+
+/// The canonical form: `N/s`, `N/min` or `N/h` (what the admin API stores and shows).
+impl fmt::Display for Rate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let unit = match self.per.as_secs() {
+            1 => "s",
+            60 => "min",
+            _ => "h",
+        };
+        write!(f, "{}/{unit}", self.count)
+    }
 }
 
 impl<'de> Deserialize<'de> for Rate {
@@ -192,6 +218,48 @@ impl<'de> Deserialize<'de> for Num {
             .map(Num)
             .map_err(|_| de::Error::custom(format!("`{s}` is not a non-negative integer")))
     }
+}
+
+/// Resolves a config path: relative paths are taken from the config file's folder.
+pub fn resolve(base: &Path, p: &str) -> PathBuf {
+    let p = Path::new(p);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
+}
+
+/// A database or Redis URL without its password, for messages: `scheme://user:secret@host/db`
+/// -> `scheme://user@host/db`; `password=...` (a query parameter, or a key=value word of libpq's
+/// `host=h password=secret` form) -> `password=<redacted>`.
+pub fn redact_url(url: &str) -> String {
+    let mut out = url.to_owned();
+    if let Some(s) = out.find("://") {
+        let from = s + 3;
+        let auth_end = out[from..].find(['/', '?']).map_or(out.len(), |i| from + i);
+        if let Some(at) = out[from..auth_end].rfind('@') {
+            let user = out[from..from + at]
+                .split(':')
+                .next()
+                .unwrap_or("")
+                .to_owned();
+            out = format!("{}{}{}", &out[..from], user, &out[from + at..]);
+        }
+    }
+    let lower = out.to_ascii_lowercase();
+    let mut redacted = String::with_capacity(out.len());
+    let mut i = 0;
+    while let Some(pos) = lower[i..].find("password=") {
+        let start = i + pos + "password=".len();
+        redacted.push_str(&out[i..start]);
+        redacted.push_str("<redacted>");
+        i = out[start..]
+            .find(['&', ' ', ';'])
+            .map_or(out.len(), |e| start + e);
+    }
+    redacted.push_str(&out[i..]);
+    redacted
 }
 
 #[cfg(test)]
@@ -228,8 +296,30 @@ mod tests {
             parse_rate("5/h").map(|r| r.per),
             Ok(Duration::from_secs(3600))
         );
-        for bad in ["0/s", "x/s", "10", "10/d"] {
+        for bad in [
+            "0/s",
+            "x/s",
+            "10",
+            "10/d",
+            "+5/s",
+            "05/s",
+            "1000000000/s",
+            "-1/s",
+            "/s",
+            "5/",
+        ] {
             assert!(parse_rate(bad).is_err(), "{bad} must be rejected");
+        }
+        for (given, canonical) in [
+            ("10/m", "10/min"),
+            (" 10 / sec ", "10/s"),
+            ("999999999/hour", "999999999/h"),
+            ("600/min", "600/min"),
+        ] {
+            assert_eq!(
+                parse_rate(given).map(|r| r.to_string()),
+                Ok(canonical.into())
+            );
         }
     }
 
@@ -249,5 +339,27 @@ mod tests {
             .contains("MISSING is not set"));
         assert!(interpolate_with("${HOME_DIR", env).is_err());
         assert!(interpolate_with("${1X}", env).is_err());
+    }
+
+    #[test]
+    fn urls_lose_their_passwords() {
+        for (url, want) in [
+            ("postgres://u:s3cret@h:5432/db", "postgres://u@h:5432/db"),
+            (
+                "postgres://u@h/db?password=s3cret&sslmode=disable",
+                "postgres://u@h/db?password=<redacted>&sslmode=disable",
+            ),
+            (
+                "host=h user=u password=s3cret dbname=d",
+                "host=h user=u password=<redacted> dbname=d",
+            ),
+            ("redis://:s3cret@h:6379/0", "redis://@h:6379/0"),
+            ("postgres://h/db", "postgres://h/db"),
+            ("postgres://u:p@ss@h/db", "postgres://u@h/db"),
+        ] {
+            let got = redact_url(url);
+            assert_eq!(got, want);
+            assert!(!got.contains("s3cret"));
+        }
     }
 }

@@ -265,7 +265,7 @@ routes:
         &a,
         reqwest::Method::POST,
         "/admin/revocations",
-        Some(json!({"jti": "jti-cluster-1", "until": portcullis::audit::rfc3339(now + 600, 0)})),
+        Some(json!({"jti": "jti-cluster-1", "until": portcullis::clock::rfc3339(now + 600, 0)})),
     )
     .await;
     assert!(st == 200 || st == 201, "{st} {v}");

@@ -595,7 +595,8 @@ fn rfc_examples_verify_at_signature_level() {
         jwk.as_object_mut().unwrap().remove("use");
         let set = json!({"keys": [jwk]});
         let (keys, skipped) =
-            portcullis::auth::jwks::KeySet::from_jwks(set.to_string().as_bytes(), true).unwrap();
+            portcullis::auth::jwt::jwks::KeySet::from_jwks(set.to_string().as_bytes(), true)
+                .unwrap();
         assert!(skipped.is_empty(), "{name}: {skipped:?}");
         let token = v["token"].as_str().unwrap();
         if !alg.starts_with("HS") {
@@ -607,7 +608,7 @@ fn rfc_examples_verify_at_signature_level() {
             );
         }
         assert_eq!(
-            portcullis::auth::jwt::signature_valid(&keys, token),
+            portcullis::auth::jwt::verify::signature_valid(&keys, token),
             Ok(true),
             "{name}"
         );
@@ -616,7 +617,7 @@ fn rfc_examples_verify_at_signature_level() {
         let last = bad.pop().unwrap();
         bad.push(if last == 'A' { 'B' } else { 'A' });
         assert_eq!(
-            portcullis::auth::jwt::signature_valid(&keys, &bad),
+            portcullis::auth::jwt::verify::signature_valid(&keys, &bad),
             Ok(false),
             "{name} tampered"
         );

@@ -499,7 +499,7 @@ async fn a_revoked_jti_is_refused_cached_or_not_and_after_restart() {
     };
     assert_eq!(call(token.clone(), base.clone()).await, 200);
     assert_eq!(call(token.clone(), base.clone()).await, 200); // now cached
-    let until = portcullis::audit::rfc3339(now + 600, 0);
+    let until = portcullis::clock::rfc3339(now + 600, 0);
     let (code, out, err) = cli_async(
         admin_url(&gw),
         vec![
@@ -775,7 +775,7 @@ fn the_first_start_prints_an_admin_token_once() {
         stored,
         format!(
             "sha256:{}",
-            portcullis::tls::hex_lower(&portcullis::keys::hash_key(&token))
+            portcullis::digest::hex_lower(&portcullis::keys::hash_key(&token))
         )
     );
 }
@@ -803,7 +803,7 @@ async fn last_use_times_are_written_to_the_store_and_survive_a_restart() {
         keys.push(line(&out, "key: "));
         ids.push(line(&out, "id: "));
     }
-    let before = portcullis::keys::now_unix();
+    let before = portcullis::clock::now_secs();
     for _ in 0..3 {
         assert_eq!(with_key(&base, &keys[0], "/x").await, 200);
     }
@@ -834,7 +834,7 @@ async fn last_use_times_are_written_to_the_store_and_survive_a_restart() {
     let in_memory = shown["last_used_at"].as_str().unwrap().to_owned();
     let written = loop {
         if let Some(t) = last_used(&ids[0]) {
-            if portcullis::audit::rfc3339(t, 0) == in_memory {
+            if portcullis::clock::rfc3339(t, 0) == in_memory {
                 break t;
             }
         }
@@ -858,7 +858,7 @@ async fn last_use_times_are_written_to_the_store_and_survive_a_restart() {
         )
         .await;
         let shown: Value = serde_json::from_str(&shown).unwrap();
-        let want = used.then(|| portcullis::audit::rfc3339(written, 0));
+        let want = used.then(|| portcullis::clock::rfc3339(written, 0));
         assert_eq!(
             shown["last_used_at"].as_str(),
             want.as_deref(),

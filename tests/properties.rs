@@ -23,14 +23,16 @@ mod common;
 use common::*;
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Version};
-use portcullis::auth::jwks::KeySet;
-use portcullis::auth::jwt::{self, JwtAuthn, Keys, TokenSource, VerifyCache};
+use portcullis::auth::jwt::cache::VerifyCache;
+use portcullis::auth::jwt::jwks::KeySet;
+use portcullis::auth::jwt::{self, JwtAuthn, Keys, RouteJwt};
+use portcullis::auth::request::CredentialSource;
 use portcullis::auth::revocation::Revocations;
 use portcullis::auth::scope::ScopeRule;
 use portcullis::auth::{AuthPolicy, AuthRequest, Authenticator, AuthnDef, Chain};
 use portcullis::config::{self, Mode, Snapshot};
+use portcullis::conn::{Activity, ConnInfo};
 use portcullis::keys::{self, Env, KeyRefusal, KeyRing, KeyRow, Shape};
-use portcullis::listener::{Activity, ConnInfo};
 use portcullis::normalize::{normalize, PathError};
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
@@ -71,7 +73,7 @@ fn conn_info(peer: IpAddr, sni: Option<&str>) -> ConnInfo {
         sni: sni.map(str::to_owned),
         client_cert: None,
         activity: Arc::new(Activity::default()),
-        peer_value: portcullis::listener::peer_value(peer),
+        peer_value: portcullis::conn::peer_value(peer),
         slot: None,
     }
 }
@@ -653,7 +655,7 @@ proptest! {
 
 #[test]
 fn hash_key_known_answers() {
-    let hex = |h: [u8; 32]| portcullis::tls::hex_lower(&h);
+    let hex = |h: [u8; 32]| portcullis::digest::hex_lower(&h);
     assert_eq!(
         hex(keys::hash_key("")),
         "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
@@ -873,7 +875,7 @@ const REVOKED_JTI: &str = "revoked-jti";
 
 fn revocations() -> Arc<Revocations> {
     let r = Arc::new(Revocations::default());
-    r.revoke(REVOKED_JTI, jwt::unix_now() + 3600.0);
+    r.revoke(REVOKED_JTI, portcullis::clock::now() + 3600.0);
     r
 }
 
@@ -892,9 +894,9 @@ fn jwt_authn(
         leeway: 0.0,
         require_typ: None,
         token_from: vec![
-            TokenSource::Header,
-            TokenSource::Cookie("tok".into()),
-            TokenSource::Query("access_token".into()),
+            CredentialSource::Header,
+            CredentialSource::Cookie("tok".into()),
+            CredentialSource::Query("access_token".into()),
         ],
         cache: cache.then(|| VerifyCache::new(64)),
         scopes_claim: "scp".into(),
@@ -917,14 +919,14 @@ fn chain_of(jwts: Vec<Arc<JwtAuthn>>) -> AuthPolicy {
         any_of: jwts
             .iter()
             .enumerate()
-            .map(|(i, j)| {
-                Arc::new(AuthnDef {
-                    name: Arc::from(format!("jwt{i}")),
-                    kind: Authenticator::Jwt(j.clone()),
-                })
+            .map(|(i, j)| AuthnDef {
+                name: Arc::from(format!("jwt{i}")),
+                kind: Authenticator::Jwt(RouteJwt {
+                    authn: j.clone(),
+                    by_issuer: Arc::from(jwts.clone()),
+                }),
             })
             .collect(),
-        jwts,
         require_client_cert: false,
         scopes: ScopeRule::default(),
         superscope: None,
@@ -945,7 +947,7 @@ proptest! {
         value_bytes(),
     ]) {
         if let Ok(hv) = HeaderValue::from_bytes(&v) {
-            prop_assert_eq!(jwt::bearer(&hv), ref_scheme(&v, "bearer"), "{:?}", String::from_utf8_lossy(&v));
+            prop_assert_eq!(portcullis::auth::request::credential(&hv, "Bearer"), ref_scheme(&v, "bearer"), "{:?}", String::from_utf8_lossy(&v));
         }
     }
 
@@ -953,11 +955,11 @@ proptest! {
     fn jwt_token_extraction_matches_reference(r in cred_request()) {
         let h = header_map(&r.headers);
         let j = hs_authn(false);
-        let got = j.find_token(&h, r.query.as_deref());
+        let got = jwt::extract::find_token(&j.token_from, &h, r.query.as_deref());
         let want = ref_find_token(&h, r.query.as_deref());
         match (&got, &want) {
             (Ok(g), Ok(w)) => prop_assert_eq!(g.map(str::to_owned), w.clone(), "{:?}", r),
-            (Err(e), Err(())) => prop_assert_eq!(e.status, StatusCode::BAD_REQUEST),
+            (Err(e), Err(())) => prop_assert_eq!(e.status(), StatusCode::BAD_REQUEST),
             _ => prop_assert!(false, "{:?}: got {:?}, want {:?}", r, got.as_ref().map(|t| t.map(str::to_owned)).map_err(|e| e.reason), want),
         }
     }
@@ -966,19 +968,18 @@ proptest! {
     fn api_key_extraction_matches_reference(r in cred_request()) {
         let h = header_map(&r.headers);
         let a = portcullis::auth::api_key::ApiKeyAuthn {
-            name: Arc::from("keys"),
             envs: vec![],
             ring: Arc::new(KeyRing::default()),
         };
         let got = a.find_key(&h);
         match (&got, ref_find_key(&h)) {
             (Ok(g), Ok(w)) => prop_assert_eq!(g.map(str::to_owned), w, "{:?}", r),
-            (Err(e), Err(allowed)) => prop_assert!(allowed.contains(&e.status.as_u16()), "{:?}: {} not in {:?}", r, e.status, allowed),
+            (Err(e), Err(allowed)) => prop_assert!(allowed.contains(&e.status().as_u16()), "{:?}: {} not in {:?}", r, e.status(), allowed),
             (got, want) => prop_assert!(false, "{:?}: got {:?}, want {:?}", r, got.as_ref().map(|t| t.map(str::to_owned)).map_err(|e| e.reason), want),
         }
         // Whatever was offered, authenticating it never panics and never succeeds on an empty ring.
         if let Ok(Some(k)) = got {
-            prop_assert!(a.authenticate(k, 100).is_err());
+            prop_assert!(a.check_key(k, 100).is_err());
         }
     }
 
@@ -989,13 +990,13 @@ proptest! {
         prop::sample::select(QUERY_VALUES).prop_map(str::to_owned),
         "[a-z_=&%;.]{0,40}",
     ], names in prop::sample::subsequence(vec!["access_token".to_owned(), "x".to_owned(), "".to_owned()], 0..3)) {
-        let got = portcullis::forward::strip_params(Some(q.clone()), &names);
+        let got = portcullis::headers::strip_params(Some(q.clone()), &names);
         prop_assert_eq!(&got, &ref_strip_params(Some(&q), &names), "{:?} {:?}", q, names);
-        prop_assert_eq!(portcullis::forward::strip_params(None, &names), None);
+        prop_assert_eq!(portcullis::headers::strip_params(None, &names), None);
         if names.iter().any(|n| n == "access_token") {
             let j = hs_authn(false);
             let empty = HeaderMap::new();
-            let found = j.find_token(&empty, got.as_deref());
+            let found = jwt::extract::find_token(&j.token_from, &empty, got.as_deref());
             prop_assert!(matches!(found, Ok(None)), "{:?} still carries a token: {:?}", got, found.map(|t| t.map(str::to_owned)).map_err(|e| e.reason));
         }
     }
@@ -1182,7 +1183,7 @@ fn run_rewrite(r: &Rewrite, trusted: bool) -> (HeaderMap, HeaderMap) {
     let peer: IpAddr = "192.0.2.7".parse().unwrap();
     let peer_value = HeaderValue::from_static("192.0.2.7");
     let rid = HeaderValue::from_static("rid-props-1");
-    let ctx = portcullis::forward::ForwardCtx {
+    let ctx = portcullis::headers::ForwardCtx {
         peer_ip: peer,
         peer_value: &peer_value,
         peer_trusted: trusted,
@@ -1196,7 +1197,7 @@ fn run_rewrite(r: &Rewrite, trusted: bool) -> (HeaderMap, HeaderMap) {
         credential_cookies: &["tok".to_owned()],
         upgrade: None,
     };
-    portcullis::forward::upstream_request_headers(&mut out, &ctx);
+    portcullis::headers::upstream_request_headers(&mut out, &ctx);
     (input, out)
 }
 
@@ -1317,7 +1318,7 @@ proptest! {
     fn downstream_headers_lose_hop_by_hop(r in rewrite_strategy(), switching in any::<bool>()) {
         let input = header_map(&r.headers);
         let mut out = input.clone();
-        portcullis::forward::downstream_response_headers(&mut out, switching);
+        portcullis::headers::downstream_response_headers(&mut out, switching);
         let nominated: HashSet<String> = input
             .get_all("connection")
             .iter()
@@ -1499,10 +1500,10 @@ proptest! {
         }
         let req = b.body(()).unwrap();
         let conn = conn_info("127.0.0.1".parse().unwrap(), c.sni);
-        match portcullis::proxy::resolve(&RESOLVE_SNAP, &conn, &req) {
+        match portcullis::route::resolve(&RESOLVE_SNAP.router, &conn, &req) {
             Err(e) => prop_assert!(
-                e.status == StatusCode::BAD_REQUEST || e.status == StatusCode::MISDIRECTED_REQUEST,
-                "{:?}: {} {}", c, e.status, e.reason
+                e.status() == StatusCode::BAD_REQUEST || e.status() == StatusCode::MISDIRECTED_REQUEST,
+                "{:?}: {} {}", c, e.status(), e.reason
             ),
             Ok(routed) => {
                 prop_assert!(c.method != "CONNECT");
@@ -1607,7 +1608,7 @@ proptest! {
         }
         let kept: Vec<Vec<u8>> = values_of(&h, "x-forwarded-for").into_iter().map(<[u8]>::to_vec).collect();
         let conn = conn_info(peer, None);
-        let got = portcullis::proxy::client_ip(&RESOLVE_SNAP, &conn, &h);
+        let got = RESOLVE_SNAP.trusted_proxies.client_ip(&conn, &h);
         prop_assert_eq!(got, ref_client_ip(peer, &kept), "peer {} xff {:?}", peer, kept.iter().map(|v| String::from_utf8_lossy(v)).collect::<Vec<_>>());
     }
 
@@ -1618,9 +1619,9 @@ proptest! {
         } else {
             IpAddr::from(b)
         };
-        prop_assert_eq!(config::canonical_ip(ip), ip.to_canonical());
+        prop_assert_eq!(portcullis::conn::canonical_ip(ip), ip.to_canonical());
         let mapped = IpAddr::V6(std::net::Ipv4Addr::new(b[0], b[1], b[2], b[3]).to_ipv6_mapped());
-        prop_assert_eq!(config::canonical_ip(mapped), IpAddr::from([b[0], b[1], b[2], b[3]]));
+        prop_assert_eq!(portcullis::conn::canonical_ip(mapped), IpAddr::from([b[0], b[1], b[2], b[3]]));
     }
 }
 
@@ -2031,16 +2032,16 @@ proptest! {
     /// (extraction, size check, cache, issuer dispatch, signature, claims).
     #[test]
     fn arbitrary_tokens_never_panic_and_never_pass(s in dotted(), how in 0usize..3) {
-        let _ = jwt::parse(&s);
-        let _ = jwt::signature_valid(&KeySet::from_secret(JWT_SECRET), &s);
+        let _ = jwt::parse::parse(&s);
+        let _ = jwt::verify::signature_valid(&KeySet::from_secret(JWT_SECRET), &s);
         if let Some(j) = jwt_authn_keys(&RSA.authn) {
-            let _ = jwt::signature_valid(j, &s);
+            let _ = jwt::verify::signature_valid(j, &s);
         }
         let policy = chain_of(vec![hs_authn(true), RSA.authn.clone()]);
         let (h, q) = carry(&s, how);
         match evaluate(&policy, &h, q.as_deref()) {
             Ok(d) => prop_assert!(false, "{:?} authenticated as {:?}", s, d.identity.subject),
-            Err(e) => prop_assert!(e.status == StatusCode::UNAUTHORIZED || e.status == StatusCode::BAD_REQUEST, "{:?}: {}", s, e.status),
+            Err(e) => prop_assert!(e.status() == StatusCode::UNAUTHORIZED || e.status() == StatusCode::BAD_REQUEST, "{:?}: {}", s, e.status()),
         }
     }
 
@@ -2053,7 +2054,7 @@ proptest! {
         let (hm, cm) = build_token(h, c, now);
         let alg = hm.get("alg").and_then(Value::as_str).unwrap_or("HS256").to_owned();
         let token = compact(&Value::Object(hm.clone()), &Value::Object(cm.clone()), |i| hmac_sign(&alg, i));
-        let want = ref_jwt_accepts(&hm, &cm, jwt::unix_now());
+        let want = ref_jwt_accepts(&hm, &cm, portcullis::clock::now());
         let policy = chain_of(vec![hs_authn(true)]);
         let (hdrs, q) = carry(&token, how);
         for round in 0..2 {
@@ -2079,8 +2080,8 @@ proptest! {
                     }
                 }
                 Err(e) => {
-                    prop_assert!(!want, "round {}: refused ({} {}), the model accepts: header {:?} claims {:?}", round, e.status, e.reason, hm, cm);
-                    prop_assert!(e.status == StatusCode::UNAUTHORIZED || e.status == StatusCode::BAD_REQUEST);
+                    prop_assert!(!want, "round {}: refused ({} {}), the model accepts: header {:?} claims {:?}", round, e.status(), e.reason, hm, cm);
+                    prop_assert!(e.status() == StatusCode::UNAUTHORIZED || e.status() == StatusCode::BAD_REQUEST);
                     // The refusal never echoes the token.
                     prop_assert!(!e.description.contains(&token));
                     for (_, v) in &e.headers {
@@ -2165,8 +2166,7 @@ proptest! {
 
 /// The token the chain would read from a request (for "the change was undone by the transport").
 fn jwt_authn_find(h: &HeaderMap, q: Option<&str>) -> Option<String> {
-    hs_authn(false)
-        .find_token(h, q)
+    jwt::extract::find_token(&hs_authn(false).token_from, h, q)
         .ok()
         .flatten()
         .map(str::to_owned)
@@ -2205,13 +2205,21 @@ proptest! {
         prop_assert_eq!(portcullis::values::parse_duration(&s).ok(), ref_duration(&s), "{:?}", s);
     }
 
+    /// One grammar for the config, the admin API and the CLI: any spelling of a unit, spaces
+    /// around the parts, counts up to nine digits; the canonical form parses back to the same.
     #[test]
-    fn rates_round_trip(count in 1u32.., unit in 0usize..3, spaces in any::<bool>()) {
-        let (u, per) = [("s", 1), ("min", 60), ("h", 3600)][unit];
+    fn rates_round_trip(count in prop_oneof![1u32..=999_999_999, 1u32..], unit in 0usize..6, spaces in any::<bool>()) {
+        let (u, per) = [("s", 1), ("sec", 1), ("m", 60), ("min", 60), ("h", 3600), ("hour", 3600)][unit];
         let text = if spaces { format!(" {count} / {u} ") } else { format!("{count}/{u}") };
-        let r = portcullis::values::parse_rate(&text).unwrap();
-        prop_assert_eq!(r.count, count);
-        prop_assert_eq!(r.per, std::time::Duration::from_secs(per));
+        match portcullis::values::parse_rate(&text) {
+            Ok(r) => {
+                prop_assert!(count <= portcullis::values::MAX_RATE_COUNT);
+                prop_assert_eq!(r.count, count);
+                prop_assert_eq!(r.per, std::time::Duration::from_secs(per));
+                prop_assert_eq!(portcullis::values::parse_rate(&r.to_string()), Ok(r));
+            }
+            Err(_) => prop_assert!(count > portcullis::values::MAX_RATE_COUNT, "{:?}", text),
+        }
     }
 
     #[test]
@@ -2248,8 +2256,8 @@ proptest! {
 
     #[test]
     fn rfc3339_round_trips(secs in 0i64..253_402_300_799, micros in 0u32..1_000_000) {
-        let t = portcullis::audit::rfc3339(secs, micros);
-        prop_assert_eq!(portcullis::audit::parse_rfc3339(&t), Some(secs), "{}", t);
+        let t = portcullis::clock::rfc3339(secs, micros);
+        prop_assert_eq!(portcullis::clock::parse_rfc3339(&t), Some(secs), "{}", t);
     }
 
     #[test]
@@ -2257,27 +2265,27 @@ proptest! {
         "[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{0,9})?(Z|z|[+-][0-9]{2}:[0-9]{2}|[+-][0-9:]{0,6}|\\PC{0,3})",
         "\\PC{0,30}",
     ]) {
-        let _ = portcullis::audit::parse_rfc3339(&s);
+        let _ = portcullis::clock::parse_rfc3339(&s);
     }
 
     #[test]
     fn sha256_round_trips(b in any::<[u8; 32]>(), upper in any::<bool>()) {
-        let hex = portcullis::tls::hex_lower(&b);
+        let hex = portcullis::digest::hex_lower(&b);
         let hex = if upper { hex.to_ascii_uppercase() } else { hex };
-        prop_assert_eq!(config::parse_sha256(&format!("sha256:{hex}")), Some(b));
+        prop_assert_eq!(portcullis::digest::parse_sha256(&format!("sha256:{hex}")), Some(b));
     }
 
     #[test]
     fn small_config_parsers_never_panic(s in "\\PC{0,40}") {
-        let _ = config::parse_sha256(&s);
-        let _ = config::parse_sha256(&format!("sha256:{s}"));
+        let _ = portcullis::digest::parse_sha256(&s);
+        let _ = portcullis::digest::parse_sha256(&format!("sha256:{s}"));
         let _ = portcullis::router::HostMatch::parse(&s);
         let _ = portcullis::router::PathMatch::exact(&s);
         let _ = portcullis::router::PathMatch::prefix(&s);
         let _ = portcullis::auth::rate_limit::LimitKey::parse(&s);
-        let _ = TokenSource::parse(&s);
-        let _ = portcullis::audit::AuditTarget::parse(&s, Path::new("."));
-        let l = portcullis::locate::Locator::new(&s);
+        let _ = CredentialSource::parse(&s);
+        let _ = portcullis::telemetry::audit::AuditTarget::parse(&s, Path::new("."));
+        let l = portcullis::config::locate::Locator::new(&s);
         let _ = l.find(&s);
     }
 
@@ -2294,7 +2302,7 @@ proptest! {
     /// never panics the field extraction.
     #[test]
     fn client_cert_info_never_panics(der in prop::collection::vec(any::<u8>(), 0..300)) {
-        let c = portcullis::tls::client_cert_info(&rustls_pki_types::CertificateDer::from(der));
+        let c = portcullis::conn::client_cert_info(&rustls_pki_types::CertificateDer::from(der));
         prop_assert_eq!(c.sha256.len(), 64);
     }
 }
@@ -2310,7 +2318,7 @@ fn client_cert_info_survives_mutated_certificates() {
             .to_vec()
     };
     let good =
-        portcullis::tls::client_cert_info(&rustls_pki_types::CertificateDer::from(der.clone()));
+        portcullis::conn::client_cert_info(&rustls_pki_types::CertificateDer::from(der.clone()));
     assert!(good.subject.contains("CN=alice"), "{}", good.subject);
     let mut runner = proptest::test_runner::TestRunner::new(cfg(1024));
     runner
@@ -2325,7 +2333,7 @@ fn client_cert_info_survives_mutated_certificates() {
                     d.truncate(p);
                 }
                 let _ =
-                    portcullis::tls::client_cert_info(&rustls_pki_types::CertificateDer::from(d));
+                    portcullis::conn::client_cert_info(&rustls_pki_types::CertificateDer::from(d));
                 Ok(())
             },
         )

@@ -1,11 +1,12 @@
-//! The JWT verify path on arbitrary input: `jwt::parse`, `signature_valid`, and
+//! The JWT verify path on arbitrary input: `jwt::parse::parse`, `signature_valid`, and
 //! `JwtAuthn::verify` with a static HMAC key. Never panics; never accepts (the fuzzer does not
 //! know the secret).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use portcullis::auth::jwks::KeySet;
-use portcullis::auth::jwt::{self, JwtAuthn, Keys, TokenSource};
+use portcullis::auth::jwt::jwks::KeySet;
+use portcullis::auth::jwt::{self, JwtAuthn, Keys};
+use portcullis::auth::request::{credential, CredentialSource};
 use portcullis::auth::revocation::Revocations;
 use std::sync::{Arc, LazyLock};
 
@@ -19,7 +20,7 @@ static AUTHN: LazyLock<JwtAuthn> = LazyLock::new(|| JwtAuthn {
     keys: Keys::Static(Arc::new(KeySet::from_secret(SECRET))),
     leeway: 0.0,
     require_typ: None,
-    token_from: vec![TokenSource::Header],
+    token_from: vec![CredentialSource::Header],
     cache: None,
     scopes_claim: "scope".into(),
     claims_to_headers: vec![],
@@ -36,16 +37,16 @@ fuzz_target!(|data: &[u8]| {
     let Ok(token) = std::str::from_utf8(data) else {
         return;
     };
-    let _ = jwt::signature_valid(&KeySet::from_secret(SECRET), token);
-    if let Ok(parsed) = jwt::parse(token) {
+    let _ = jwt::verify::signature_valid(&KeySet::from_secret(SECRET), token);
+    if let Ok(parsed) = jwt::parse::parse(token) {
         let _ = parsed.issuer();
-        let r = RT.block_on(AUTHN.verify(&parsed, jwt::unix_now()));
+        let r = RT.block_on(AUTHN.verify(&parsed, portcullis::clock::now()));
         assert!(
             r.is_err(),
             "a token not signed with the secret passed: {token:?}"
         );
     }
     if let Ok(v) = http::HeaderValue::from_bytes(data) {
-        let _ = jwt::bearer(&v);
+        let _ = credential(&v, "Bearer");
     }
 });

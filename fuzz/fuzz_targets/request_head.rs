@@ -10,8 +10,8 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Version};
 use libfuzzer_sys::fuzz_target;
 use portcullis::auth::{AuthRequest, Identity};
 use portcullis::config::{load_str, Mode, Snapshot};
-use portcullis::forward::{self, ForwardCtx};
-use portcullis::listener::{Activity, ConnInfo};
+use portcullis::conn::{Activity, ConnInfo};
+use portcullis::headers::{self as rules, ForwardCtx};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, LazyLock};
 
@@ -90,7 +90,7 @@ fuzz_target!(|data: &[u8]| {
         sni,
         client_cert: None,
         activity: Arc::new(Activity::default()),
-        peer_value: portcullis::listener::peer_value(peer),
+        peer_value: portcullis::conn::peer_value(peer),
         slot: None,
     };
     let mut b = Request::builder()
@@ -104,11 +104,11 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
 
-    let client_ip = portcullis::proxy::client_ip(&SNAP, &conn, req.headers());
+    let client_ip = SNAP.trusted_proxies.client_ip(&conn, req.headers());
     if peer != IpAddr::from([10, 0, 0, 1]) {
         assert_eq!(client_ip, peer);
     }
-    let Ok(routed) = portcullis::proxy::resolve(&SNAP, &conn, &req) else {
+    let Ok(routed) = portcullis::route::resolve(&SNAP.router, &conn, &req) else {
         return;
     };
     assert!(routed.path.starts_with('/'));
@@ -132,11 +132,11 @@ fuzz_target!(|data: &[u8]| {
     }
 
     let (cookies, params) = routed.route.auth.credential_sources();
-    if let Some(q) = forward::strip_params(uri.query().map(str::to_owned), params) {
+    if let Some(q) = rules::strip_params(uri.query().map(str::to_owned), params) {
         for pair in q.split('&') {
             let k = pair.split('=').next().unwrap_or("");
             assert!(
-                !params.iter().any(|p| forward::query_name_is(k, p)),
+                !params.iter().any(|p| rules::query_name_is(k, p)),
                 "{k:?} survived strip_params"
             );
         }
@@ -158,7 +158,7 @@ fuzz_target!(|data: &[u8]| {
         credential_cookies: cookies,
         upgrade: None,
     };
-    forward::upstream_request_headers(&mut up, &ctx);
+    rules::upstream_request_headers(&mut up, &ctx);
     for (name, value) in &up {
         let c = canon(name.as_str());
         if c.starts_with("x-auth-") || c.starts_with("x-client-cert-") {
@@ -182,5 +182,5 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(up.get("x-forwarded-for"), Some(&conn.peer_value));
     }
     let mut down = headers;
-    forward::downstream_response_headers(&mut down, flags & 16 != 0);
+    rules::downstream_response_headers(&mut down, flags & 16 != 0);
 });

@@ -2,15 +2,17 @@
 //! only), looked up in the in-memory key ring. A key in Portcullis' format whose checksum fails is
 //! refused without a lookup.
 
-use super::Identity;
-use crate::error::Reject;
+use crate::auth::identity::Identity;
+use crate::auth::request::{credential, AuthRequest, Authenticate};
+use crate::config::issues::Issues;
+use crate::error::{Reason, Reject};
 use crate::keys::{Env, KeyRefusal, KeyRing};
-use http::{header, HeaderMap, HeaderValue, StatusCode};
+use crate::values::S;
+use http::{header, HeaderMap, HeaderValue};
 use std::sync::Arc;
 
 #[derive(Debug)]
 pub struct ApiKeyAuthn {
-    pub name: Arc<str>,
     /// Accepted environments; empty = both.
     pub envs: Vec<Env>,
     pub ring: Arc<KeyRing>,
@@ -18,48 +20,48 @@ pub struct ApiKeyAuthn {
 
 const CHALLENGE: &str = "Api-Key realm=\"portcullis\"";
 
-fn invalid(reason: &'static str, description: &str) -> Reject {
-    Reject::new(
-        StatusCode::UNAUTHORIZED,
-        "invalid_api_key",
-        reason,
-        description,
-    )
-    .with_header(
+fn invalid(reason: Reason, description: &'static str) -> Reject {
+    Reject::new(reason, description).with_header(
         header::WWW_AUTHENTICATE,
         HeaderValue::from_static(CHALLENGE),
     )
 }
 
 fn duplicated() -> Reject {
-    Reject::bad_request(
-        "credential_duplicated",
+    Reject::new(
+        Reason::CredentialDuplicated,
         "the credential is offered more than once",
     )
 }
 
-/// `Api-Key` (any case) then one or more spaces then the key.
-fn api_key_scheme(v: &HeaderValue) -> Option<&str> {
-    let s = v.to_str().ok()?;
-    let (scheme, rest) = s.split_at_checked(7)?;
-    if !scheme.eq_ignore_ascii_case("api-key") || !rest.starts_with(' ') {
-        return None;
-    }
-    Some(rest.trim_start_matches(' '))
-}
-
 impl ApiKeyAuthn {
-    pub fn challenge() -> &'static str {
-        CHALLENGE
+    /// `authenticators.NAME` of `type: api_key`; every one reads the same key ring.
+    pub fn compile(envs: Option<&[S]>, ring: &Arc<KeyRing>, at: &str, issues: &mut Issues) -> Self {
+        let mut list = Vec::new();
+        for (i, e) in envs.unwrap_or_default().iter().enumerate() {
+            match Env::parse(e.as_str()) {
+                Some(env) => list.push(env),
+                None => issues.add(
+                    format!("{at}.envs[{i}]"),
+                    format!("`{e}`: use live or test"),
+                ),
+            }
+        }
+        ApiKeyAuthn {
+            envs: list,
+            ring: ring.clone(),
+        }
     }
 
+    /// The key the request offers, if any. The same key in both headers, or either header
+    /// twice, is a 400; two different keys are a 401.
     pub fn find_key<'a>(&self, headers: &'a HeaderMap) -> Result<Option<&'a str>, Reject> {
         let mut auth = headers.get_all(header::AUTHORIZATION).iter();
         let first = auth.next();
         if auth.next().is_some() {
             return Err(duplicated());
         }
-        let from_auth = first.and_then(api_key_scheme);
+        let from_auth = first.and_then(|v| credential(v, "Api-Key"));
         let mut xs = headers.get_all("x-api-key").iter();
         let x = xs.next();
         if xs.next().is_some() {
@@ -68,7 +70,7 @@ impl ApiKeyAuthn {
         let from_x = match x {
             Some(v) => Some(
                 v.to_str()
-                    .map_err(|_| invalid("api_key_malformed", "the API key is malformed"))?
+                    .map_err(|_| invalid(Reason::ApiKeyMalformed, "the API key is malformed"))?
                     .trim(),
             ),
             None => None,
@@ -76,7 +78,7 @@ impl ApiKeyAuthn {
         match (from_auth, from_x) {
             (Some(a), Some(b)) if a == b => Err(duplicated()),
             (Some(_), Some(_)) => Err(invalid(
-                "api_key_conflict",
+                Reason::ApiKeyConflict,
                 "two different API keys were offered",
             )),
             (Some(k), None) | (None, Some(k)) => Ok(Some(k)),
@@ -84,24 +86,44 @@ impl ApiKeyAuthn {
         }
     }
 
-    pub fn authenticate(&self, key: &str, now: i64) -> Result<Arc<Identity>, Reject> {
+    /// The identity of `key` at unix time `now`, or why it is refused.
+    pub fn check_key(&self, key: &str, now: i64) -> Result<Arc<Identity>, Reject> {
         if key.is_empty() || key.len() > 512 {
-            return Err(invalid("api_key_malformed", "the API key is malformed"));
+            return Err(invalid(Reason::ApiKeyMalformed, "the API key is malformed"));
         }
         let rec = self.ring.lookup(key, now).map_err(|e| {
-            let d = match e {
-                KeyRefusal::Malformed => "the API key is malformed",
-                KeyRefusal::Expired => "the API key has expired",
-                _ => "the API key is not valid",
+            let (reason, d) = match e {
+                KeyRefusal::Malformed => (Reason::ApiKeyChecksum, "the API key is malformed"),
+                KeyRefusal::Expired => (Reason::ApiKeyExpired, "the API key has expired"),
+                KeyRefusal::Unknown => (Reason::ApiKeyUnknown, "the API key is not valid"),
+                KeyRefusal::Revoked => (Reason::ApiKeyRevoked, "the API key is not valid"),
+                KeyRefusal::Rotated => (Reason::ApiKeyRotated, "the API key is not valid"),
             };
-            invalid(e.reason(), d)
+            invalid(reason, d)
         })?;
         if !self.envs.is_empty() && !self.envs.contains(&rec.env) {
             return Err(invalid(
-                "api_key_env",
+                Reason::ApiKeyEnv,
                 "this route does not accept keys of this environment",
             ));
         }
         Ok(rec.identity())
+    }
+}
+
+impl Authenticate for ApiKeyAuthn {
+    fn kind(&self) -> &'static str {
+        "api_key"
+    }
+
+    fn challenge(&self) -> Option<&'static str> {
+        Some(CHALLENGE)
+    }
+
+    async fn authenticate(&self, req: &AuthRequest<'_>) -> Result<Option<Arc<Identity>>, Reject> {
+        match self.find_key(req.headers)? {
+            None => Ok(None),
+            Some(key) => self.check_key(key, crate::clock::now_secs()).map(Some),
+        }
     }
 }

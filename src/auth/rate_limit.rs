@@ -4,14 +4,18 @@
 //! bounded by the clients seen within about one refill period, and never more than `max_clients`
 //! of them are tracked at once (see [`Bounded`]).
 
-use crate::error::Reject;
+use crate::auth::evict::{forget_down_to, keep_after_eviction};
+use crate::config::issues::Issues;
+use crate::config::raw::RawRateLimit;
+use crate::error::{Reason, Reject};
+use crate::values::Num;
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::{NoOpMiddleware, StateInformationMiddleware};
 use governor::nanos::Nanos;
 use governor::state::keyed::{DashMapStateStore, ShrinkableKeyedStateStore};
 use governor::state::{NotKeyed, StateStore};
 use governor::{Quota, RateLimiter};
-use http::{HeaderName, HeaderValue, StatusCode};
+use http::{HeaderName, HeaderValue};
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -76,7 +80,7 @@ pub struct Bounded {
     approx: AtomicUsize,
     /// Set while an eviction is scheduled or running.
     evicting: Arc<AtomicBool>,
-    /// Where the next eviction starts ([`super::forget_down_to`]).
+    /// Where the next eviction starts ([`forget_down_to`]).
     cursor: Arc<AtomicUsize>,
     /// The time of the last warning.
     warned: Mutex<Option<Instant>>,
@@ -122,7 +126,7 @@ impl Bounded {
         let (map, cursor, evicting) =
             (self.map.clone(), self.cursor.clone(), self.evicting.clone());
         let evict = move || {
-            super::forget_down_to(&map, super::keep_after_eviction(max), &cursor);
+            forget_down_to(&map, keep_after_eviction(max), &cursor);
             evicting.store(false, Ordering::Release);
         };
         match tokio::runtime::Handle::try_current() {
@@ -211,6 +215,93 @@ impl RateLimit<DefaultClock> {
     }
 }
 
+impl RateLimit<DefaultClock> {
+    /// `rate_limits.NAME`. `prev`, the limit of that name serving now, is kept (with every
+    /// client's bucket) when its quota and key did not change, so a reload does not reset
+    /// everyone's limits; `max_clients` may change either way.
+    pub fn compile(
+        name: &str,
+        raw: &RawRateLimit,
+        prev: Option<&Arc<RateLimit>>,
+        issues: &mut Issues,
+    ) -> Option<Arc<RateLimit>> {
+        let p = format!("rate_limits.{name}");
+        let burst = match raw.burst {
+            Some(Num(0)) => {
+                issues.add(format!("{p}.burst"), "must be at least 1");
+                return None;
+            }
+            Some(Num(b)) if b > u64::from(u32::MAX) => {
+                issues.add(format!("{p}.burst"), "is too large");
+                return None;
+            }
+            Some(Num(b)) => b as u32,
+            None => raw.rate.count,
+        };
+        let key = match raw
+            .key
+            .as_ref()
+            .map_or(Ok(LimitKey::Identity), |k| LimitKey::parse(k.as_str()))
+        {
+            Ok(k) => k,
+            Err(e) => {
+                issues.add(format!("{p}.key"), e);
+                return None;
+            }
+        };
+        let max_clients = match raw.max_clients {
+            None => DEFAULT_MAX_CLIENTS,
+            Some(Num(0)) => {
+                issues.add(format!("{p}.max_clients"), "must be at least 1");
+                return None;
+            }
+            Some(Num(n)) if n > 100_000_000 => {
+                issues.add(
+                    format!("{p}.max_clients"),
+                    "is too large (at most 100000000, about 10 GiB of state)",
+                );
+                return None;
+            }
+            Some(Num(n)) => usize::try_from(n).unwrap_or(usize::MAX),
+        };
+        let spec = LimitSpec {
+            count: raw.rate.count,
+            per: raw.rate.per,
+            burst,
+        };
+        let limit = match prev.filter(|old| old.spec == spec && old.key == key) {
+            Some(old) => old.clone(),
+            None => match RateLimit::new(name, spec, key) {
+                Ok(l) => Arc::new(l),
+                Err(e) => {
+                    issues.add(format!("{p}.rate"), e);
+                    return None;
+                }
+            },
+        };
+        limit.set_max_clients(max_clients);
+        Some(limit)
+    }
+}
+
+/// Header values longer than this (or not plain ASCII) are keyed by digest.
+const MAX_RAW_LIMIT_KEY: usize = 32;
+
+/// The rate-limit key for a header value. The value is the client's to choose: a long or
+/// non-ASCII one is keyed by its digest, so a tracked client costs at most ~35 bytes of key
+/// whatever it sends (128 bits: a collision would take 2^64 tries, and choosing a header value
+/// to share someone's bucket needs none).
+pub fn header_limit_key(v: &[u8]) -> String {
+    if v.len() <= MAX_RAW_LIMIT_KEY && v.iter().all(|b| b.is_ascii_graphic() || *b == b' ') {
+        let mut k = String::with_capacity(2 + v.len());
+        k.push_str("h|");
+        k.extend(v.iter().map(|b| char::from(*b)));
+        return k;
+    }
+    let d = crate::digest::sha256(v);
+    format!("h#{}", crate::digest::hex_lower(&d[..16]))
+}
+
 impl<C: Clock + Clone> RateLimit<C> {
     /// A limit tracking at most [`DEFAULT_MAX_CLIENTS`] clients; `set_max_clients` changes it.
     pub fn with_clock(
@@ -288,15 +379,10 @@ impl<C: Clock + Clone> RateLimit<C> {
     pub fn refusal(&self, wait: Duration) -> Reject {
         let retry = ceil_secs(wait).max(1);
         let [p, r] = self.headers(0, wait);
-        Reject::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            "rate_limited",
-            "too many requests; retry later",
-        )
-        .with_header(http::header::RETRY_AFTER, HeaderValue::from(retry))
-        .with_header(p.0, p.1)
-        .with_header(r.0, r.1)
+        Reject::new(Reason::RateLimited, "too many requests; retry later")
+            .with_header(http::header::RETRY_AFTER, HeaderValue::from(retry))
+            .with_header(p.0, p.1)
+            .with_header(r.0, r.1)
     }
 
     /// Drops keys whose bucket is full again (indistinguishable from a fresh key).
@@ -359,7 +445,7 @@ mod tests {
             );
         }
         let e = l.check("a").unwrap_err();
-        assert_eq!(e.status, 429);
+        assert_eq!(e.status(), 429);
         let retry = e
             .headers
             .iter()
@@ -466,5 +552,24 @@ mod tests {
         );
         assert!(LimitKey::parse("header:bad name").is_err());
         assert!(LimitKey::parse("user").is_err());
+    }
+
+    #[test]
+    fn header_limit_keys_are_raw_when_short_and_a_digest_otherwise() {
+        assert_eq!(header_limit_key(b"tenant-a"), "h|tenant-a");
+        let long_a = format!("{}a", "t".repeat(300));
+        let long_b = format!("{}b", "t".repeat(300));
+        let (ka, kb) = (
+            header_limit_key(long_a.as_bytes()),
+            header_limit_key(long_b.as_bytes()),
+        );
+        assert!(ka.starts_with("h#") && ka.len() == 34, "{ka}");
+        assert_ne!(ka, kb);
+        assert_eq!(ka, header_limit_key(long_a.as_bytes()));
+        // non-ASCII never grows through lossy decoding: a digest, whatever its length
+        let k = header_limit_key(&[0xff; 20]);
+        assert!(k.starts_with("h#") && k.len() == 34, "{k}");
+        // a short value cannot pose as a digest key
+        assert!(header_limit_key(b"#0123").starts_with("h|"));
     }
 }

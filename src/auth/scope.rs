@@ -1,8 +1,8 @@
 //! Scope authorization: `scopes` (all of them), `scopes_any` (at least one), and the optional
 //! `superscope` that passes every check.
 
-use crate::error::Reject;
-use http::{header, HeaderValue, StatusCode};
+use crate::error::{Reason, Reject};
+use http::{header, HeaderValue};
 
 #[derive(Debug, Default, Clone)]
 pub struct ScopeRule {
@@ -36,9 +36,7 @@ impl ScopeRule {
         let challenge =
             format!("Bearer realm=\"portcullis\", error=\"insufficient_scope\", scope=\"{scope}\"");
         Err(Reject::new(
-            StatusCode::FORBIDDEN,
-            "insufficient_scope",
-            "insufficient_scope",
+            Reason::InsufficientScope,
             format!("this route requires the scope(s): {scope}"),
         )
         .with_header(
@@ -64,7 +62,7 @@ mod tests {
         };
         assert!(rule.check(&v(&["read", "write", "x"]), None).is_ok());
         let e = rule.check(&v(&["read"]), None).unwrap_err();
-        assert_eq!(e.status, 403);
+        assert_eq!(e.status(), 403);
         assert_eq!(
             e.headers[0].1,
             "Bearer realm=\"portcullis\", error=\"insufficient_scope\", scope=\"read write\""

@@ -9,8 +9,7 @@
 //! server must not add a timeout to every request); then one request a second probes it.
 
 use super::rate_limit::{LimitHeaders, RateLimit};
-use crate::error::Reject;
-use http::StatusCode;
+use crate::error::{Reason, Reject};
 use redis::aio::ConnectionManager;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -84,7 +83,7 @@ impl std::fmt::Debug for SharedLimits {
 impl SharedLimits {
     /// Parses the URL; connects lazily (on the first decision).
     pub fn new(url: &str, on_error: OnRedisError, timeout: Duration) -> Result<Self, String> {
-        let display = crate::store::postgres::redact_url(url);
+        let display = crate::values::redact_url(url);
         let client =
             redis::Client::open(url).map_err(|e| format!("`{display}` is not a Redis URL: {e}"))?;
         Ok(SharedLimits {
@@ -196,9 +195,7 @@ impl SharedLimits {
             OnRedisError::Local => limit.check(key),
             OnRedisError::Allow => Ok(limit.headers(limit.spec.burst, Duration::ZERO)),
             OnRedisError::Deny => Err(Reject::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "temporarily_unavailable",
-                "rate_limit_unavailable",
+                Reason::RateLimitUnavailable,
                 "the shared rate limiter is unavailable; retry later",
             )
             .with_header(http::header::RETRY_AFTER, http::HeaderValue::from(1u32))),
@@ -214,7 +211,7 @@ fn bucket_name(limit: &str, key: &str) -> String {
     } else {
         format!(
             "pc:rl:{limit}:h:{}",
-            crate::tls::hex_lower(&crate::keys::hash_key(key))
+            crate::digest::hex_lower(&crate::digest::sha256(key.as_bytes()))
         )
     }
 }

@@ -97,67 +97,10 @@ fn db_err(e: postgres::Error) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
 
-/// A database or Redis URL without its password, for messages: `scheme://user:secret@host/db`
-/// -> `scheme://user@host/db`; `password=...` (a query parameter, or a key=value word of libpq's
-/// `host=h password=secret` form) -> `password=<redacted>`.
-pub fn redact_url(url: &str) -> String {
-    let mut out = url.to_owned();
-    if let Some(s) = out.find("://") {
-        let from = s + 3;
-        let auth_end = out[from..].find(['/', '?']).map_or(out.len(), |i| from + i);
-        if let Some(at) = out[from..auth_end].rfind('@') {
-            let user = out[from..from + at]
-                .split(':')
-                .next()
-                .unwrap_or("")
-                .to_owned();
-            out = format!("{}{}{}", &out[..from], user, &out[from + at..]);
-        }
-    }
-    let lower = out.to_ascii_lowercase();
-    let mut redacted = String::with_capacity(out.len());
-    let mut i = 0;
-    while let Some(pos) = lower[i..].find("password=") {
-        let start = i + pos + "password=".len();
-        redacted.push_str(&out[i..start]);
-        redacted.push_str("<redacted>");
-        i = out[start..]
-            .find(['&', ' ', ';'])
-            .map_or(out.len(), |e| start + e);
-    }
-    redacted.push_str(&out[i..]);
-    redacted
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn urls_lose_their_passwords() {
-        for (url, want) in [
-            ("postgres://u:s3cret@h:5432/db", "postgres://u@h:5432/db"),
-            (
-                "postgres://u@h/db?password=s3cret&sslmode=disable",
-                "postgres://u@h/db?password=<redacted>&sslmode=disable",
-            ),
-            (
-                "host=h user=u password=s3cret dbname=d",
-                "host=h user=u password=<redacted> dbname=d",
-            ),
-            ("redis://:s3cret@h:6379/0", "redis://@h:6379/0"),
-            ("postgres://h/db", "postgres://h/db"),
-            ("postgres://u:p@ss@h/db", "postgres://u@h/db"),
-        ] {
-            let got = super::redact_url(url);
-            assert_eq!(got, want);
-            assert!(!got.contains("s3cret"));
-        }
-    }
-}
-
 impl Postgres {
     /// Parses the URL, connects once and migrates the schema.
     pub fn open(url: &str) -> StoreResult<Postgres> {
-        let display = redact_url(url);
+        let display = crate::values::redact_url(url);
         let mut config: postgres::Config = url.parse().map_err(|e: postgres::Error| {
             StoreError::Unavailable(format!("{display}: not a PostgreSQL URL: {e}"))
         })?;
@@ -495,7 +438,7 @@ impl Store for Postgres {
     }
 
     fn audit(&self, actor: &str, action: &str, target: &str, detail: &str) -> StoreResult<()> {
-        let at = crate::keys::now_unix();
+        let at = crate::clock::now_secs();
         self.with(|c| {
             c.execute(
                 "INSERT INTO portcullis_admin_audit (at, actor, action, target, detail) VALUES ($1, $2, $3, $4, $5)",
@@ -549,7 +492,7 @@ impl Feed {
     /// thread of its own (the sync client blocks).
     pub fn spawn(
         pg: Arc<Postgres>,
-        shared: Arc<crate::config::Shared>,
+        shared: Arc<crate::state::Shared>,
         from: i64,
         resync: Duration,
     ) -> std::io::Result<Arc<Feed>> {
@@ -569,7 +512,7 @@ impl Feed {
         Ok(feed)
     }
 
-    fn run(&self, pg: &Postgres, shared: &crate::config::Shared, resync: Duration, first: Client) {
+    fn run(&self, pg: &Postgres, shared: &crate::state::Shared, resync: Duration, first: Client) {
         let mut backoff = Duration::from_millis(250);
         let mut client = Some(first);
         loop {
@@ -594,7 +537,7 @@ impl Feed {
     }
 
     /// Connects, LISTENs, and catches up.
-    fn listen(&self, pg: &Postgres, shared: &crate::config::Shared) -> StoreResult<Client> {
+    fn listen(&self, pg: &Postgres, shared: &crate::state::Shared) -> StoreResult<Client> {
         let mut c = pg.connect()?;
         c.batch_execute(&format!("LISTEN {CHANNEL}"))
             .map_err(db_err)?;
@@ -610,7 +553,7 @@ impl Feed {
     fn follow(
         &self,
         mut c: Client,
-        shared: &crate::config::Shared,
+        shared: &crate::state::Shared,
         resync: Duration,
     ) -> StoreResult<()> {
         loop {
@@ -630,7 +573,7 @@ impl Feed {
         }
     }
 
-    fn catch_up(&self, c: &mut Client, shared: &crate::config::Shared) -> StoreResult<()> {
+    fn catch_up(&self, c: &mut Client, shared: &crate::state::Shared) -> StoreResult<()> {
         let after = self.applied.load(Ordering::Relaxed);
         // Both reads in one snapshot: `applied` may only move to a number below which this
         // snapshot saw every committed change, keys and revocations alike.
@@ -641,7 +584,7 @@ impl Feed {
             .start()
             .map_err(db_err)?;
         let (n, kmax) = keys_since(&mut tx, after, &mut |row| shared.keys.put(row))?;
-        let (revs, rmax) = revocations_since(&mut tx, after, crate::keys::now_unix())?;
+        let (revs, rmax) = revocations_since(&mut tx, after, crate::clock::now_secs())?;
         tx.commit().map_err(db_err)?;
         for (jti, until) in &revs {
             shared.revocations.revoke(jti, *until as f64);

@@ -270,7 +270,7 @@ impl Store for Sqlite {
         self.conn()
             .execute(
                 "INSERT INTO admin_audit (at, actor, action, target, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![crate::keys::now_unix(), actor, action, target, detail],
+                params![crate::clock::now_secs(), actor, action, target, detail],
             )
             .map_err(unavailable)?;
         Ok(())

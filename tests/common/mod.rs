@@ -399,7 +399,7 @@ pub const ADMIN_TOKEN: &str = "pca_test-admin-token-0123456789";
 pub fn admin_token_sha256() -> String {
     format!(
         "sha256:{}",
-        portcullis::tls::hex_lower(&portcullis::keys::hash_key(ADMIN_TOKEN))
+        portcullis::digest::hex_lower(&portcullis::keys::hash_key(ADMIN_TOKEN))
     )
 }
 
@@ -424,7 +424,7 @@ impl Gw {
         }
         let yaml = yaml.as_str();
         std::fs::write(&file, yaml).unwrap();
-        let snap = match portcullis::config::load(&file, None) {
+        let snap = match portcullis::config::load(&file, None, portcullis::config::Mode::Run) {
             Ok(s) => s,
             Err(e) => panic!("config does not load:\n{e}\n---\n{yaml}"),
         };

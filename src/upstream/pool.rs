@@ -8,7 +8,7 @@
 //! instructions. A connection goes back to the pool only once its response body has been read to
 //! the end, so a sender taken from the pool has no response outstanding.
 
-use crate::body::LimitedBody;
+use super::body::LimitedBody;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};

@@ -3,7 +3,8 @@
 //! (`version` is the client's HTTP version as the gateway received it).
 //! The body is counted as it streams by, never held.
 
-use crate::body::{BoxError, GwBody};
+use super::body::BoxError;
+use crate::body::GwBody;
 use http::{HeaderMap, Method, Response, StatusCode};
 use http_body_util::BodyExt;
 use std::collections::BTreeMap;

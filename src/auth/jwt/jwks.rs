@@ -7,15 +7,11 @@
 use arc_swap::ArcSwapOption;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::Value;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -346,7 +342,7 @@ pub enum JwksState {
     NeverLoaded,
 }
 
-type FetchClient = Client<HttpsConnector<HttpConnector>, Empty<Bytes>>;
+type FetchClient = crate::tls::HttpsClient<Empty<Bytes>>;
 
 struct Progress {
     /// Last successful fetch.
@@ -373,7 +369,7 @@ pub struct RemoteJwks {
     progress: Mutex<Progress>,
     fetch_lock: tokio::sync::Mutex<()>,
     started: AtomicBool,
-    client: FetchClient,
+    client: OnceLock<FetchClient>,
 }
 
 impl std::fmt::Debug for RemoteJwks {
@@ -409,26 +405,43 @@ pub fn check_fetch_url(url: &str) -> Result<http::Uri, String> {
     }
 }
 
+/// The remote key sets of a config being compiled: one per source and timing, shared by the
+/// authenticators that name the same source, and taken over from the config serving now (with
+/// the keys it holds and its refresh task) when unchanged.
+pub struct JwksPool<'a> {
+    serving: &'a [Arc<RemoteJwks>],
+    pub made: Vec<Arc<RemoteJwks>>,
+}
+
+impl<'a> JwksPool<'a> {
+    pub fn new(serving: &'a [Arc<RemoteJwks>]) -> JwksPool<'a> {
+        JwksPool {
+            serving,
+            made: Vec::new(),
+        }
+    }
+
+    pub fn get(&mut self, location: JwksLocation, timing: JwksTiming) -> Arc<RemoteJwks> {
+        let same = |r: &&Arc<RemoteJwks>| r.location == location && r.timing == timing;
+        if let Some(r) = self.made.iter().find(same) {
+            return r.clone();
+        }
+        let r = match self.serving.iter().find(same) {
+            Some(r) => r.clone(),
+            None => Arc::new(RemoteJwks::new(location, timing)),
+        };
+        self.made.push(r.clone());
+        r
+    }
+}
+
 const MAX_DOC_BYTES: usize = 1 << 20;
 
 impl RemoteJwks {
-    pub fn new(location: JwksLocation, timing: JwksTiming) -> Result<RemoteJwks, String> {
-        let mut roots = rustls_native_certs::load_native_certs().certs;
-        roots.truncate(1000);
-        let tls = crate::tls::upstream_client_config(&roots)?;
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_connect_timeout(Some(Duration::from_secs(5)));
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build(connector);
-        Ok(RemoteJwks {
+    /// A key set to fetch from `location`; nothing is fetched (and no client made) before
+    /// [`RemoteJwks::start`] or the first refetch.
+    pub fn new(location: JwksLocation, timing: JwksTiming) -> RemoteJwks {
+        RemoteJwks {
             location,
             timing,
             keys: ArcSwapOption::empty(),
@@ -443,8 +456,20 @@ impl RemoteJwks {
             }),
             fetch_lock: tokio::sync::Mutex::new(()),
             started: AtomicBool::new(false),
-            client,
-        })
+            client: OnceLock::new(),
+        }
+    }
+
+    /// The HTTPS client (the system's roots), made at the first fetch.
+    fn client(&self) -> Result<&FetchClient, String> {
+        if let Some(c) = self.client.get() {
+            return Ok(c);
+        }
+        let c = crate::tls::https_client(&crate::tls::HttpsClientOptions {
+            idle_timeout: Duration::from_secs(30),
+            ..Default::default()
+        })?;
+        Ok(self.client.get_or_init(|| c))
     }
 
     fn progress(&self) -> std::sync::MutexGuard<'_, Progress> {
@@ -489,7 +514,7 @@ impl RemoteJwks {
             .header(http::header::USER_AGENT, "portcullis")
             .body(Empty::new())
             .map_err(|e| e.to_string())?;
-        let resp = tokio::time::timeout(Duration::from_secs(10), self.client.request(req))
+        let resp = tokio::time::timeout(Duration::from_secs(10), self.client()?.request(req))
             .await
             .map_err(|_| format!("{uri}: timed out"))?
             .map_err(|e| format!("{uri}: {e}"))?;

@@ -1,181 +1,15 @@
-//! The trust boundary: which client headers may reach the upstream, which the gateway sets, and the
-//! pooled upstream clients.
+//! The trust boundary: which client headers may reach the upstream and which the gateway sets.
+//! Pure functions over header maps: no config, no I/O.
 //!
 //! Strip before you inject (linkerd): hop-by-hop headers, the headers named in `Connection`, every
 //! client copy of an identity header (`X-Auth-*`, `X-Client-Cert-*`, in any case and with `_` or
 //! `.` for `-`) and, from peers that are not trusted proxies, every header through which upstream
 //! frameworks let a client override the URL or claim a network identity. Then add ours.
 
-use crate::auth::Identity;
-use crate::body::LimitedBody;
-use crate::config::{resolve, RawUpstream};
-use crate::tls::ClientCert;
+use crate::auth::identity::Identity;
+use crate::conn::ClientCert;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::uri::{Authority, Scheme};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use std::net::IpAddr;
-use std::path::Path;
-use std::time::Duration;
-
-pub type UpstreamClient = Client<HttpsConnector<HttpConnector>, LimitedBody>;
-
-#[derive(Debug)]
-pub struct Upstream {
-    raw: RawUpstream,
-    pub name: String,
-    pub kind: UpstreamKind,
-}
-
-#[derive(Debug)]
-pub enum UpstreamKind {
-    /// The built-in echo upstream.
-    Echo,
-    Http(Box<HttpUpstream>),
-}
-
-#[derive(Debug)]
-pub struct HttpUpstream {
-    pub scheme: Scheme,
-    pub authority: Authority,
-    /// Path prefix from the URL, without trailing slash ("" for none).
-    pub base_path: String,
-    pub timeout: Duration,
-    pub transport: Transport,
-}
-
-/// How requests reach an upstream. Either way `X-Forwarded-Host` carries the client's host.
-#[derive(Debug)]
-pub enum Transport {
-    /// Plain HTTP/1.1: the gateway's own keep-alive pool (see upstream_pool). The upstream gets
-    /// the client's `Host`, or `host` (its own authority) when the client sent none.
-    Pool {
-        pool: std::sync::Arc<crate::upstream_pool::H1Pool>,
-        host: http::HeaderValue,
-    },
-    /// https (HTTP/1.1 or h2 by ALPN) and h2c: hyper-util's client. `Host` / `:authority` name
-    /// the upstream itself (TLS names and HTTP/2's `:authority` must).
-    Client(Box<UpstreamClient>),
-}
-
-impl Upstream {
-    pub fn raw(&self) -> &RawUpstream {
-        &self.raw
-    }
-
-    pub fn compile(
-        name: &str,
-        raw: &RawUpstream,
-        base: &Path,
-        path: &str,
-    ) -> Result<Upstream, Vec<(String, String)>> {
-        let err = |field: &str, msg: String| vec![(format!("{path}{field}"), msg)];
-        let kind = match (&raw.url, raw.echo) {
-            (None, Some(true)) => {
-                if raw.ca.is_some() || raw.http2.is_some() {
-                    return Err(err("", "an echo upstream takes no `ca` or `http2`".into()));
-                }
-                UpstreamKind::Echo
-            }
-            (Some(_), Some(true)) => {
-                return Err(err(
-                    "",
-                    "give either `url` or `echo: true`, not both".into(),
-                ))
-            }
-            (None, _) => return Err(err("", "needs `url` (or `echo: true`)".into())),
-            (Some(url), _) => {
-                let uri: http::Uri = url
-                    .as_str()
-                    .parse()
-                    .map_err(|e| err(".url", format!("`{url}` is not a URL: {e}")))?;
-                let scheme = uri.scheme().cloned().unwrap_or(Scheme::HTTP);
-                if scheme != Scheme::HTTP && scheme != Scheme::HTTPS {
-                    return Err(err(
-                        ".url",
-                        format!("`{url}`: only http and https are supported"),
-                    ));
-                }
-                let authority = uri
-                    .authority()
-                    .cloned()
-                    .ok_or_else(|| err(".url", format!("`{url}` has no host")))?;
-                if uri.query().is_some() {
-                    return Err(err(".url", format!("`{url}`: a query is not allowed here")));
-                }
-                let base_path = uri.path().trim_end_matches('/').to_owned();
-                let http2 = raw.http2.unwrap_or(false);
-                if http2 && scheme == Scheme::HTTPS {
-                    return Err(err(
-                        ".http2",
-                        "https upstreams negotiate HTTP/2 by ALPN; `http2: true` is for plain http (h2c)"
-                            .into(),
-                    ));
-                }
-                let ca = match &raw.ca {
-                    Some(f) => crate::tls::load_certs(&resolve(base, f.as_str()))
-                        .map_err(|e| err(".ca", e))?,
-                    None => Vec::new(),
-                };
-                let connect_timeout = raw.connect_timeout.map_or(Duration::from_secs(5), |d| d.0);
-                let transport = if scheme == Scheme::HTTP && !http2 {
-                    // `host()` keeps an IPv6 literal's brackets, as `connect` wants them.
-                    let port = authority.port_u16().unwrap_or(80);
-                    Transport::Pool {
-                        pool: std::sync::Arc::new(crate::upstream_pool::H1Pool::new(
-                            format!("{}:{port}", authority.host()),
-                            connect_timeout,
-                            Duration::from_secs(90),
-                        )),
-                        host: http::HeaderValue::from_str(authority.as_str())
-                            .map_err(|e| err(".url", format!("`{url}`: {e}")))?,
-                    }
-                } else {
-                    let tls = if ca.is_empty() {
-                        let mut roots = rustls_native_certs::load_native_certs().certs;
-                        roots.truncate(1000);
-                        crate::tls::upstream_client_config(&roots)
-                    } else {
-                        crate::tls::upstream_client_config(&ca)
-                    }
-                    .map_err(|e| err(".ca", e))?;
-                    let mut http = HttpConnector::new();
-                    http.enforce_http(false);
-                    http.set_nodelay(true);
-                    http.set_connect_timeout(Some(connect_timeout));
-                    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-                        .with_tls_config(tls)
-                        .https_or_http()
-                        .enable_http1()
-                        .enable_http2()
-                        .wrap_connector(http);
-                    Transport::Client(Box::new(
-                        Client::builder(TokioExecutor::new())
-                            .timer(TokioTimer::new())
-                            .pool_timer(TokioTimer::new())
-                            .pool_idle_timeout(Duration::from_secs(90))
-                            .http2_only(http2)
-                            .build(connector),
-                    ))
-                };
-                UpstreamKind::Http(Box::new(HttpUpstream {
-                    scheme: scheme.clone(),
-                    authority,
-                    base_path,
-                    timeout: raw.timeout.map_or(Duration::from_secs(60), |d| d.0),
-                    transport,
-                }))
-            }
-        };
-        Ok(Upstream {
-            raw: raw.clone(),
-            name: name.to_owned(),
-            kind,
-        })
-    }
-}
 
 /// Header names compared after lowercasing and reading `_` and `.` as `-`.
 fn canon(name: &str) -> std::borrow::Cow<'_, str> {
@@ -297,6 +131,22 @@ const X_AUTH_SUBJECT: HeaderName = HeaderName::from_static("x-auth-subject");
 const X_AUTH_SCOPES: HeaderName = HeaderName::from_static("x-auth-scopes");
 const X_AUTH_KEY_ID: HeaderName = HeaderName::from_static("x-auth-key-id");
 const X_AUTH_ISSUER: HeaderName = HeaderName::from_static("x-auth-issuer");
+/// The identity headers the gateway itself sets from the chain's [`Identity`].
+const IDENTITY_HEADERS: [HeaderName; 5] = [
+    X_AUTH_METHOD,
+    X_AUTH_SUBJECT,
+    X_AUTH_SCOPES,
+    X_AUTH_KEY_ID,
+    X_AUTH_ISSUER,
+];
+
+/// Whether `lowercase_name` is one of the identity headers the gateway sets itself (a
+/// `claims_to_headers` entry may not take one over).
+pub fn is_identity_header(lowercase_name: &str) -> bool {
+    IDENTITY_HEADERS
+        .iter()
+        .any(|h| h.as_str() == lowercase_name)
+}
 const X_CLIENT_CERT_SUBJECT: HeaderName = HeaderName::from_static("x-client-cert-subject");
 const X_CLIENT_CERT_SHA256: HeaderName = HeaderName::from_static("x-client-cert-sha256");
 
@@ -577,10 +427,30 @@ pub fn downstream_response_headers(h: &mut HeaderMap, switching: bool) {
     }
 }
 
+/// A protocol upgrade the gateway tunnels (WebSocket and the like). `h2c` never is: after a
+/// 101 the tunnel would carry HTTP/2 requests that never pass the auth chain (h2c smuggling,
+/// docs/attack-cases.md SMUG-18); such a request goes on as plain HTTP/1.1 without its
+/// `Upgrade`, as RFC 9113 lets a server ignore it (`curl --http2` on http:// does this).
+pub fn wants_upgrade(h: &http::HeaderMap) -> bool {
+    let h2c = h.get_all(header::UPGRADE).iter().any(|v| {
+        v.to_str().map_or(true, |s| {
+            s.split(',')
+                .any(|t| t.trim().to_ascii_lowercase().starts_with("h2c"))
+        })
+    });
+    !h2c && h.contains_key(header::UPGRADE)
+        && h.get_all(header::CONNECTION).iter().any(|v| {
+            v.to_str().is_ok_and(|s| {
+                s.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+            })
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::Identity;
+    use crate::auth::identity::Identity;
 
     fn rewrite(pairs: &[(&str, &str)], trusted: bool) -> HeaderMap {
         let mut h = HeaderMap::new();

@@ -1,0 +1,108 @@
+//! Health, readiness and metrics: `/healthz`, `/readyz` (what is loaded, and each JWKS source's
+//! state) and the Prometheus text of `/metrics` (the request counters of
+//! [`crate::telemetry::metrics`] and the gauges read from the running gateway).
+
+use super::api::{err, json_response, ApiError};
+use crate::auth::jwt::jwks::JwksLocation;
+use crate::auth::jwt::Keys;
+use crate::body::GwBody;
+use crate::gateway::Gateway;
+use http::{header, HeaderValue, Response, StatusCode};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+/// `/readyz`: config, store and keys loaded; each JWKS source's state.
+pub fn readiness(gw: &Gateway) -> (bool, serde_json::Value) {
+    let snap = gw.snapshot();
+    let keys = gw.keys().loaded.load(Ordering::Acquire);
+    // Loaded is what readiness needs: once the keys are in memory a replica serves them
+    // even while the store is down (failing readiness then would take every replica out of
+    // the load balancer at once). The store's state is reported beside it.
+    let store_up = gw.store_up();
+    let mut jwks = Vec::new();
+    for j in &snap.jwts {
+        if let Keys::Remote(r) = &j.keys {
+            let source = match &r.location {
+                JwksLocation::Url(u) => u.clone(),
+                JwksLocation::Discovery(i) => i.clone(),
+            };
+            jwks.push(serde_json::json!({"authenticator": &*j.name, "source": source, "state": r.state()}));
+        }
+    }
+    (
+        keys,
+        serde_json::json!({"ready": keys, "config": true, "store": keys, "store_backend": gw.store_backend(), "store_up": store_up, "redis_up": snap.store.redis.as_ref().map(|l| l.is_up()), "keys": keys, "jwks": jwks}),
+    )
+}
+
+/// The Prometheus text exposition.
+pub fn render_metrics(gw: &Gateway) -> String {
+    use std::fmt::Write as _;
+    let snap = gw.snapshot();
+    let mut extra = String::new();
+    let now = crate::clock::now_secs();
+    let _ = writeln!(extra, "# HELP portcullis_api_keys_active API keys that are neither revoked nor expired.\n# TYPE portcullis_api_keys_active gauge\nportcullis_api_keys_active {}", gw.keys().active(now));
+    let _ = writeln!(extra, "# HELP portcullis_jwks_refreshes_total JWKS fetches by source and result.\n# TYPE portcullis_jwks_refreshes_total counter");
+    for r in &snap.remote_jwks {
+        let (ok, failed) = r.fetch_counts();
+        let src = format!("{:?}", r.location).replace('"', "'");
+        let _ = writeln!(
+            extra,
+            "portcullis_jwks_refreshes_total{{source=\"{src}\",result=\"ok\"}} {ok}"
+        );
+        let _ = writeln!(
+            extra,
+            "portcullis_jwks_refreshes_total{{source=\"{src}\",result=\"error\"}} {failed}"
+        );
+    }
+    let up = gw.store_up();
+    let _ = writeln!(extra, "# HELP portcullis_store_up 1 while the key store (and, in cluster mode, its change feed) is reachable.\n# TYPE portcullis_store_up gauge\nportcullis_store_up{{backend=\"{}\"}} {}", gw.store_backend(), u8::from(up));
+    let _ = writeln!(extra, "# HELP portcullis_keys_loaded API keys held in memory (any state).\n# TYPE portcullis_keys_loaded gauge\nportcullis_keys_loaded {}", gw.keys().len());
+    if let Some(l) = &snap.store.redis {
+        let _ = writeln!(
+            extra,
+            "portcullis_store_up{{backend=\"redis\"}} {}",
+            u8::from(l.is_up())
+        );
+        let _ = writeln!(extra, "# HELP portcullis_redis_fallback_total Rate-limit decisions made without Redis (on_redis_error applied).\n# TYPE portcullis_redis_fallback_total counter\nportcullis_redis_fallback_total {}", l.fallbacks.load(Ordering::Relaxed));
+    }
+    if let Some(f) = &gw.feed {
+        let _ = writeln!(extra, "# HELP portcullis_store_changes_applied The last change number this replica applied from the store.\n# TYPE portcullis_store_changes_applied gauge\nportcullis_store_changes_applied {}", f.applied.load(Ordering::Relaxed));
+    }
+    let _ = writeln!(extra, "# HELP portcullis_audit_dropped_total Audit lines dropped because the writer fell behind.\n# TYPE portcullis_audit_dropped_total counter\nportcullis_audit_dropped_total {}", snap.audit.dropped.load(Ordering::Relaxed));
+    gw.metrics.render(&extra)
+}
+
+/// `GET /readyz`: 200 when ready, else 503, with the document either way.
+pub fn readyz(gw: &Gateway) -> Response<GwBody> {
+    let (ready, doc) = readiness(gw);
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    json_response(status, &doc)
+}
+
+/// `GET /metrics`. Off the serving threads: the active-keys gauge walks every key (a million in
+/// the largest stores), which would stall the requests sharing this worker. One render at a
+/// time: concurrent scrapes wait here instead of filling the blocking pool.
+pub async fn metrics(gw: Arc<Gateway>) -> Result<Response<GwBody>, ApiError> {
+    static RENDER: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+    let _one = RENDER.acquire().await;
+    let text = tokio::task::spawn_blocking(move || render_metrics(&gw))
+        .await
+        .map_err(|_| {
+            err(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "metrics could not be rendered",
+            )
+        })?;
+    let mut r = Response::new(GwBody::full(text));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    Ok(r)
+}

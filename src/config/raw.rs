@@ -1,0 +1,306 @@
+//! The raw schema of `gateway.yaml` (SPEC section 2): serde structs with `deny_unknown_fields`, as
+//! the file says them. Field names are the contract. Nothing here but value types
+//! ([`crate::values`]): each runtime type compiles itself from its section (`Upstream::compile`,
+//! `RateLimit::compile`, ...), and [`super::compile`] calls them in turn.
+
+use crate::values::{Dur, Num, Rate, S};
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub listeners: Vec<RawListener>,
+    #[serde(default)]
+    pub limits: RawLimits,
+    #[serde(default)]
+    pub logging: RawLogging,
+    #[serde(default)]
+    pub trusted_proxies: Vec<S>,
+    #[serde(default)]
+    pub upstreams: BTreeMap<String, RawUpstream>,
+    #[serde(default)]
+    pub authenticators: BTreeMap<String, RawAuthenticator>,
+    #[serde(default)]
+    pub rate_limits: BTreeMap<String, RawRateLimit>,
+    #[serde(default)]
+    pub scopes: RawScopes,
+    #[serde(default)]
+    pub admin: RawAdmin,
+    #[serde(default)]
+    pub store: RawStore,
+    #[serde(default)]
+    pub routes: Vec<RawRoute>,
+    pub workers: Option<Num>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAdmin {
+    pub bind: S,
+    /// `sha256:<64 hex>` of the admin token.
+    pub token_sha256: Option<S>,
+    pub tls: Option<RawTls>,
+    /// Host names the admin API answers to besides IP literals and `localhost` (DNS rebinding).
+    pub hosts: Vec<S>,
+}
+
+impl Default for RawAdmin {
+    fn default() -> Self {
+        RawAdmin {
+            bind: S("127.0.0.1:9901".into()),
+            token_sha256: None,
+            tls: None,
+            hosts: Vec::new(),
+        }
+    }
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawStore {
+    pub sqlite: Option<S>,
+    pub postgres: Option<S>,
+    pub redis: Option<S>,
+    /// Cluster mode: what a rate-limit decision does when Redis cannot answer:
+    /// `local` (default; this replica's own limiter), `deny` (503) or `allow`.
+    pub on_redis_error: Option<S>,
+    /// Cluster mode: the most a rate-limit decision waits for Redis (default 100ms).
+    pub redis_timeout: Option<Dur>,
+    /// Cluster mode: how often a replica re-reads changes even without a notification (repairs
+    /// a notification lost with a dropped connection). Default 30s.
+    pub resync: Option<Dur>,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawScopes {
+    pub superscope: Option<S>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct RawRateLimit {
+    pub rate: Rate,
+    pub burst: Option<Num>,
+    pub key: Option<S>,
+    pub max_clients: Option<Num>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct RawListener {
+    pub name: S,
+    pub bind: S,
+    pub tls: Option<RawTls>,
+}
+
+#[derive(Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub cert: Option<S>,
+    pub key: Option<S>,
+    pub self_signed: Option<Vec<S>>,
+    /// Development: when `cert`, `key` and `client_auth.ca` are all missing, `run` writes a dev
+    /// PKI (as `portcullis dev-pki` does) into the folder of `cert` first.
+    pub generate_missing: Option<bool>,
+    pub client_auth: Option<RawClientAuth>,
+}
+
+#[derive(Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawClientAuth {
+    pub mode: ClientAuthMode,
+    pub ca: Option<S>,
+    pub crl: Option<S>,
+}
+
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuthMode {
+    None,
+    Optional,
+    Required,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLimits {
+    pub header_timeout: Dur,
+    pub idle_timeout: Dur,
+    pub body_timeout: Dur,
+    pub max_header_bytes: Num,
+    pub max_body_bytes: Num,
+    pub max_connections: Num,
+    pub shutdown_timeout: Dur,
+}
+
+impl Default for RawLimits {
+    fn default() -> Self {
+        RawLimits {
+            header_timeout: Dur(Duration::from_secs(10)),
+            idle_timeout: Dur(Duration::from_secs(60)),
+            body_timeout: Dur(Duration::from_secs(60)),
+            max_header_bytes: Num(16384),
+            max_body_bytes: Num(10 * 1024 * 1024),
+            max_connections: Num(10_000),
+            shutdown_timeout: Dur(Duration::from_secs(30)),
+        }
+    }
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLogging {
+    pub format: LogFormat,
+    pub level: S,
+    /// `stdout` | a file path | `off`
+    pub audit: S,
+}
+
+impl Default for RawLogging {
+    fn default() -> Self {
+        RawLogging {
+            format: LogFormat::Json,
+            level: S("info".into()),
+            audit: S("stdout".into()),
+        }
+    }
+}
+
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+#[derive(Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstream {
+    pub url: Option<S>,
+    pub echo: Option<bool>,
+    pub connect_timeout: Option<Dur>,
+    pub timeout: Option<Dur>,
+    /// PEM bundle of CAs trusted for an https upstream (default: none, so set it for https).
+    pub ca: Option<S>,
+    /// Speak HTTP/2 with prior knowledge (h2c) to a plain-http upstream.
+    pub http2: Option<bool>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum RawAuthenticator {
+    Mtls {},
+    Jwt(Box<RawJwt>),
+    ApiKey {
+        /// Accept only keys of these environments (`live`, `test`); default both.
+        envs: Option<Vec<S>>,
+    },
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct RawJwt {
+    pub issuer: S,
+    #[serde(default)]
+    pub audiences: Vec<S>,
+    #[serde(default)]
+    pub algorithms: Vec<S>,
+    pub jwks_url: Option<S>,
+    pub discovery: Option<bool>,
+    pub jwks_file: Option<S>,
+    pub public_key: Option<S>,
+    pub secret: Option<S>,
+    pub leeway: Option<Dur>,
+    pub jwks_refresh: Option<Dur>,
+    pub jwks_cooldown: Option<Dur>,
+    pub jwks_max_stale: Option<Dur>,
+    pub require_typ: Option<S>,
+    pub token_from: Option<Vec<S>>,
+    pub verify_cache: Option<RawVerifyCache>,
+    pub scopes_claim: Option<S>,
+    pub claims_to_headers: Option<BTreeMap<String, S>>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct RawVerifyCache {
+    pub max_entries: Num,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    pub name: S,
+    #[serde(rename = "match")]
+    pub matcher: RawMatch,
+    pub upstream: S,
+    pub auth: RawAuth,
+    pub max_body_bytes: Option<Num>,
+    pub forward_credentials: Option<bool>,
+    pub pre_auth_rate_limit: Option<S>,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawMatch {
+    pub host: Option<S>,
+    pub path: Option<S>,
+    pub path_prefix: Option<S>,
+    pub methods: Option<Vec<S>>,
+    /// Compare `path` / `path_prefix` ignoring ASCII case, for upstreams that do (IIS, ASP.NET,
+    /// Express by default).
+    pub case_insensitive: Option<bool>,
+}
+
+/// `auth: none`, or a block.
+#[derive(Debug)]
+pub enum RawAuth {
+    None,
+    Block(RawAuthBlock),
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuthBlock {
+    #[serde(default)]
+    pub any_of: Vec<S>,
+    #[serde(default)]
+    pub require_client_cert: bool,
+    #[serde(default)]
+    pub scopes: Vec<S>,
+    #[serde(default)]
+    pub scopes_any: Vec<S>,
+    pub rate_limit: Option<S>,
+}
+
+impl<'de> Deserialize<'de> for RawAuth {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawAuth;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("`none` or an auth block such as `{ any_of: [...] }`")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawAuth, E> {
+                if v == "none" {
+                    Ok(RawAuth::None)
+                } else {
+                    Err(E::custom(format!(
+                        "`{v}`: expected `none` or an auth block such as `{{ any_of: [...] }}`"
+                    )))
+                }
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawAuth, A::Error> {
+                RawAuthBlock::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(RawAuth::Block)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}

@@ -1,0 +1,116 @@
+//! What the gateway tells its operators: the tracing subscriber (JSON or pretty), and the logging
+//! phase of every request ([`log_request`]: the access line, the [`metrics`] and the [`audit`]
+//! record, in one call after the response head).
+
+pub mod audit;
+pub mod metrics;
+
+use crate::auth::identity::Identity;
+use crate::config::raw::LogFormat;
+use crate::error::{Reason, Source};
+use audit::{Audit, AuditRecord};
+use http::HeaderValue;
+use metrics::Metrics;
+use std::net::IpAddr;
+use std::sync::Arc;
+use tracing_subscriber::EnvFilter;
+
+/// Installs the global subscriber. `RUST_LOG`, when set, overrides `logging.level`.
+pub fn init(format: LogFormat, level: &str) {
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stdout);
+    // Err: a subscriber is already installed (tests run several gateways in one process).
+    let _ = match format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .try_init(),
+        LogFormat::Pretty => builder.try_init(),
+    };
+}
+
+/// What one request came to.
+pub struct RequestLog<'a> {
+    /// Ours or a client's checked against `[A-Za-z0-9._:-]`: always ASCII.
+    pub request_id: &'a HeaderValue,
+    pub listener: &'a str,
+    pub route: Option<&'a Arc<str>>,
+    pub method: &'a str,
+    /// The path as the client sent it.
+    pub path: &'a str,
+    pub client_ip: IpAddr,
+    /// Set when the chain allowed the request, whatever happened after it.
+    pub identity: Option<&'a Identity>,
+    pub status: u16,
+    /// Why the answer is not the upstream's, if it is not.
+    pub reason: Option<Reason>,
+    pub latency_us: u64,
+}
+
+/// The logging phase (pingora's `logging` hook): the access line, the metrics and the audit record
+/// of one request. Fields are formatted only for the outputs that are on.
+pub fn log_request(metrics: &Metrics, audit: &Audit, r: &RequestLog<'_>) {
+    let id = r.identity;
+    let rid = || r.request_id.to_str().unwrap_or("-");
+    let reason = r.reason.map(Reason::name);
+    tracing::info!(
+        target: "access",
+        request_id = rid(),
+        listener = r.listener,
+        route = r.route.map_or("-", |r| &**r),
+        method = r.method,
+        path = r.path,
+        client_ip = %r.client_ip,
+        auth = id.map_or("-", |i| i.method.as_str()),
+        subject = id.and_then(|i| i.subject.as_deref()).unwrap_or("-"),
+        status = r.status,
+        reason = reason.unwrap_or("-"),
+        latency_us = r.latency_us,
+        "request"
+    );
+    metrics.request(r.route, r.status, r.latency_us);
+    if let Some(route) = r.route {
+        // An identity means the chain allowed the request, whatever happened after it (a body
+        // over the limit, an upstream failure): those are not auth decisions.
+        match (id, r.reason) {
+            (Some(i), reason) => {
+                let authn = i.authenticator.as_ref().unwrap_or_else(|| i.method.label());
+                metrics.decision(Some(authn), true, "ok");
+                if let Some(u) = reason.filter(|u| u.source() == Source::Upstream) {
+                    metrics.upstream_error(route, u.name());
+                }
+            }
+            (None, Some(Reason::RateLimited)) => {
+                metrics.rate_limited(route);
+                metrics.decision(None, false, Reason::RateLimited.name());
+            }
+            (None, Some(reason)) => metrics.decision(None, false, reason.name()),
+            (None, None) => {}
+        }
+    }
+    if audit.enabled() {
+        audit.record(&AuditRecord {
+            time: crate::clock::rfc3339_now(),
+            request_id: rid(),
+            listener: r.listener,
+            route: r.route.map(|r| &**r),
+            method: r.method,
+            path: r.path,
+            client_ip: r.client_ip.to_string(),
+            auth_method: id.map(|i| i.method.as_str()),
+            authenticator: id.and_then(|i| i.authenticator.as_deref()),
+            key_id: id.and_then(|i| i.key_id.as_deref()),
+            subject: id.and_then(|i| i.subject.as_deref()),
+            issuer: id.and_then(|i| i.issuer.as_deref()),
+            decision: if r.reason.is_none() { "allow" } else { "deny" },
+            reason,
+            status: r.status,
+            latency_us: r.latency_us,
+        });
+    }
+}
