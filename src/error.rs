@@ -71,6 +71,7 @@ reasons! {
     UriTooLong = "uri_too_long", URI_TOO_LONG, "uri_too_long", Client;
     /// A transfer coding other than `chunked`.
     UnsupportedTransferCoding = "unsupported_transfer_coding", NOT_IMPLEMENTED, "not_implemented", Client;
+    /// More than one `Host` header.
     MultipleHost = "multiple_host", BAD_REQUEST, "invalid_request", Client;
     /// A Host that is not a host, or carries user information.
     BadHost = "bad_host", BAD_REQUEST, "invalid_request", Client;
@@ -80,17 +81,27 @@ reasons! {
     MissingHost = "missing_host", BAD_REQUEST, "invalid_request", Client;
     /// The Host names another server than the TLS SNI.
     SniHostMismatch = "sni_host_mismatch", MISDIRECTED_REQUEST, "misdirected_request", Client;
+    /// The path does not start with `/`.
     PathNotAbsolute = "path_not_absolute", BAD_REQUEST, "invalid_request", Client;
+    /// A `%` not followed by two hex digits.
     PathBadPercent = "path_bad_percent", BAD_REQUEST, "invalid_request", Client;
+    /// An encoded `/`, `\` or NUL (`%2f`, `%5c`, `%00`).
     PathEncodedSeparator = "path_encoded_separator", BAD_REQUEST, "invalid_request", Client;
+    /// A raw `\` in the path.
     PathBackslash = "path_backslash", BAD_REQUEST, "invalid_request", Client;
+    /// Percent-encodings that are not valid UTF-8.
     PathInvalidUtf8 = "path_invalid_utf8", BAD_REQUEST, "invalid_request", Client;
+    /// A character whose NFKC form holds `.`, `/`, `\` or `%` (full-width dots and slashes).
     PathConfusableChar = "path_confusable_char", BAD_REQUEST, "invalid_request", Client;
+    /// A double encoding of `.`, `/`, `\`, NUL or `%` (`%252e`).
     PathDoubleEncoded = "path_double_encoded", BAD_REQUEST, "invalid_request", Client;
+    /// A `.` or `..` segment with `;` parameters (`..;`).
     PathDotSegmentParam = "path_dot_segment_param", BAD_REQUEST, "invalid_request", Client;
+    /// `..` segments climbing above `/`.
     PathEscapesRoot = "path_escapes_root", BAD_REQUEST, "invalid_request", Client;
     /// No route matches host, path and method.
     NoRoute = "no_route", NOT_FOUND, "not_found", Client;
+    /// A `Content-Length` that is not a number.
     BadContentLength = "bad_content_length", BAD_REQUEST, "invalid_request", Client;
     /// The rewritten target is not a valid URI.
     BadTarget = "bad_target", BAD_REQUEST, "invalid_request", Client;
@@ -110,18 +121,23 @@ reasons! {
     CredentialDuplicated = "credential_duplicated", BAD_REQUEST, "invalid_request", Credential;
     /// The route requires a verified client certificate.
     ClientCertMissing = "client_cert_missing", FORBIDDEN, "client_certificate_required", Credential;
+    /// An API key that is empty, over 512 bytes or not text.
     ApiKeyMalformed = "api_key_malformed", UNAUTHORIZED, "invalid_api_key", Credential;
     /// `Authorization: Api-Key` and `X-Api-Key` carry different keys.
     ApiKeyConflict = "api_key_conflict", UNAUTHORIZED, "invalid_api_key", Credential;
     /// A key in Portcullis' format whose checksum fails (no lookup was made).
     ApiKeyChecksum = "api_key_checksum", UNAUTHORIZED, "invalid_api_key", Credential;
+    /// No key has this secret.
     ApiKeyUnknown = "api_key_unknown", UNAUTHORIZED, "invalid_api_key", Credential;
+    /// The key is past its `expires_at`.
     ApiKeyExpired = "api_key_expired", UNAUTHORIZED, "invalid_api_key", Credential;
+    /// The key was revoked.
     ApiKeyRevoked = "api_key_revoked", UNAUTHORIZED, "invalid_api_key", Credential;
     /// An earlier secret of a rotated key, past its grace.
     ApiKeyRotated = "api_key_rotated", UNAUTHORIZED, "invalid_api_key", Credential;
     /// A key of an environment (`live`/`test`) the authenticator's `envs` does not accept.
     ApiKeyEnv = "api_key_env", UNAUTHORIZED, "invalid_api_key", Credential;
+    /// A token over 16 KiB.
     TokenTooLarge = "token_too_large", UNAUTHORIZED, "invalid_token", Credential;
     /// Not a JWS compact serialization (segments, base64url, JSON).
     TokenMalformed = "token_malformed", UNAUTHORIZED, "invalid_token", Credential;
@@ -129,24 +145,35 @@ reasons! {
     TokenCritUnsupported = "token_crit_unsupported", UNAUTHORIZED, "invalid_token", Credential;
     /// No JWT authenticator of the route has the token's issuer.
     TokenUnclaimedIssuer = "token_unclaimed_issuer", UNAUTHORIZED, "invalid_token", Credential;
+    /// The token's `alg` is not in the authenticator's `algorithms`.
     TokenAlgNotAllowed = "token_alg_not_allowed", UNAUTHORIZED, "invalid_token", Credential;
+    /// The token's `typ` is not `require_typ`.
     TokenTypMismatch = "token_typ_mismatch", UNAUTHORIZED, "invalid_token", Credential;
     /// No verification key is loaded (a JWKS never fetched, or stale past `jwks_max_stale`).
     TokenNoKeys = "token_no_keys", UNAUTHORIZED, "invalid_token", Credential;
+    /// No key of the set matches the token's `kid` and algorithm (after one refetch).
     TokenUnknownKey = "token_unknown_key", UNAUTHORIZED, "invalid_token", Credential;
+    /// The signature does not verify.
     TokenBadSignature = "token_bad_signature", UNAUTHORIZED, "invalid_token", Credential;
+    /// `iss` is not the authenticator's `issuer`.
     TokenWrongIssuer = "token_wrong_issuer", UNAUTHORIZED, "invalid_token", Credential;
+    /// `exp` (plus `leeway`) has passed.
     TokenExpired = "token_expired", UNAUTHORIZED, "invalid_token", Credential;
+    /// `nbf` is in the future.
     TokenNotYetValid = "token_not_yet_valid", UNAUTHORIZED, "invalid_token", Credential;
+    /// `iat` is in the future.
     TokenIatFuture = "token_iat_future", UNAUTHORIZED, "invalid_token", Credential;
+    /// `aud` names none of the authenticator's `audiences`.
     TokenWrongAudience = "token_wrong_audience", UNAUTHORIZED, "invalid_token", Credential;
     /// A claim of the wrong type, or `exp`/`sub` missing.
     TokenClaimInvalid = "token_claim_invalid", UNAUTHORIZED, "invalid_token", Credential;
     /// The token's `jti` is on the denylist.
     TokenRevoked = "token_revoked", UNAUTHORIZED, "invalid_token", Credential;
+    /// The identity lacks a scope the route requires.
     InsufficientScope = "insufficient_scope", FORBIDDEN, "insufficient_scope", Credential;
 
     // After the chain allowed the request
+    /// The upstream refused the connection or could not be reached.
     UpstreamConnectFailed = "upstream_connect_failed", BAD_GATEWAY, "bad_gateway", Upstream;
     /// The upstream closed or reset the connection before answering.
     UpstreamReset = "upstream_reset", BAD_GATEWAY, "bad_gateway", Upstream;

@@ -342,3 +342,89 @@ fn functions_and_files_stay_readable() {
     let sample = format!("fn f() {{\n{}}}\n", "    x();\n".repeat(200));
     assert_eq!(long_functions("x.rs", &sample, 150).len(), 1);
 }
+
+/// README.md's "Refusal reasons" table lists every `Reason` with its status, public `error` code
+/// and source, and nothing else: dashboards and alerts are written from it.
+#[test]
+fn every_reason_is_in_the_readme_table() {
+    use portcullis::error::Reason;
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+        .expect("README.md");
+    let section = readme
+        .split("### Refusal reasons")
+        .nth(1)
+        .expect("a `### Refusal reasons` section");
+    let section = section.split("\n#").next().unwrap_or(section);
+    let rows: Vec<Vec<String>> = section
+        .lines()
+        .filter(|l| l.starts_with("| `"))
+        .map(|l| {
+            l.trim_matches('|')
+                .split('|')
+                .map(|c| c.trim().trim_matches('`').to_owned())
+                .collect()
+        })
+        .collect();
+    let table: BTreeMap<&str, &Vec<String>> = rows.iter().map(|r| (r[0].as_str(), r)).collect();
+    assert_eq!(table.len(), rows.len(), "a reason is listed twice");
+    for r in Reason::ALL {
+        let row = table
+            .get(r.name())
+            .unwrap_or_else(|| panic!("README.md's table lacks `{}`", r.name()));
+        let want = [
+            r.name().to_owned(),
+            r.status().as_u16().to_string(),
+            r.error().to_owned(),
+            r.source().as_str().to_owned(),
+        ];
+        assert_eq!(&row[..4], &want[..], "README.md's row of `{}`", r.name());
+        assert!(!row[4].is_empty(), "`{}` has no description", r.name());
+    }
+    assert_eq!(
+        rows.len(),
+        Reason::ALL.len(),
+        "README.md lists reasons the code does not have"
+    );
+}
+
+/// docs/architecture.md names code that exists: every `path::name` it mentions is a function,
+/// type or module of `src/`, so the walk cannot silently go stale.
+#[test]
+fn the_architecture_document_names_code_that_exists() {
+    let doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/architecture.md"))
+            .expect("docs/architecture.md");
+    let src = sources();
+    let all: String = src.values().map(String::as_str).collect();
+    let defines = |name: &str| {
+        ["fn ", "struct ", "enum ", "trait ", "type ", "mod "]
+            .iter()
+            .any(|k| {
+                all.match_indices(&format!("{k}{name}")).any(|(i, m)| {
+                    let next = all[i + m.len()..].chars().next().unwrap_or(' ');
+                    !ident_char(next)
+                })
+            })
+            || src
+                .keys()
+                .any(|f| module_of(f).last().is_some_and(|m| m == name))
+    };
+    let mut names = 0;
+    let mut missing = Vec::new();
+    for code in doc.split('`').skip(1).step_by(2) {
+        if !code.contains("::") || !code.chars().all(|c| ident_char(c) || c == ':') {
+            continue;
+        }
+        names += 1;
+        for seg in code.split("::") {
+            if !defines(seg) {
+                missing.push(format!("{code} ({seg})"));
+            }
+        }
+    }
+    assert!(names > 40, "only {names} names found in the document");
+    assert!(
+        missing.is_empty(),
+        "docs/architecture.md names what src/ does not define: {missing:#?}"
+    );
+}
