@@ -163,11 +163,11 @@ pub const MAX_RATE_COUNT: u32 = 999_999_999;
 
 /// The one rate grammar, for the config, the admin API and the CLI alike: a count from 1 to
 /// 999999999 (digits only, no leading zero), `/`, and a unit `s` (`sec`), `min` (`m`) or `h`
-/// (`hour`); spaces around the parts are allowed.
+/// (`hour`); spaces (not other white space) around the parts are allowed.
 pub fn parse_rate(s: &str) -> Result<Rate, String> {
     let bad = || format!("`{s}` is not a rate (e.g. 100/s, 600/min, 1000/h)");
-    let (n, unit) = s.trim().split_once('/').ok_or_else(bad)?;
-    let n = n.trim();
+    let (n, unit) = s.split_once('/').ok_or_else(bad)?;
+    let n = n.trim_matches(' ');
     if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) || (n.starts_with('0') && n != "0") {
         return Err(bad());
     }
@@ -178,7 +178,7 @@ pub fn parse_rate(s: &str) -> Result<Rate, String> {
     if count > MAX_RATE_COUNT {
         return Err(format!("`{s}`: at most {MAX_RATE_COUNT} requests"));
     }
-    let per = match unit.trim() {
+    let per = match unit.trim_matches(' ') {
         "s" | "sec" => Duration::from_secs(1),
         "m" | "min" => Duration::from_secs(60),
         "h" | "hour" => Duration::from_secs(3600),
@@ -307,6 +307,8 @@ mod tests {
             "-1/s",
             "/s",
             "5/",
+            "5/s\t",
+            "\n5/s",
         ] {
             assert!(parse_rate(bad).is_err(), "{bad} must be rejected");
         }

@@ -17,6 +17,7 @@
 
 mod common;
 use common::h2raw::*;
+use common::raw::*;
 use common::*;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -1463,37 +1464,6 @@ static RES_CASES: &[ResCase] = &[
     },
 ];
 
-fn status_of(head: &[u8]) -> u16 {
-    let t = String::from_utf8_lossy(head);
-    t.split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0)
-}
-
-/// Writes `req` on a fresh connection while reading the response head (the gateway may answer
-/// and close before the request is fully written). Returns the bytes read.
-async fn h1_exchange(addr: SocketAddr, req: Vec<u8>) -> Vec<u8> {
-    let (mut r, mut w) = TcpStream::connect(addr).await.unwrap().into_split();
-    let writer = tokio::spawn(async move {
-        let _ = w.write_all(&req).await;
-        w
-    });
-    let mut got = Vec::new();
-    let mut buf = vec![0u8; 16384];
-    let _ = tokio::time::timeout(Duration::from_secs(10), async {
-        while !got.windows(4).any(|x| x == b"\r\n\r\n") {
-            match r.read(&mut buf).await {
-                Ok(n) if n > 0 => got.extend_from_slice(&buf[..n]),
-                _ => break,
-            }
-        }
-    })
-    .await;
-    writer.abort();
-    got
-}
-
 async fn run_res_case(c: &ResCase) -> Vec<String> {
     let up = Upstream::start().await;
     let raw = RawUpstream::start().await;
@@ -1503,7 +1473,8 @@ async fn run_res_case(c: &ResCase) -> Vec<String> {
     let observed: String;
     match c.action {
         ResAction::H1(make) => {
-            let head = h1_exchange(addr, make()).await;
+            // the gateway may answer and close before the request is fully written
+            let head = head_while_writing(addr, make(), Duration::from_secs(10)).await;
             let st = status_of(&head);
             observed = format!("status {st}");
             if st != c.status {

@@ -14,6 +14,7 @@
 
 mod common;
 use common::h2raw::*;
+use common::raw::*;
 use common::*;
 
 use bytes::Bytes;
@@ -25,7 +26,7 @@ use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 // ------------------------------------------------------------------------------------------------
@@ -361,7 +362,7 @@ impl Ctx {
             .map_err(|e| format!("TLS handshake failed: {e}"))
     }
 
-    async fn send(&self, via: Via, req: &[u8]) -> Resp {
+    async fn send(&self, via: Via, req: &[u8]) -> Result<Resp, String> {
         match via {
             Via::Plain | Via::Admin => {
                 let addr = if matches!(via, Via::Admin) {
@@ -370,15 +371,12 @@ impl Ctx {
                     self.gw.addr("plain")
                 };
                 let mut s = TcpStream::connect(addr).await.unwrap();
-                exchange(&mut s, req).await
+                exchange(&mut s, req, ANSWER_BOUND).await
             }
-            Via::Tls { sni, cert } => match self.tls(sni, cert, &[b"http/1.1"]).await {
-                Ok(mut s) => exchange(&mut s, req).await,
-                Err(e) => Resp {
-                    note: e,
-                    ..Resp::default()
-                },
-            },
+            Via::Tls { sni, cert } => {
+                let mut s = self.tls(sni, cert, &[b"http/1.1"]).await?;
+                exchange(&mut s, req, ANSWER_BOUND).await
+            }
         }
     }
 
@@ -392,10 +390,11 @@ impl Ctx {
         let r = exchange(
             &mut s,
             format!("GET {path} HTTP/1.1\r\nHost: sentinel.test\r\n\r\n").as_bytes(),
+            ANSWER_BOUND,
         )
         .await;
-        if r.status != 200 {
-            return Err(format!("the sentinel got {}", r.brief()));
+        if r.as_ref().map_or(0, |r| r.status) != 200 {
+            return Err(format!("the sentinel got {}", brief(&r)));
         }
         self.up.wait_for_count(before + 1).await;
         let mut new: Vec<Seen> = self.up.requests().split_off(before);
@@ -420,147 +419,9 @@ impl Ctx {
     }
 }
 
-// ------------------------------------------------------------------------------------------------
-// Raw HTTP/1.1
-
-#[derive(Debug, Default)]
-struct Resp {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-    note: String,
-}
-
-impl Resp {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
-    }
-    fn brief(&self) -> String {
-        let body = String::from_utf8_lossy(&self.body);
-        let body: String = body.chars().take(300).collect();
-        if self.status == 0 {
-            format!("no response ({})", self.note)
-        } else {
-            format!("{} {body}", self.status)
-        }
-    }
-}
-
-async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S, req: &[u8]) -> Resp {
-    if let Err(e) = s.write_all(req).await {
-        return Resp {
-            note: format!("write failed: {e}"),
-            ..Resp::default()
-        };
-    }
-    // A bound on a failure, not a synchronisation: a correct gateway answers at once.
-    match tokio::time::timeout(Duration::from_secs(10), read_response(s)).await {
-        Ok(r) => r,
-        Err(_) => Resp {
-            note: "no response within 10 s".into(),
-            ..Resp::default()
-        },
-    }
-}
-
-/// Reads more bytes into `buf`; false at EOF or on an error.
-async fn more<S: AsyncRead + Unpin>(s: &mut S, buf: &mut Vec<u8>) -> bool {
-    let mut tmp = [0u8; 8192];
-    match s.read(&mut tmp).await {
-        Ok(0) | Err(_) => false,
-        Ok(n) => {
-            buf.extend_from_slice(&tmp[..n]);
-            true
-        }
-    }
-}
-
-async fn read_response<S: AsyncRead + Unpin>(s: &mut S) -> Resp {
-    let mut buf = Vec::new();
-    let end = loop {
-        if let Some(i) = find_bytes(&buf, b"\r\n\r\n") {
-            break i;
-        }
-        if !more(s, &mut buf).await {
-            return Resp {
-                note: format!(
-                    "the connection closed before a response head ({:?})",
-                    String::from_utf8_lossy(&buf)
-                ),
-                ..Resp::default()
-            };
-        }
-    };
-    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    let get = |n: &str| {
-        headers
-            .iter()
-            .find(|(k, _)| k == n)
-            .map(|(_, v)| v.to_ascii_lowercase())
-    };
-    let mut rest = buf.split_off(end + 4);
-    let body = if status == 204 || status == 304 || (100..200).contains(&status) {
-        Vec::new()
-    } else if get("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
-        let mut body = Vec::new();
-        loop {
-            let Some(eol) = find_bytes(&rest, b"\r\n") else {
-                if more(s, &mut rest).await {
-                    continue;
-                }
-                break;
-            };
-            let line = String::from_utf8_lossy(&rest[..eol]).into_owned();
-            let size =
-                usize::from_str_radix(line.split(';').next().unwrap_or("").trim(), 16).unwrap_or(0);
-            if size == 0 {
-                break;
-            }
-            while rest.len() < eol + 2 + size + 2 {
-                if !more(s, &mut rest).await {
-                    break;
-                }
-            }
-            let end = (eol + 2 + size).min(rest.len());
-            body.extend_from_slice(&rest[eol + 2..end]);
-            rest.drain(..(end + 2).min(rest.len()));
-        }
-        body
-    } else if let Some(n) = get("content-length").and_then(|v| v.parse::<usize>().ok()) {
-        while rest.len() < n {
-            if !more(s, &mut rest).await {
-                break;
-            }
-        }
-        rest.truncate(n);
-        rest
-    } else {
-        while more(s, &mut rest).await {}
-        rest
-    };
-    Resp {
-        status,
-        headers,
-        body,
-        note: String::new(),
-    }
-}
+/// The bound on one raw HTTP/1.1 answer (common::raw): it limits a failure, it is no
+/// synchronisation (a correct gateway answers at once).
+const ANSWER_BOUND: Duration = Duration::from_secs(10);
 
 // ------------------------------------------------------------------------------------------------
 // Raw HTTP/2 (prior knowledge or ALPN h2) with common::h2raw: literal HPACK fields, so any
@@ -751,21 +612,25 @@ async fn run_rows(ctx: &Ctx, rows: &[Row], failures: &mut Vec<String>) {
                 "{}: {e}\n      request: {:?}\n      response: {}",
                 r.id,
                 String::from_utf8_lossy(&req),
-                resp.brief()
+                brief(&resp)
             ));
         }
     }
 }
 
-fn verify(r: &Row, resp: &Resp, seen: &[Seen]) -> Result<(), String> {
-    if !r.status.contains(&resp.status) {
-        return Err(format!(
-            "status {} (want one of {:?}); upstream saw {:?}",
-            resp.status,
-            r.status,
-            seen.iter().map(|s| &s.uri).collect::<Vec<_>>()
-        ));
-    }
+fn verify(r: &Row, answer: &Result<Resp, String>, seen: &[Seen]) -> Result<(), String> {
+    // no response is status 0, which no row accepts
+    let resp = match answer {
+        Ok(resp) if r.status.contains(&resp.status) => resp,
+        _ => {
+            return Err(format!(
+                "status {} (want one of {:?}); upstream saw {:?}",
+                answer.as_ref().map_or(0, |a| a.status),
+                r.status,
+                seen.iter().map(|s| &s.uri).collect::<Vec<_>>()
+            ))
+        }
+    };
     let body = resp.json();
     if let Some(e) = r.error {
         if body["error"] != e {
@@ -1557,7 +1422,7 @@ async fn header_trust_trailers() {
             "POST {path} HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTrailer: X-Auth-Subject\r\n\r\n5\r\nhello\r\n0\r\nX-Auth-Subject: admin\r\nX-Forwarded-For: 1.2.3.4\r\nContent-Length: 100\r\n\r\n"
         );
         let mut s = TcpStream::connect(ctx.gw.addr("plain")).await.unwrap();
-        let resp = exchange(&mut s, req.as_bytes()).await;
+        let resp = exchange(&mut s, req.as_bytes(), ANSWER_BOUND).await;
         let seen: Vec<TrlSeen> = ctx.trl.requests().split_off(before);
         let forbidden = |name: &str| {
             let c = name.to_ascii_lowercase().replace(['_', '.'], "-");
@@ -1575,7 +1440,7 @@ async fn header_trust_trailers() {
                 ]
                 .contains(&c.as_str())
         };
-        let res = match (resp.status, seen.as_slice()) {
+        let res = match (resp.as_ref().map_or(0, |r| r.status), seen.as_slice()) {
             (400, []) => Ok(()),
             (200, [one]) => {
                 // an h2 request is recorded with its scheme and authority; compare the path
@@ -1598,7 +1463,7 @@ async fn header_trust_trailers() {
                     Ok(())
                 }
             }
-            _ => Err(format!("response {}; upstream saw {seen:?}", resp.brief())),
+            _ => Err(format!("response {}; upstream saw {seen:?}", brief(&resp))),
         };
         if let Err(e) = res {
             failures.push(format!("{id}: {e}"));

@@ -18,6 +18,7 @@
 
 mod common;
 use common::jwks::JwksServer;
+use common::raw::{request_until_closed, Resp};
 use common::*;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
@@ -1290,118 +1291,6 @@ impl Canary {
     }
 }
 
-// ------------------------------------------------------------------------------------------------
-// Raw HTTP/1.1 client
-
-struct Resp {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Resp {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
-    }
-    fn text(&self) -> String {
-        let s = String::from_utf8_lossy(&self.body);
-        s.chars().take(300).collect()
-    }
-}
-
-/// Writes `raw` on a new connection and reads the response until the server closes it
-/// (the request says `Connection: close`).
-async fn send_raw(addr: SocketAddr, raw: &[u8]) -> Result<Resp, String> {
-    let mut s = tokio::net::TcpStream::connect(addr)
-        .await
-        .map_err(|e| format!("connect: {e}"))?;
-    // A server refusing an oversized head may answer and close before reading everything: a
-    // failed write is not the outcome, the response is.
-    let _ = s.write_all(raw).await;
-    let mut buf = Vec::new();
-    let read = tokio::time::timeout(Duration::from_secs(15), async {
-        let mut chunk = [0u8; 16384];
-        loop {
-            match s.read(&mut chunk).await {
-                Ok(0) => return Ok(()),
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                Err(_) if !buf.is_empty() => return Ok(()),
-                Err(e) => return Err(format!("read: {e}")),
-            }
-        }
-    })
-    .await
-    .map_err(|_| "no complete response within 15 s".to_string())?;
-    read?;
-    parse_response(&buf)
-}
-
-fn parse_response(buf: &[u8]) -> Result<Resp, String> {
-    let end = buf
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| format!("no response head in {:?}", String::from_utf8_lossy(buf)))?;
-    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap_or("");
-    let status = status_line
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| format!("bad status line {status_line:?}"))?;
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    let rest = &buf[end + 4..];
-    let chunked = headers
-        .iter()
-        .any(|(k, v)| k == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"));
-    let body = if chunked {
-        dechunk(rest)?
-    } else if let Some(len) = headers
-        .iter()
-        .find(|(k, _)| k == "content-length")
-        .and_then(|(_, v)| v.parse::<usize>().ok())
-    {
-        rest.get(..len)
-            .ok_or_else(|| format!("short body: {} of {len}", rest.len()))?
-            .to_vec()
-    } else {
-        rest.to_vec()
-    };
-    Ok(Resp {
-        status,
-        headers,
-        body,
-    })
-}
-
-fn dechunk(mut b: &[u8]) -> Result<Vec<u8>, String> {
-    let mut out = Vec::new();
-    loop {
-        let eol = b
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .ok_or("bad chunk size line")?;
-        let size_text = String::from_utf8_lossy(&b[..eol]);
-        let size = usize::from_str_radix(size_text.split(';').next().unwrap().trim(), 16)
-            .map_err(|_| format!("bad chunk size {size_text:?}"))?;
-        b = &b[eol + 2..];
-        if size == 0 {
-            return Ok(out);
-        }
-        out.extend_from_slice(b.get(..size).ok_or("short chunk")?);
-        b = b.get(size + 2..).ok_or("short chunk end")?;
-    }
-}
-
 /// The query parameters of `uri` whose percent-decoded name is `access_token` (the JWT-21(d)
 /// oracle: what an upstream that decodes names would read as a credential).
 fn credential_params(uri: &str) -> Vec<&str> {
@@ -1794,7 +1683,12 @@ impl Fix {
                     let raw = format!(
                         "GET /rot/probe HTTP/1.1\r\nHost: api.example.com\r\nAuthorization: Bearer {probe}\r\nConnection: close\r\n\r\n"
                     );
-                    let r = send_raw(self.gw.addr("plain"), raw.as_bytes()).await?;
+                    let r = request_until_closed(
+                        self.gw.addr("plain"),
+                        raw.as_bytes(),
+                        Duration::from_secs(15),
+                    )
+                    .await?;
                     if r.status == 200 {
                         return Ok(());
                     }
@@ -1870,7 +1764,12 @@ async fn run_case(
     t2: Option<&str>,
 ) -> Result<(), String> {
     let before = f.up.count();
-    let r = send_raw(f.gw.addr("plain"), request(c, rid, t, t2).as_bytes()).await?;
+    let r = request_until_closed(
+        f.gw.addr("plain"),
+        request(c, rid, t, t2).as_bytes(),
+        Duration::from_secs(15),
+    )
+    .await?;
     rep.seen.push((label.to_owned(), rid.to_owned(), r.status));
     let body = r.json();
     let sees_nothing = || {

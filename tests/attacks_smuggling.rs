@@ -19,6 +19,7 @@
 
 mod common;
 use common::h2raw::*;
+use common::raw::*;
 use common::*;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -212,65 +213,6 @@ fn parse_request(buf: &[u8]) -> Parse {
     )
 }
 
-type Chunked = (Vec<u8>, Vec<(String, String)>, usize);
-
-/// A chunked body from `pos`: (data, trailers, end). Strict: bare hex sizes only (the gateway
-/// re-frames bodies, so no client chunk extension may reach the upstream), CRLF after each chunk,
-/// and no trailer field that could change framing or the host.
-fn parse_chunked(buf: &[u8], mut pos: usize) -> Result<Option<Chunked>, String> {
-    let mut body = Vec::new();
-    loop {
-        let Some(le) = find_bytes(&buf[pos..], b"\r\n") else {
-            return if buf.len() - pos > 4096 {
-                Err("a chunk size line longer than 4 KiB".into())
-            } else {
-                Ok(None)
-            };
-        };
-        let line = &buf[pos..pos + le];
-        if line.is_empty() || line.len() > 15 || !line.iter().all(u8::is_ascii_hexdigit) {
-            return Err(format!(
-                "chunk size line {:?}",
-                String::from_utf8_lossy(line)
-            ));
-        }
-        let size = usize::from_str_radix(std::str::from_utf8(line).unwrap(), 16).unwrap();
-        pos += le + 2;
-        if size == 0 {
-            let mut trailers = Vec::new();
-            loop {
-                let Some(le) = find_bytes(&buf[pos..], b"\r\n") else {
-                    return Ok(None);
-                };
-                let line = String::from_utf8_lossy(&buf[pos..pos + le]).into_owned();
-                pos += le + 2;
-                if line.is_empty() {
-                    return Ok(Some((body, trailers, pos)));
-                }
-                let Some((n, v)) = line.split_once(':') else {
-                    return Err(format!("trailer line {line:?}"));
-                };
-                let n = n.to_ascii_lowercase();
-                if matches!(n.as_str(), "content-length" | "transfer-encoding" | "host") {
-                    return Err(format!(
-                        "trailer field `{n}: {}` reached the upstream",
-                        v.trim()
-                    ));
-                }
-                trailers.push((n, v.trim().to_owned()));
-            }
-        }
-        if buf.len() < pos + size + 2 {
-            return Ok(None);
-        }
-        body.extend_from_slice(&buf[pos..pos + size]);
-        if &buf[pos + size..pos + size + 2] != b"\r\n" {
-            return Err("chunk data longer than its declared size".into());
-        }
-        pos += size + 2;
-    }
-}
-
 /// One upstream connection, re-framed from its bytes after the case.
 #[derive(Default, Debug)]
 struct ConnView {
@@ -443,7 +385,7 @@ async fn serve_raw(
 }
 
 // ------------------------------------------------------------------------------------------------
-// The gateway and the client side
+// The gateway and the client side (the raw HTTP/1.1 client is common::raw)
 
 fn gw_yaml(up: &RawUp) -> String {
     format!(
@@ -480,177 +422,16 @@ async fn admin_key(gw: &Gw) -> String {
     v["key"].as_str().unwrap().to_owned()
 }
 
-#[derive(Debug)]
-struct Resp {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Resp {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// The responses in what the client read; `Some(problem)` when the bytes do not parse as a clean
-/// sequence of responses.
-fn parse_responses(buf: &[u8], closed: bool) -> (Vec<Resp>, Option<String>) {
-    let mut out = Vec::new();
-    let mut pos = 0;
-    while pos < buf.len() {
-        let Some(end) = find_bytes(&buf[pos..], b"\r\n\r\n") else {
-            return (
-                out,
-                Some(format!(
-                    "an unfinished response head {:?}",
-                    lossy(&buf[pos..])
-                )),
-            );
-        };
-        let head = String::from_utf8_lossy(&buf[pos..pos + end]).into_owned();
-        let mut lines = head.split("\r\n");
-        let sl = lines.next().unwrap_or("");
-        let status: Option<u16> = sl
-            .strip_prefix("HTTP/1.")
-            .and_then(|s| s.get(2..5))
-            .and_then(|s| s.parse().ok());
-        let Some(status) = status else {
-            return (out, Some(format!("not a status line: {sl:?}")));
-        };
-        let headers: Vec<(String, String)> = lines
-            .filter_map(|l| l.split_once(':'))
-            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-            .collect();
-        let start = pos + end + 4;
-        let mut r = Resp {
-            status,
-            headers,
-            body: Vec::new(),
-        };
-        if status == 101 {
-            let extra = buf.len() - start;
-            out.push(r);
-            return (
-                out,
-                (extra > 0).then(|| format!("{extra} bytes after a 101")),
-            );
-        }
-        if (100..200).contains(&status) || status == 204 || status == 304 {
-            out.push(r);
-            pos = start;
-            continue;
-        }
-        let chunked = r
-            .header("transfer-encoding")
-            .is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
-        if chunked {
-            match parse_chunked(buf, start) {
-                Ok(Some((body, _, used))) => {
-                    r.body = body;
-                    pos = used;
-                }
-                Ok(None) => return (out, Some("an unfinished chunked response".into())),
-                Err(e) => return (out, Some(format!("a bad chunked response: {e}"))),
-            }
-        } else if let Some(cl) = r.header("content-length") {
-            let Ok(n) = cl.parse::<usize>() else {
-                return (out, Some(format!("response Content-Length {cl:?}")));
-            };
-            if buf.len() < start + n {
-                return (out, Some("an unfinished response body".into()));
-            }
-            r.body = buf[start..start + n].to_vec();
-            pos = start + n;
-        } else if closed {
-            r.body = buf[start..].to_vec();
-            pos = buf.len();
-        } else {
-            return (
-                out,
-                Some("a response without framing on an open connection".into()),
-            );
-        }
-        out.push(r);
-    }
-    (out, None)
-}
-
-fn lossy(b: &[u8]) -> String {
-    let s = String::from_utf8_lossy(b);
-    if s.len() <= 300 {
-        return s.into_owned();
-    }
-    let mut i = 300;
-    while !s.is_char_boundary(i) {
-        i -= 1;
-    }
-    format!("{}...({} bytes)", &s[..i], b.len())
-}
-
-struct Exchange {
-    bytes: Vec<u8>,
-    closed: bool,
-}
-
-fn finals(bytes: &[u8]) -> usize {
-    parse_responses(bytes, false)
-        .0
-        .iter()
-        .filter(|r| !(100..200).contains(&r.status) || r.status == 101)
-        .count()
-}
-
-/// Reads once; false when the deadline passed.
-async fn read_some(
-    s: &mut TcpStream,
-    got: &mut Vec<u8>,
-    closed: &mut bool,
-    deadline: Instant,
-) -> bool {
-    let mut buf = [0u8; 16 * 1024];
-    match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
-        Err(_) => return false,
-        Ok(Ok(0)) | Ok(Err(_)) => *closed = true,
-        Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
-    }
-    true
-}
-
-/// Writes `steps` on one connection (step k once k final responses have arrived) and reads
-/// until the gateway closes the connection (or 15 s pass).
-async fn h1_exchange(addr: SocketAddr, steps: &[Vec<u8>]) -> Exchange {
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let mut got = Vec::new();
-    let mut closed = false;
-    for (k, step) in steps.iter().enumerate() {
-        while !closed && finals(&got) < k {
-            if !read_some(&mut s, &mut got, &mut closed, deadline).await {
-                break;
-            }
-        }
-        if closed || finals(&got) < k || s.write_all(step).await.is_err() {
-            break;
-        }
-    }
-    while !closed {
-        if !read_some(&mut s, &mut got, &mut closed, deadline).await {
-            break;
-        }
-    }
-    Exchange { bytes: got, closed }
-}
+/// How long one connection of a case may take: the gateway closes it (or the case fails).
+const CASE_BOUND: Duration = Duration::from_secs(15);
 
 /// A request on a fresh connection after the case: the gateway still serves, and the recorder has
 /// had its turn to log whatever the gateway wrote before.
 async fn barrier(gw: &Gw, up: &RawUp) -> Option<String> {
-    let ex = h1_exchange(
+    let ex = exchange_steps(
         gw.addr("plain"),
         &[b"GET /__barrier HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n".to_vec()],
+        CASE_BOUND,
     )
     .await;
     let (r, _) = parse_responses(&ex.bytes, ex.closed);
@@ -1334,7 +1115,7 @@ async fn run_h1(c: &'static H1Case) -> (Vec<String>, String) {
             .map(|s| replace_bytes(s, b"K_ADMIN", key.as_bytes()))
             .collect();
     }
-    let ex = h1_exchange(gw.addr("plain"), &steps).await;
+    let ex = exchange_steps(gw.addr("plain"), &steps, CASE_BOUND).await;
     let mut p = Vec::new();
     if !ex.closed {
         p.push("the gateway did not close the connection within 15 s".into());

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
 mod common;
+use common::raw::read_to_close;
 use common::*;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -30,11 +31,8 @@ routes:
 /// Reads until the gateway closes the connection; the bound only keeps a broken build from
 /// hanging the suite.
 async fn read_until_closed(s: &mut TcpStream) -> String {
-    let mut out = Vec::new();
-    tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut out))
-        .await
-        .expect("the gateway did not close the connection")
-        .ok();
+    let (out, closed) = read_to_close(s, Duration::from_secs(20)).await;
+    assert!(closed, "the gateway did not close the connection");
     String::from_utf8_lossy(&out).into_owned()
 }
 

@@ -129,6 +129,17 @@ async fn create_use_rotate_revoke_and_restart_through_the_cli() {
     assert_eq!(v["status"], "active");
     assert!(!shown.contains(&key[12..]), "{shown}");
 
+    // `--rate` takes the config's rate grammar (`10/m`), kept as `10/min`
+    let (code, out, err) = cli_async(
+        admin.clone(),
+        ["keys", "create", "--name", "paced", "--rate", "10/m"]
+            .map(String::from)
+            .to_vec(),
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(line(&out, "rate_limit: "), "10/min", "{out}");
+
     // rotate with grace: old and new both work
     let (code, out, _) = cli_async(
         admin.clone(),
@@ -382,13 +393,15 @@ async fn the_admin_api_refuses_and_validates() {
     let created: Value = c
         .post(format!("{admin}/admin/keys"))
         .bearer_auth(ADMIN_TOKEN)
-        .json(&json!({"name": "m", "rate_limit": "2/min"}))
+        .json(&json!({"name": "m", "rate_limit": " 2 / m"}))
         .send()
         .await
         .unwrap()
         .json()
         .await
         .unwrap();
+    // the config's rate grammar, kept in its canonical form
+    assert_eq!(created["rate_limit"], "2/min", "{created}");
     let key = created["key"].as_str().unwrap().to_owned();
     let listed = c
         .get(format!("{admin}/admin/keys"))

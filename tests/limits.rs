@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
 mod common;
+use common::raw::{read_response, read_to_close};
 use common::*;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -28,9 +29,8 @@ async fn a_slow_header_is_cut_off_by_header_timeout() {
         .unwrap();
     // The gateway must close the connection by itself; the 10 s bound only keeps a broken build
     // from hanging the suite.
-    let mut out = Vec::new();
-    let closed = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await;
-    assert!(closed.is_ok(), "the connection was not closed");
+    let (out, closed) = read_to_close(&mut s, Duration::from_secs(10)).await;
+    assert!(closed, "the connection was not closed");
     let text = String::from_utf8_lossy(&out);
     assert!(
         text.is_empty() || text.starts_with("HTTP/1.1 408"),
@@ -50,8 +50,7 @@ async fn oversized_headers_get_431() {
     s.write_all(format!("GET / HTTP/1.1\r\nHost: t\r\nX-Big: {big}\r\n\r\n").as_bytes())
         .await
         .unwrap();
-    let mut out = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await;
+    let (out, _) = read_to_close(&mut s, Duration::from_secs(10)).await;
     assert!(String::from_utf8_lossy(&out).starts_with("HTTP/1.1 431"));
     assert_eq!(up.count(), 0);
 }
@@ -179,12 +178,8 @@ async fn a_self_signed_listener_serves_tls() {
 /// Reads until the gateway closes the connection; panics if it has not after `bound` (a bound
 /// that only keeps a broken build from hanging the suite). Returns what was read.
 async fn until_closed(s: &mut tokio::net::TcpStream, bound: Duration) -> Vec<u8> {
-    let mut out = Vec::new();
-    let r = tokio::time::timeout(bound, s.read_to_end(&mut out)).await;
-    assert!(
-        r.is_ok(),
-        "the gateway kept the connection open for {bound:?}"
-    );
+    let (out, closed) = read_to_close(s, bound).await;
+    assert!(closed, "the gateway kept the connection open for {bound:?}");
     out
 }
 
@@ -336,24 +331,16 @@ async fn huge_body_timeout_works_with_a_trickled_body() {
     // The trickle is the attack: the rest of the body comes after the gateway had to wait.
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     tcp.write_all(b"world").await.unwrap();
-    let mut resp = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        let n = tokio::time::timeout(std::time::Duration::from_secs(10), tcp.read(&mut buf))
-            .await
-            .expect("no response within 10 s")
-            .unwrap_or(0);
-        if n == 0 {
-            break;
-        }
-        resp.extend_from_slice(&buf[..n]);
-        let text = String::from_utf8_lossy(&resp);
-        if text.contains("\"bytes\"") && text.trim_end().ends_with('}') {
-            break;
-        }
-    }
-    let text = String::from_utf8_lossy(&resp);
-    assert!(text.starts_with("HTTP/1.1 200"), "response: {text:?}");
+    let resp = read_response(&mut tcp, Duration::from_secs(10))
+        .await
+        .unwrap_or_else(|e| panic!("no response: {e}"));
+    let text = resp.text();
+    assert!(
+        resp.version == "HTTP/1.1" && resp.status == 200,
+        "response: {} {} {text:?}",
+        resp.version,
+        resp.status
+    );
     assert!(
         text.contains("\"bytes\":10"),
         "the upstream did not get the whole body: {text:?}"

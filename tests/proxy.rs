@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
 mod common;
+use common::raw::{read_to_close, status_of};
 use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -184,16 +185,8 @@ async fn raw(gw: &Gw, request: &str) -> String {
         .await
         .unwrap();
     s.write_all(request.as_bytes()).await.unwrap();
-    let mut out = Vec::new();
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), s.read_to_end(&mut out)).await;
+    let (out, _) = read_to_close(&mut s, std::time::Duration::from_secs(10)).await;
     String::from_utf8_lossy(&out).into_owned()
-}
-
-fn status_of(resp: &str) -> u16 {
-    resp.split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0)
 }
 
 /// h2c upgrades are never tunnelled (h2c smuggling, docs/attack-cases.md SMUG-18): the request
@@ -207,7 +200,7 @@ async fn h2c_upgrades_and_userinfo_hosts_are_refused() {
         "GET /public HTTP/1.1\r\nHost: a\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\nConnection: Upgrade, HTTP2-Settings, close\r\n\r\n",
     )
     .await;
-    assert_eq!(status_of(&resp), 200, "{resp}");
+    assert_eq!(status_of(resp.as_bytes()), 200, "{resp}");
     let seen = up.last();
     assert_eq!(seen.uri, "/public");
     assert_eq!(seen.header("upgrade"), None, "{:?}", seen.headers);
@@ -227,7 +220,7 @@ async fn h2c_upgrades_and_userinfo_hosts_are_refused() {
         "GET /x HTTP/1.1\r\nHost: a\r\nUpgrade: websocket, h2c\r\nConnection: Upgrade, close\r\n\r\n",
     )
     .await;
-    assert_eq!(status_of(&resp), 200, "{resp}");
+    assert_eq!(status_of(resp.as_bytes()), 200, "{resp}");
     assert_eq!(up.count(), before + 1);
     assert_eq!(up.last().header("upgrade"), None);
 
@@ -238,7 +231,7 @@ async fn h2c_upgrades_and_userinfo_hosts_are_refused() {
         "GET http://a/x HTTP/1.1\r\nHost: x@a\r\nConnection: close\r\n\r\n",
     ] {
         let resp = raw(&gw, req).await;
-        assert_eq!(status_of(&resp), 400, "{req}: {resp}");
+        assert_eq!(status_of(resp.as_bytes()), 400, "{req}: {resp}");
     }
     for host in ["x@a", "user:pw@api.example.com", "@a"] {
         let resp = raw(
@@ -246,7 +239,7 @@ async fn h2c_upgrades_and_userinfo_hosts_are_refused() {
             &format!("GET /x HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"),
         )
         .await;
-        assert_eq!(status_of(&resp), 400, "{host}: {resp}");
+        assert_eq!(status_of(resp.as_bytes()), 400, "{host}: {resp}");
         assert!(
             resp.contains("must not carry user information"),
             "{host}: {resp}"
@@ -286,7 +279,7 @@ async fn segment_parameters_do_not_change_the_route() {
         .await;
         // the admin route's upstream is down: 502 proves the route; the catch-all (`rec`) would
         // have answered 200
-        assert_eq!(status_of(&resp), 502, "{path}: {resp}");
+        assert_eq!(status_of(resp.as_bytes()), 502, "{path}: {resp}");
         assert_eq!(up.count(), before, "{path} reached the catch-all upstream");
     }
     // The upstream still gets the parameters of a request it does serve.
@@ -295,7 +288,7 @@ async fn segment_parameters_do_not_change_the_route() {
         "GET /api/users;v=2/7 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
     )
     .await;
-    assert_eq!(status_of(&resp), 200, "{resp}");
+    assert_eq!(status_of(resp.as_bytes()), 200, "{resp}");
     assert_eq!(up.last().uri, "/api/users;v=2/7");
 }
 
@@ -328,7 +321,7 @@ async fn paths_route_by_their_normalized_form() {
             &format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"),
         )
         .await;
-        assert_eq!(status_of(&resp), *status, "{path}: {resp}");
+        assert_eq!(status_of(resp.as_bytes()), *status, "{path}: {resp}");
         match upstream_path {
             Some(p) => assert_eq!(&up.last().uri, p, "{path}"),
             None => {
@@ -346,7 +339,7 @@ async fn paths_route_by_their_normalized_form() {
         "DELETE /api/users/7 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
     )
     .await;
-    assert_eq!(status_of(&resp), 200);
+    assert_eq!(status_of(resp.as_bytes()), 200);
     let echo = raw(
         &gw,
         "GET /echo/a/./b//c?q=1 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
@@ -374,7 +367,7 @@ async fn malformed_requests_get_400() {
         "GET /x HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
     ] {
         let resp = raw(&gw, req).await;
-        assert_eq!(status_of(&resp), 400, "{req:?} -> {resp}");
+        assert_eq!(status_of(resp.as_bytes()), 400, "{req:?} -> {resp}");
     }
     assert_eq!(up.count(), 0);
 }
@@ -496,7 +489,7 @@ async fn body_limits_answer_413_and_the_upstream_sees_nothing_oversized() {
         ),
     )
     .await;
-    assert_eq!(status_of(&resp), 413, "{resp}");
+    assert_eq!(status_of(resp.as_bytes()), 413, "{resp}");
 }
 
 #[tokio::test]

@@ -314,7 +314,7 @@ impl<C: Clock + Clone> RateLimit<C> {
         let interval = spec.per / spec.count.max(1);
         // governor keeps `interval * burst` in u64 nanoseconds (and panics past it in debug
         // builds, wraps in release): refuse a burst that makes the window longer than that
-        // (found by tests/properties.rs: `rate: 1/h, burst: 5124097`).
+        // (found by tests/properties/: `rate: 1/h, burst: 5124097`).
         if interval.as_nanos() * u128::from(spec.burst) > u128::from(u64::MAX) {
             return Err(format!(
                 "burst {} at this rate spans more than 500 years; use a smaller burst",

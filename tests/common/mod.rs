@@ -23,6 +23,7 @@ use tokio::net::TcpListener;
 
 pub mod h2raw;
 pub mod jwks;
+pub mod raw;
 
 // ------------------------------------------------------------------------------------------------
 // PKI
@@ -623,10 +624,7 @@ pub fn b64url(data: &[u8]) -> String {
 }
 
 pub fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
+    portcullis::clock::now_secs()
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -690,18 +688,14 @@ pub fn redis_addr() -> String {
 /// Opens a WebSocket through the gateway at `addr` (`GET /ws` with the RFC 6455 sample key) and
 /// reads the response head; returns the stream, positioned after the head, and the head.
 pub async fn open_websocket(addr: SocketAddr) -> (tokio::net::TcpStream, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
     s.write_all(b"GET /ws HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
         .await
         .unwrap();
-    let mut buf = vec![0u8; 4096];
-    let mut head = String::new();
-    while !head.contains("\r\n\r\n") {
-        let n = s.read(&mut buf).await.unwrap();
-        assert!(n > 0, "closed before the 101: {head}");
-        head.push_str(&String::from_utf8_lossy(&buf[..n]));
-    }
+    let head = raw::read_head(&mut s, Duration::from_secs(30)).await;
+    let head = String::from_utf8_lossy(&head).into_owned();
+    assert!(head.contains("\r\n\r\n"), "closed before the 101: {head}");
     (s, head)
 }
 
