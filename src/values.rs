@@ -1,4 +1,6 @@
-//! Config scalar types: `${ENV}`-interpolated strings, durations and rates.
+//! Config scalar types: `${ENV}`-interpolated strings, durations and rates (the one rate grammar,
+//! shared with the admin API and the CLI), and what config values are used as: paths relative to
+//! the config file, and URLs shown without their password.
 //!
 //! Interpolation happens while deserializing each string field, so an error (a missing variable,
 //! a bad duration) comes back from serde_yaml with the field path and line of that very field, and a
