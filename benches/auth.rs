@@ -9,9 +9,10 @@
 use criterion::{criterion_group, criterion_main, Criterion};
 use http::{HeaderMap, HeaderValue};
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+use portcullis::auth::chain::evaluate;
 use portcullis::auth::rate_limit::{LimitKey, LimitSpec, RateLimit};
+use portcullis::auth::request::AuthRequest;
 use portcullis::auth::scope::ScopeRule;
-use portcullis::auth::{evaluate, AuthRequest};
 use portcullis::conn::{Activity, ConnInfo};
 use std::hint::black_box;
 use std::sync::Arc;

@@ -6,7 +6,7 @@
 //! - `headers/rewrite`: the trust-boundary header rewrite of a typical browser-sized request.
 use criterion::{criterion_group, criterion_main, Criterion};
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
-use portcullis::auth::Identity;
+use portcullis::auth::identity::Identity;
 use portcullis::headers::{upstream_request_headers, ForwardCtx};
 use std::hint::black_box;
 

@@ -16,13 +16,13 @@ import yaml
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEPLOY = os.path.join(ROOT, "deploy")
 
-# Top-level keys of RawConfig (src/config.rs) and the store keys of cluster mode.
+# Top-level keys of RawConfig (src/config/raw.rs) and the store keys of cluster mode.
 CONFIG_KEYS = {"listeners", "limits", "logging", "trusted_proxies", "upstreams", "authenticators",
                "rate_limits", "scopes", "admin", "store", "routes", "workers"}
 STORE_KEYS = {"sqlite", "postgres", "redis", "on_redis_error"}
 ON_REDIS_ERROR = {"local", "deny", "allow"}
 
-# Labels of each metric, from src/telemetry_metrics.rs and src/server.rs. Cluster mode's metrics
+# Labels of each metric, from src/telemetry/metrics.rs and src/admin/status.rs. Cluster mode's metrics
 # are listed ahead of their code (PLANNED); their labels are the issue's.
 METRIC_LABELS = {
     "portcullis_requests_total": {"route", "status"},

@@ -84,8 +84,7 @@ pub struct ClientCert {
 }
 
 pub fn client_cert_info(der: &CertificateDer<'_>) -> ClientCert {
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der.as_ref());
-    let sha256 = crate::digest::hex_lower(digest.as_ref());
+    let sha256 = crate::digest::hex_lower(&crate::digest::sha256(der.as_ref()));
     let (subject, sans) = match x509_parser::parse_x509_certificate(der.as_ref()) {
         Ok((_, cert)) => {
             let subject = cert.subject().to_string();

@@ -232,6 +232,97 @@ fn source_files_import_each_other_without_a_cycle() {
     assert!(g["config/compile.rs"].contains("upstream/mod.rs"));
 }
 
+/// The groups of docs/architecture.md's module map, from the bottom up. An entry ending in `/`
+/// takes the files below that folder that no group names exactly.
+const LAYERS: &[(&str, &[&str])] = &[
+    (
+        "values and leaves",
+        &[
+            "values.rs",
+            "clock.rs",
+            "digest.rs",
+            "error.rs",
+            "normalize.rs",
+            "config/raw.rs",
+            "config/issues.rs",
+            "config/locate.rs",
+            "devpki.rs",
+        ],
+    ),
+    ("connections and TLS", &["conn.rs", "tls.rs"]),
+    (
+        "what the chain works with",
+        &[
+            "auth/identity.rs",
+            "auth/rate_limit.rs",
+            "auth/evict.rs",
+            "auth/scope.rs",
+            "auth/revocation.rs",
+            "auth/request.rs",
+            "auth/shared_limit.rs",
+            "keys.rs",
+            "state.rs",
+        ],
+    ),
+    ("the trust boundary", &["headers.rs"]),
+    ("authenticators and the chain", &["auth/"]),
+    ("the upstream", &["upstream/", "body.rs"]),
+    ("routes", &["router.rs", "route.rs"]),
+    ("telemetry", &["telemetry/"]),
+    ("the store", &["store/"]),
+    ("config", &["config/"]),
+    (
+        "running",
+        &[
+            "gateway.rs",
+            "proxy.rs",
+            "explain.rs",
+            "admin/",
+            "listener.rs",
+            "server.rs",
+            "admin_client.rs",
+            "lib.rs",
+        ],
+    ),
+];
+
+fn layer_of(file: &str) -> Option<usize> {
+    LAYERS
+        .iter()
+        .position(|(_, files)| files.contains(&file))
+        .or_else(|| {
+            LAYERS.iter().position(|(_, files)| {
+                files
+                    .iter()
+                    .any(|f| f.ends_with('/') && file.starts_with(f))
+            })
+        })
+}
+
+#[test]
+fn every_file_imports_only_from_its_group_or_below() {
+    let g = graph();
+    let mut bad = Vec::new();
+    for (f, deps) in &g {
+        let Some(l) = layer_of(f) else {
+            bad.push(format!(
+                "{f} is in no group of LAYERS (docs/architecture.md)"
+            ));
+            continue;
+        };
+        for d in deps {
+            if layer_of(d).is_some_and(|dl| dl > l) {
+                bad.push(format!(
+                    "{f} ({}) imports {d} ({})",
+                    LAYERS[l].0,
+                    LAYERS[layer_of(d).unwrap_or(0)].0
+                ));
+            }
+        }
+    }
+    assert!(bad.is_empty(), "{bad:#?}");
+}
+
 /// Files of the request path: what runs for every request once the config is compiled.
 fn request_path(file: &str) -> bool {
     [

@@ -1,6 +1,6 @@
 //! A request head, parsed here without httparse (`METHOD TARGET` then `name: value` lines), run
 //! through the gateway's own request path short of the network: host checks, normalization and
-//! routing (`proxy::resolve`), the client address behind trusted proxies, credential extraction
+//! routing (`route::resolve`), the client address behind trusted proxies, credential extraction
 //! and the auth chain, query and header rewriting for the upstream, and the response header
 //! filter. Never panics; no client copy of an identity or forwarding header survives; nothing
 //! authenticates (the fuzzer knows no key or secret).
@@ -8,7 +8,8 @@
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Version};
 use libfuzzer_sys::fuzz_target;
-use portcullis::auth::{AuthRequest, Identity};
+use portcullis::auth::identity::Identity;
+use portcullis::auth::request::AuthRequest;
 use portcullis::config::{load_str, Mode, Snapshot};
 use portcullis::conn::{Activity, ConnInfo};
 use portcullis::headers::{self as rules, ForwardCtx};
@@ -118,7 +119,7 @@ fuzz_target!(|data: &[u8]| {
         conn: &conn,
         client_ip,
     };
-    let decision = RT.block_on(portcullis::auth::evaluate(
+    let decision = RT.block_on(portcullis::auth::chain::evaluate(
         &routed.route.auth,
         &auth_req,
         None,

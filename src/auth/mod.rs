@@ -34,8 +34,3 @@ pub mod request;
 pub mod revocation;
 pub mod scope;
 pub mod shared_limit;
-
-pub use authenticator::{Authenticator, AuthnDef};
-pub use chain::{evaluate, AuthPolicy, Chain, Decision};
-pub use identity::{AuthMethod, Identity};
-pub use request::AuthRequest;

@@ -213,9 +213,7 @@ impl RateLimit<DefaultClock> {
     pub fn new(name: &str, spec: LimitSpec, key: LimitKey) -> Result<Self, String> {
         Self::with_clock(name, spec, key, DefaultClock::default())
     }
-}
 
-impl RateLimit<DefaultClock> {
     /// `rate_limits.NAME`. `prev`, the limit of that name serving now, is kept (with every
     /// client's bucket) when its quota and key did not change, so a reload does not reset
     /// everyone's limits; `max_clients` may change either way.

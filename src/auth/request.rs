@@ -78,7 +78,8 @@ pub fn note(trace: &mut Trace<'_>, line: impl FnOnce() -> String) {
 }
 
 /// The credential of an `Authorization` value in `scheme` (`Bearer`, `Api-Key`): the scheme in
-/// any case, one or more spaces, then the credential. The one parser of auth schemes, for the
+/// any case, one or more spaces, then the credential (white space after it, which is not part
+/// of a field value, ignored: HTTP/2 does not strip it). The one parser of auth schemes, for the
 /// authenticators and the admin API alike.
 pub fn credential<'a>(v: &'a http::HeaderValue, scheme: &str) -> Option<&'a str> {
     let s = v.to_str().ok()?;
@@ -86,7 +87,7 @@ pub fn credential<'a>(v: &'a http::HeaderValue, scheme: &str) -> Option<&'a str>
     if !name.eq_ignore_ascii_case(scheme) || !rest.starts_with(' ') {
         return None;
     }
-    Some(rest.trim_start_matches(' '))
+    Some(rest.trim_start_matches(' ').trim_end_matches([' ', '\t']))
 }
 
 #[cfg(test)]
@@ -104,6 +105,8 @@ mod tests {
         assert_eq!(credential(&v("Bear"), "Bearer"), None);
         assert_eq!(credential(&v("api-KEY k1"), "Api-Key"), Some("k1"));
         assert_eq!(credential(&v("Api-Key"), "Api-Key"), None);
+        assert_eq!(credential(&v("Bearer abc \t"), "Bearer"), Some("abc"));
+        assert_eq!(credential(&v("Bearer \tabc"), "Bearer"), Some("\tabc"));
         let latin1 = HeaderValue::from_bytes(b"Bearer \xe9").expect("obs-text is a valid value");
         assert_eq!(credential(&latin1, "Bearer"), None);
     }

@@ -53,9 +53,7 @@ impl Issues {
             at: None,
         });
     }
-}
 
-impl Issues {
     pub fn len(&self) -> usize {
         self.0.len()
     }

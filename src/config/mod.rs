@@ -90,6 +90,23 @@ mod tests {
     }
 
     #[test]
+    fn generate_missing_problems_name_the_tls_field() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("server.crt"), "x").expect("write");
+        let src = "listeners:\n  - name: a\n    bind: 127.0.0.1:0\n    tls: { cert: server.crt, key: server.key, generate_missing: true }\n";
+        let i = match load_str(&dir.path().join("t.yaml"), src, None, Mode::Check) {
+            Ok(_) => vec![],
+            Err(e) => e.issues,
+        };
+        assert_eq!(i.len(), 1, "{i:?}");
+        assert_eq!(i[0].path, "listeners[0].tls.generate_missing");
+        assert!(
+            i[0].message.contains("only some files are missing"),
+            "{i:?}"
+        );
+    }
+
+    #[test]
     fn minimal_config_compiles() {
         let src = format!(
             "{BASE}routes:\n  - name: r\n    match: {{ path_prefix: / }}\n    upstream: echo\n    auth: none\n"

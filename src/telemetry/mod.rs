@@ -61,9 +61,9 @@ pub fn log_request(metrics: &Metrics, audit: &Audit, r: &RequestLog<'_>) {
     tracing::info!(
         target: "access",
         request_id = rid(),
-        listener = r.listener,
+        listener = %r.listener,
         route = r.route.map_or("-", |r| &**r),
-        method = r.method,
+        method = %r.method,
         path = r.path,
         client_ip = %r.client_ip,
         auth = id.map_or("-", |i| i.method.as_str()),

@@ -1,4 +1,4 @@
-//! Config parse + compile (`portcullis check`: `load_mode(.., Mode::Check)`, no runtime).
+//! Config parse + compile (`portcullis check`: `config::load(.., Mode::Check)`, no runtime).
 
 use crate::support::*;
 use portcullis::config::{self, Mode};

@@ -19,7 +19,8 @@ fn ref_scheme<'a>(v: &'a [u8], scheme: &str) -> Option<&'a str> {
     if s.len() <= n || !s[..n].eq_ignore_ascii_case(scheme) || s.as_bytes()[n] != b' ' {
         return None;
     }
-    Some(s[n..].trim_start_matches(' '))
+    // White space after the credential is not part of a field value (RFC 9110 section 5.5).
+    Some(s[n..].trim_start_matches(' ').trim_end_matches([' ', '\t']))
 }
 
 const AUTH_VALUES: &[&str] = &[

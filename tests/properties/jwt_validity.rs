@@ -3,9 +3,10 @@
 use crate::common::*;
 use crate::support::*;
 use http::{HeaderMap, HeaderValue, StatusCode};
+use portcullis::auth::chain::AuthPolicy;
 use portcullis::auth::jwt::jwks::KeySet;
 use portcullis::auth::jwt::{self, JwtAuthn, Keys};
-use portcullis::auth::{AuthPolicy, AuthRequest};
+use portcullis::auth::request::AuthRequest;
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
 use std::sync::{Arc, LazyLock};
@@ -381,7 +382,7 @@ fn evaluate(
     policy: &AuthPolicy,
     h: &HeaderMap,
     q: Option<&str>,
-) -> Result<portcullis::auth::Decision, portcullis::error::Reject> {
+) -> Result<portcullis::auth::chain::Decision, portcullis::error::Reject> {
     let conn = conn_info("127.0.0.1".parse().unwrap(), None);
     let req = AuthRequest {
         headers: h,
@@ -389,7 +390,7 @@ fn evaluate(
         conn: &conn,
         client_ip: conn.peer.ip(),
     };
-    block_on(portcullis::auth::evaluate(policy, &req, None))
+    block_on(portcullis::auth::chain::evaluate(policy, &req, None))
 }
 
 /// Dot-separated strings of base64url-ish characters, with JSON-looking segments mixed in.

@@ -11,7 +11,7 @@
 //!   credentials;
 //! - [`trust_boundary`]: the header rewrite at the trust boundary (what the upstream may see, and
 //!   what the client gets back);
-//! - [`routing`]: host checks, normalization and routing (`proxy::resolve`), `;` parameters
+//! - [`routing`]: host checks, normalization and routing (`route::resolve`), `;` parameters
 //!   included, and `client_ip` behind trusted proxies;
 //! - [`jwt_validity`]: JWT structure, claims (a reference model of SPEC section 2's validity
 //!   rules) and the whole verify path (`auth::evaluate`) on arbitrary and mutated tokens, HMAC and

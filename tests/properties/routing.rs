@@ -139,7 +139,7 @@ fn resolve_case() -> impl Strategy<Value = ResolveCase> {
 proptest! {
     #![proptest_config(cfg(2048))]
 
-    /// `proxy::resolve` never panics, refuses with 400 or 421, and when it accepts: the host is
+    /// `route::resolve` never panics, refuses with 400 or 421, and when it accepts: the host is
     /// lower-case without port or trailing dot and agrees with the SNI; the path is the
     /// normalized path; the route is the one the `;`-stripped normalized path and the host
     /// select (so `/admin;x`, `/;x/admin`, `/%61dmin` all reach the `admin` route's rules).

@@ -3,13 +3,14 @@
 //! header helpers and the JWT authenticators of the credential models, the shipped config.
 
 use http::{HeaderMap, HeaderName, HeaderValue};
+use portcullis::auth::authenticator::{Authenticator, AuthnDef};
+use portcullis::auth::chain::{AuthPolicy, Chain};
 use portcullis::auth::jwt::cache::VerifyCache;
 use portcullis::auth::jwt::jwks::KeySet;
 use portcullis::auth::jwt::{JwtAuthn, Keys, RouteJwt};
 use portcullis::auth::request::CredentialSource;
 use portcullis::auth::revocation::Revocations;
 use portcullis::auth::scope::ScopeRule;
-use portcullis::auth::{AuthPolicy, Authenticator, AuthnDef, Chain};
 use portcullis::config::{self, Mode, Snapshot};
 use portcullis::conn::{Activity, ConnInfo};
 use proptest::prelude::*;

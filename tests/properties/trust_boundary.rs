@@ -176,9 +176,9 @@ fn rewrite_strategy() -> impl Strategy<Value = Rewrite> {
 fn run_rewrite(r: &Rewrite, trusted: bool) -> (HeaderMap, HeaderMap) {
     let input = header_map(&r.headers);
     let mut out = input.clone();
-    let mut id = portcullis::auth::Identity::anonymous();
+    let mut id = portcullis::auth::identity::Identity::anonymous();
     if let Some(s) = &r.subject {
-        id.method = portcullis::auth::AuthMethod::Jwt;
+        id.method = portcullis::auth::identity::AuthMethod::Jwt;
         id.subject = Some(Arc::from(s.as_str()));
         id.issuer = Some(ISSUER.into());
     }

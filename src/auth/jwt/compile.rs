@@ -66,7 +66,7 @@ impl JwtAuthn {
         if timing.refresh.is_zero() {
             issues.add(format!("{p}.jwks_refresh"), "must be greater than 0");
         }
-        let keys = compile_keys(j, &algorithms, timing, base, jwks, &p, issues);
+        let keys = compile_keys(name, j, &algorithms, timing, base, jwks, issues);
         let mut token_from = Vec::new();
         for (i, t) in j.token_from.iter().flatten().enumerate() {
             match CredentialSource::parse(t.as_str()) {
@@ -112,14 +112,15 @@ impl JwtAuthn {
 /// Exactly one of `jwks_url`, `discovery: true`, `jwks_file`, `public_key`, `secret`, and keys
 /// that fit the configured algorithms (HMAC only from secrets and `oct` JWKs).
 fn compile_keys(
+    name: &str,
     j: &RawJwt,
     algorithms: &[Algorithm],
     timing: JwksTiming,
     base: &Path,
     jwks: &mut JwksPool<'_>,
-    p: &str,
     issues: &mut Issues,
 ) -> Option<Keys> {
+    let p = format!("authenticators.{name}");
     let n_sources = [
         j.jwks_url.is_some(),
         j.discovery == Some(true),
@@ -138,7 +139,7 @@ fn compile_keys(
     };
     let mut err = |f: &str, m: String| {
         let at = if f.is_empty() {
-            p.to_owned()
+            p.clone()
         } else {
             format!("{p}.{f}")
         };
@@ -187,7 +188,7 @@ fn compile_keys(
         {
             Ok((set, skipped)) => {
                 for s in skipped {
-                    tracing::warn!(authenticator = p.trim_start_matches("authenticators."), skipped = %s, "jwks_file key skipped");
+                    tracing::warn!(authenticator = name, skipped = %s, "jwks_file key skipped");
                 }
                 if !fits(&set) {
                     return err("jwks_file", "no key in the file fits `algorithms`".into());

@@ -180,9 +180,13 @@ impl JwtAuthn {
         if verified.is_none() {
             if let Keys::Remote(r) = &self.keys {
                 if kid.is_some() && r.refetch_for_unknown_kid().await {
-                    if let Some(set) = self.key_set() {
-                        verified = check_signature(&set, token, kid, alg);
-                    }
+                    let Some(set) = self.key_set() else {
+                        return Err(invalid_token(
+                            Reason::TokenNoKeys,
+                            "no verification keys are available",
+                        ));
+                    };
+                    verified = check_signature(&set, token, kid, alg);
                 }
             }
         }
