@@ -124,7 +124,7 @@ reasons! {
     /// An API key that is empty, over 512 bytes or not text.
     ApiKeyMalformed = "api_key_malformed", UNAUTHORIZED, "invalid_api_key", Credential;
     /// `Authorization: Api-Key` and `X-Api-Key` carry different keys.
-    ApiKeyConflict = "api_key_conflict", UNAUTHORIZED, "invalid_api_key", Credential;
+    ApiKeyConflict = "api_key_conflict", BAD_REQUEST, "invalid_request", Credential;
     /// A key in Portcullis' format whose checksum fails (no lookup was made).
     ApiKeyChecksum = "api_key_checksum", UNAUTHORIZED, "invalid_api_key", Credential;
     /// No key has this secret.

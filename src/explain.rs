@@ -111,12 +111,12 @@ pub async fn explain(snap: &Snapshot, input: &ExplainInput) -> Result<(String, b
         client_ip,
     };
     let mut trace = Vec::new();
-    let decision = evaluate(&route.auth, &auth_req, Some(&mut trace)).await;
+    let verdict = evaluate(&route.auth, &auth_req, Some(&mut trace)).await;
     for t in &trace {
         let _ = writeln!(out, "  {t}");
     }
-    let decision = match decision {
-        Ok(d) => d,
+    let identity = match verdict.result {
+        Ok(id) => id,
         Err(e) => {
             let _ = writeln!(
                 out,
@@ -141,7 +141,7 @@ pub async fn explain(snap: &Snapshot, input: &ExplainInput) -> Result<(String, b
             proto: if tls { "https" } else { "http" },
             host: routed.host.as_deref(),
             request_id: &rid,
-            identity: &decision.identity,
+            identity: &identity,
             client_cert: conn.client_cert.as_ref(),
             strip_credentials: route.strip_credentials,
             credential_cookies: route.auth.credential_sources().0,

@@ -227,6 +227,11 @@ impl KeyRecord {
         self.extra.as_ref().map_or(&[], |e| &e.previous)
     }
 
+    /// The current secret's hash and every earlier one's.
+    fn hashes(&self) -> impl Iterator<Item = &Hash> {
+        std::iter::once(&self.current).chain(self.previous().iter().map(|(h, _)| h))
+    }
+
     pub fn prefix(&self) -> &str {
         std::str::from_utf8(&self.prefix[..self.prefix_len as usize]).unwrap_or("")
     }
@@ -242,10 +247,11 @@ impl KeyRecord {
     }
 
     /// The identity a request with this key gets.
-    pub fn identity(&self) -> Arc<Identity> {
+    /// The key's identity, as proven by the authenticator named `authenticator`.
+    pub fn identity(&self, authenticator: &Arc<str>) -> Arc<Identity> {
         Arc::new(Identity {
             method: AuthMethod::ApiKey,
-            authenticator: None,
+            authenticator: Some(authenticator.clone()),
             subject: Some(self.subject.clone().unwrap_or_else(|| self.id.clone())),
             scopes: self.scopes.clone(),
             key_id: Some(self.id.clone()),
@@ -368,24 +374,22 @@ impl KeyRing {
         })
     }
 
-    /// Puts (or replaces) a key: every hash it has now points at the new record; hashes it no
-    /// longer has are dropped.
+    /// Puts (or replaces) a key: every hash it has now points at the new record, then the
+    /// hashes it no longer has are dropped. In that order, a lookup racing the change finds
+    /// every secret that stays valid (a rotation keeps the old one for its grace) on the old
+    /// record or the new one, never on neither. A revoked key keeps its hashes, so a lookup can
+    /// tell a revoked key from an unknown one.
     pub fn put(&self, row: KeyRow) {
-        let old = self.by_id.get(row.id.as_str()).map(|r| r.clone());
         let rec = self.record(row);
+        for h in rec.hashes() {
+            self.by_hash.insert(short(h), rec.clone());
+        }
+        let old = self.by_id.insert(rec.id.clone(), rec.clone());
         if let Some(old) = old {
-            self.by_hash.remove(&short(&old.current));
-            for (h, _) in old.previous().iter() {
-                self.by_hash.remove(&short(h));
+            for h in old.hashes().filter(|h| !rec.hashes().any(|n| n == *h)) {
+                self.by_hash.remove_if(&short(h), |_, r| r.id == rec.id);
             }
         }
-        if rec.revoked == 0 {
-            self.by_hash.insert(short(&rec.current), rec.clone());
-            for (h, _) in rec.previous().iter() {
-                self.by_hash.insert(short(h), rec.clone());
-            }
-        }
-        self.by_id.insert(rec.id.clone(), rec);
     }
 
     pub fn get(&self, id: &str) -> Option<Arc<KeyRecord>> {
@@ -513,6 +517,46 @@ mod tests {
         assert_eq!(generate_id().len(), 20);
     }
 
+    /// Readers racing a rotation: a secret that stays valid (the old one, in its grace) is found
+    /// on every lookup while the key's entries are replaced, and a revoked key says so.
+    #[test]
+    fn a_rotation_never_hides_a_secret_that_stays_valid() {
+        let ring = Arc::new(KeyRing::default());
+        let old = generate_secret(Env::Live);
+        ring.put(KeyRow::new("k1", &old));
+        let stop = Arc::new(AtomicBool::new(false));
+        let reader = {
+            let (ring, old, stop) = (ring.clone(), old.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let (mut missed, mut looked) = (0u64, 0u64);
+                while !stop.load(Ordering::Relaxed) {
+                    looked += 1;
+                    if ring.lookup(&old, 100).is_err() {
+                        missed += 1;
+                    }
+                }
+                (missed, looked)
+            })
+        };
+        for _ in 0..20_000 {
+            let new = generate_secret(Env::Live);
+            let mut row = KeyRow::new("k1", &new);
+            row.previous = vec![(hash_key(&old), 1_000)];
+            ring.put(row);
+        }
+        stop.store(true, Ordering::Relaxed);
+        let (missed, looked) = reader.join().expect("reader");
+        assert!(looked > 0);
+        assert_eq!(
+            missed, 0,
+            "{missed} of {looked} lookups missed a valid secret"
+        );
+        let mut row = ring.get("k1").expect("k1").to_row();
+        row.revoked_at = Some(50);
+        ring.put(row);
+        assert_eq!(ring.lookup(&old, 100).unwrap_err(), KeyRefusal::Revoked);
+    }
+
     fn row(id: &str, secret: &str) -> KeyRow {
         KeyRow {
             name: "n".into(),
@@ -538,8 +582,9 @@ mod tests {
         assert_eq!(ring.lookup(&old, 200).unwrap_err(), KeyRefusal::Rotated);
         r.revoked_at = Some(160);
         ring.put(r);
-        assert_eq!(ring.lookup(&new, 170).unwrap_err(), KeyRefusal::Unknown);
-        assert_eq!(ring.lookup(&old, 170).unwrap_err(), KeyRefusal::Unknown);
+        // a revoked key's secrets say so (logs and metrics tell it from an unknown key)
+        assert_eq!(ring.lookup(&new, 170).unwrap_err(), KeyRefusal::Revoked);
+        assert_eq!(ring.lookup(&old, 170).unwrap_err(), KeyRefusal::Revoked);
         assert_eq!(ring.get("key_a").unwrap().status(170), "revoked");
     }
 

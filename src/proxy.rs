@@ -19,7 +19,7 @@ use crate::error::{Reason, Reject};
 use crate::gateway::Gateway;
 use crate::headers::{self, ForwardCtx, X_REQUEST_ID};
 use crate::route::{resolve, Route, Routed};
-use crate::telemetry::{log_request, RequestLog};
+use crate::telemetry::{log_request, Decision, RequestLog};
 use crate::upstream::{Exchange, Outbound};
 use http::header::{self, HeaderValue};
 use http::{Request, Response, Version};
@@ -32,7 +32,13 @@ use std::time::Instant;
 #[derive(Default)]
 struct Outcome {
     route: Option<Arc<str>>,
+    /// Set when the chain allowed the request: a refusal after it (a body over the limit, an
+    /// upstream failure) is not an auth decision.
+    allowed: bool,
+    /// Who the chain proved the request is, allowed or not.
     identity: Option<Arc<Identity>>,
+    /// The authenticator that decided.
+    authenticator: Option<Arc<str>>,
     response_headers: Vec<(header::HeaderName, HeaderValue)>,
 }
 
@@ -50,7 +56,7 @@ pub async fn handle(
     let version = req.version();
     let mut out = Outcome::default();
     let result = route_and_forward(&snap, &conn, req, &request_id, client_ip, &mut out).await;
-    let (mut resp, reason, close) = match result {
+    let (mut resp, refused, close) = match result {
         Ok(r) => (r, None, false),
         Err(rej) => {
             let (reason, close) = (rej.reason, rej.close);
@@ -76,8 +82,12 @@ pub async fn handle(
             path: uri.path(),
             client_ip,
             identity: out.identity.as_deref(),
+            authenticator: out.authenticator.as_ref(),
+            decision: match refused {
+                Some(reason) if !out.allowed => Decision::Deny(reason),
+                failure => Decision::Allow { failure },
+            },
             status: resp.status().as_u16(),
-            reason,
             latency_us: started.elapsed().as_micros() as u64,
         },
     );
@@ -105,18 +115,19 @@ async fn route_and_forward(
         conn,
         client_ip,
     };
-    let decision = evaluate(&route.auth, &auth_req, None).await?;
-    out.response_headers = decision.response_headers;
-    out.identity = Some(decision.identity.clone());
-    let (outbound, route) = outbound(
-        snap,
-        conn,
-        req,
-        routed,
-        request_id,
-        client_ip,
-        &decision.identity,
-    )?;
+    let verdict = evaluate(&route.auth, &auth_req, None).await;
+    out.response_headers = verdict.response_headers;
+    out.authenticator = verdict.authenticator;
+    let identity = match verdict.result {
+        Ok(id) => id,
+        Err(e) => {
+            out.identity = verdict.refused_identity;
+            return Err(e);
+        }
+    };
+    out.allowed = true;
+    out.identity = Some(identity.clone());
+    let (outbound, route) = outbound(snap, conn, req, routed, request_id, client_ip, &identity)?;
     let exchange = Exchange {
         route: &route.name,
         max_body: route.max_body_bytes,

@@ -31,7 +31,7 @@ fn config(up: &Upstream, audit: &str, rate: &str) -> String {
         r#"
 listeners: [{{ name: plain, bind: 127.0.0.1:0 }}]
 logging: {{ audit: "{audit}" }}
-upstreams: {{ rec: {{ url: "{url}" }} }}
+upstreams: {{ rec: {{ url: "{url}" }}, dead: {{ url: "http://127.0.0.1:1" }} }}
 scopes: {{ superscope: "root" }}
 rate_limits:
   per_user: {{ rate: {rate}, burst: 3 }}
@@ -67,6 +67,10 @@ routes:
     match: {{ path_prefix: /tenant }}
     upstream: rec
     auth: {{ rate_limit: by_tenant }}
+  - name: dead
+    match: {{ path_prefix: /dead }}
+    upstream: dead
+    auth: {{ any_of: [hs] }}
 "#,
         url = up.url()
     )
@@ -226,40 +230,58 @@ async fn the_audit_log_records_every_decision_and_no_token() {
     let gw = Gw::start(&config(&up, &audit.display().to_string(), "100/s")).await;
     let good = token(json!({"scp": "read write"}));
     let bad = token(json!({"aud": "other"}));
+    let reader = token(json!({"scp": "read"}));
     assert_eq!(get(&gw, "/all/x", Some(&good)).await.status(), 200);
     assert_eq!(get(&gw, "/all/y", Some(&bad)).await.status(), 401);
     assert_eq!(get(&gw, "/nowhere", None).await.status(), 404);
-    // the writer thread flushes when idle; wait for the three lines
-    let mut lines: Vec<Value> = Vec::new();
-    for _ in 0..500 {
-        let text = std::fs::read_to_string(&audit).unwrap_or_default();
-        lines = text
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
-        if lines.len() >= 3 {
-            break;
-        }
-        tokio::task::yield_now().await;
-        std::thread::yield_now();
-    }
-    assert_eq!(lines.len(), 3, "{lines:?}");
+    // refused by an authorizer: who was refused is known
+    assert_eq!(get(&gw, "/all/z", Some(&reader)).await.status(), 403);
+    // allowed, then the upstream failed: the decision was to allow
+    assert_eq!(get(&gw, "/dead", Some(&good)).await.status(), 502);
+    let lines = wait_for_lines(&audit, 5).await;
+    assert_eq!(lines.len(), 5, "{lines:?}");
     assert_eq!(lines[0]["decision"], "allow");
     assert_eq!(lines[0]["route"], "all-of");
     assert_eq!(lines[0]["auth_method"], "jwt");
+    assert_eq!(lines[0]["authenticator"], "hs");
     assert_eq!(lines[0]["subject"], "alice");
     assert_eq!(lines[0]["issuer"], "https://i.test");
     assert_eq!(lines[0]["status"], 200);
+    assert_eq!(lines[0]["reason"], Value::Null);
+    assert_eq!(lines[0]["failure"], Value::Null);
     assert_eq!(lines[0]["path"], "/all/x");
     assert_eq!(lines[0]["client_ip"], "127.0.0.1");
     assert!(lines[0]["time"].as_str().unwrap().ends_with('Z'));
     assert!(lines[0]["latency_us"].as_u64().is_some());
     assert_eq!(lines[1]["decision"], "deny");
     assert_eq!(lines[1]["reason"], "token_wrong_audience");
+    assert_eq!(lines[1]["authenticator"], "hs");
+    assert_eq!(lines[1]["subject"], Value::Null);
     assert_eq!(lines[1]["status"], 401);
+    assert_eq!(lines[2]["decision"], "deny");
     assert_eq!(lines[2]["reason"], "no_route");
+    assert_eq!(lines[3]["decision"], "deny");
+    assert_eq!(lines[3]["reason"], "insufficient_scope");
+    assert_eq!(lines[3]["status"], 403);
+    assert_eq!(lines[3]["subject"], "alice");
+    assert_eq!(lines[3]["auth_method"], "jwt");
+    assert_eq!(lines[3]["authenticator"], "hs");
+    assert_eq!(lines[4]["decision"], "allow");
+    assert_eq!(lines[4]["reason"], Value::Null);
+    assert_eq!(lines[4]["failure"], "upstream_connect_failed");
+    assert_eq!(lines[4]["status"], 502);
+    assert_eq!(lines[4]["subject"], "alice");
+    // the metrics count the same decisions, labelled by the authenticator that decided
+    let m = get_text(&format!("{}/metrics", gw.admin())).await;
+    for want in [
+        "authenticator=\"hs\",decision=\"allow\",reason=\"ok\"} 2",
+        "authenticator=\"hs\",decision=\"deny\",reason=\"token_wrong_audience\"} 1",
+        "authenticator=\"hs\",decision=\"deny\",reason=\"insufficient_scope\"} 1",
+    ] {
+        assert!(m.contains(want), "{want} in\n{m}");
+    }
     let text = std::fs::read_to_string(&audit).unwrap();
-    for t in [&good, &bad] {
+    for t in [&good, &bad, &reader] {
         assert!(
             !text.contains(t.split('.').nth(2).unwrap()),
             "a token signature is in the audit log"
@@ -267,6 +289,22 @@ async fn the_audit_log_records_every_decision_and_no_token() {
         assert!(!text.contains(t.as_str()));
     }
     assert!(!text.contains(SECRET));
+}
+
+/// The audit file's JSON lines once there are `n` (the writer flushes in batches; bounded wait).
+async fn wait_for_lines(path: &std::path::Path, n: usize) -> Vec<Value> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let lines: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        if lines.len() >= n || std::time::Instant::now() > deadline {
+            return lines;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
 }
 
 #[tokio::test]

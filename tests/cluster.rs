@@ -493,6 +493,7 @@ async fn metric(c: &reqwest::Client, gw: &Gw, name: &str) -> Option<String> {
         .text()
         .await
         .unwrap();
+    check_exposition(&text);
     text.lines()
         .find(|l| l.starts_with(name))
         .map(|l| l.rsplit(' ').next().unwrap_or("").to_owned())

@@ -199,6 +199,15 @@ async fn create_use_rotate_revoke_and_restart_through_the_cli() {
     .await;
     assert_eq!((code, out.trim()), (0, format!("revoked {tid}").as_str()));
     assert_eq!(with_key(&base, &tkey, "/a").await, 401);
+    // refused as revoked, not as unknown: what the operator sees in the metrics (and logs)
+    let revoked = |m: &str| {
+        m.lines()
+            .filter(|l| {
+                l.contains("authenticator=\"keys\",decision=\"deny\",reason=\"api_key_revoked\"")
+            })
+            .count()
+    };
+    assert_eq!(revoked(&get_text(&format!("{admin}/metrics")).await), 1);
 
     // restart: keys, rotations and revocations are all still in force
     drop(gw);
@@ -208,6 +217,8 @@ async fn create_use_rotate_revoke_and_restart_through_the_cli() {
     assert_eq!(with_key(&base, &key, "/a").await, 401);
     assert_eq!(with_key(&base, &key2, "/a").await, 401);
     assert_eq!(with_key(&base, &tkey, "/a").await, 401);
+    let admin = admin_url(&gw);
+    assert_eq!(revoked(&get_text(&format!("{admin}/metrics")).await), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -272,6 +283,12 @@ async fn importing_a_thousand_keys_in_both_formats() {
             Some(format!("read tenant:{i}").as_str())
         );
     }
+    // a foreign key has no environment: an authenticator that accepts only `envs: [live]`
+    // refuses it
+    assert_eq!(
+        with_key(&base, &format!("pk_{:032x}", 1), "/live").await,
+        401
+    );
     // importing the same keys again is refused, clearly, and nothing is duplicated
     let (code, _, err) = cli_async(
         gw.admin(),
@@ -429,7 +446,10 @@ async fn the_admin_api_refuses_and_validates() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 401);
+    // a credential offered in more than one place (SPEC section 2)
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"], "invalid_request");
     // health, readiness, metrics and the OpenAPI document need no token
     assert_eq!(
         c.get(format!("{admin}/healthz"))
@@ -469,6 +489,7 @@ async fn the_admin_api_refuses_and_validates() {
         "{metrics}"
     );
     assert!(!metrics.contains(&key[8..]));
+    check_exposition(&metrics);
     let doc: Value = c
         .get(format!("{admin}/openapi.json"))
         .send()

@@ -119,14 +119,14 @@ fuzz_target!(|data: &[u8]| {
         conn: &conn,
         client_ip,
     };
-    let decision = RT.block_on(portcullis::auth::chain::evaluate(
+    let verdict = RT.block_on(portcullis::auth::chain::evaluate(
         &routed.route.auth,
         &auth_req,
         None,
     ));
     if &*routed.route.name != "open" {
         assert!(
-            decision.is_err(),
+            verdict.result.is_err(),
             "{} authenticated without a credential",
             routed.route.name
         );

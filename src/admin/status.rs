@@ -57,13 +57,16 @@ pub fn render_metrics(gw: &Gateway) -> String {
     }
     let up = gw.store_up();
     let _ = writeln!(extra, "# HELP portcullis_store_up 1 while the key store (and, in cluster mode, its change feed) is reachable.\n# TYPE portcullis_store_up gauge\nportcullis_store_up{{backend=\"{}\"}} {}", gw.store_backend(), u8::from(up));
-    let _ = writeln!(extra, "# HELP portcullis_keys_loaded API keys held in memory (any state).\n# TYPE portcullis_keys_loaded gauge\nportcullis_keys_loaded {}", gw.keys().len());
+    // One family, all its samples together: Redis' line right after the store's.
     if let Some(l) = &snap.store.redis {
         let _ = writeln!(
             extra,
             "portcullis_store_up{{backend=\"redis\"}} {}",
             u8::from(l.is_up())
         );
+    }
+    let _ = writeln!(extra, "# HELP portcullis_keys_loaded API keys held in memory (any state).\n# TYPE portcullis_keys_loaded gauge\nportcullis_keys_loaded {}", gw.keys().len());
+    if let Some(l) = &snap.store.redis {
         let _ = writeln!(extra, "# HELP portcullis_redis_fallback_total Rate-limit decisions made without Redis (on_redis_error applied).\n# TYPE portcullis_redis_fallback_total counter\nportcullis_redis_fallback_total {}", l.fallbacks.load(Ordering::Relaxed));
     }
     if let Some(f) = &gw.feed {

@@ -6,13 +6,14 @@ use crate::auth::identity::Identity;
 use crate::auth::request::{credential, AuthRequest, Authenticate};
 use crate::config::issues::Issues;
 use crate::error::{Reason, Reject};
-use crate::keys::{Env, KeyRefusal, KeyRing};
+use crate::keys::{shape, Env, KeyRefusal, KeyRing, Shape};
 use crate::values::S;
 use http::{header, HeaderMap, HeaderValue};
 use std::sync::Arc;
 
 #[derive(Debug)]
 pub struct ApiKeyAuthn {
+    pub name: Arc<str>,
     /// Accepted environments; empty = both.
     pub envs: Vec<Env>,
     pub ring: Arc<KeyRing>,
@@ -36,7 +37,13 @@ fn duplicated() -> Reject {
 
 impl ApiKeyAuthn {
     /// `authenticators.NAME` of `type: api_key`; every one reads the same key ring.
-    pub fn compile(envs: Option<&[S]>, ring: &Arc<KeyRing>, at: &str, issues: &mut Issues) -> Self {
+    pub fn compile(
+        name: &str,
+        envs: Option<&[S]>,
+        ring: &Arc<KeyRing>,
+        issues: &mut Issues,
+    ) -> Self {
+        let at = format!("authenticators.{name}");
         let mut list = Vec::new();
         for (i, e) in envs.unwrap_or_default().iter().enumerate() {
             match Env::parse(e.as_str()) {
@@ -48,6 +55,7 @@ impl ApiKeyAuthn {
             }
         }
         ApiKeyAuthn {
+            name: Arc::from(name),
             envs: list,
             ring: ring.clone(),
         }
@@ -77,7 +85,8 @@ impl ApiKeyAuthn {
         };
         match (from_auth, from_x) {
             (Some(a), Some(b)) if a == b => Err(duplicated()),
-            (Some(_), Some(_)) => Err(invalid(
+            // A credential offered in more than one place is a malformed request (SPEC 2).
+            (Some(_), Some(_)) => Err(Reject::new(
                 Reason::ApiKeyConflict,
                 "two different API keys were offered",
             )),
@@ -101,13 +110,17 @@ impl ApiKeyAuthn {
             };
             invalid(reason, d)
         })?;
-        if !self.envs.is_empty() && !self.envs.contains(&rec.env) {
+        // A key of a foreign format (imported) has no environment: only an authenticator that
+        // takes every environment accepts it.
+        let env_ok = self.envs.is_empty()
+            || (matches!(shape(key), Shape::Ours(_)) && self.envs.contains(&rec.env));
+        if !env_ok {
             return Err(invalid(
                 Reason::ApiKeyEnv,
                 "this route does not accept keys of this environment",
             ));
         }
-        Ok(rec.identity())
+        Ok(rec.identity(&self.name))
     }
 }
 

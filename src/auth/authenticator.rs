@@ -62,10 +62,9 @@ impl Authenticator {
         jwks: &mut JwksPool<'_>,
         issues: &mut Issues,
     ) -> Option<Authenticator> {
-        let at = format!("authenticators.{name}");
         Some(match raw {
             RawAuthenticator::ApiKey { envs } => Authenticator::ApiKey(Arc::new(
-                ApiKeyAuthn::compile(envs.as_deref(), &shared.keys, &at, issues),
+                ApiKeyAuthn::compile(name, envs.as_deref(), &shared.keys, issues),
             )),
             RawAuthenticator::Jwt(j) => {
                 let authn = JwtAuthn::compile(name, j, base, &shared.revocations, jwks, issues)?;

@@ -125,11 +125,44 @@ fn credential_names(any_of: &[AuthnDef]) -> (Vec<String>, Vec<String>) {
     (cookies, params)
 }
 
-/// An allowed request: who it is, and headers for the response (rate-limit state).
+/// What the chain decided, and what it had established when it did: who the request is (also
+/// when an authorizer then refused it: the logs name who was refused), and which authenticator
+/// decided (the one whose credential proved the identity or was refused).
 #[derive(Debug)]
-pub struct Decision {
-    pub identity: Arc<Identity>,
+pub struct Verdict {
+    /// The identity to forward, or the refusal.
+    pub result: Result<Arc<Identity>, Reject>,
+    /// On a refusal by an authorizer (client certificate, scopes, rate limit): who the chain
+    /// had proved the request is.
+    pub refused_identity: Option<Arc<Identity>>,
+    pub authenticator: Option<Arc<str>>,
+    /// Headers for the response (rate-limit state), allowed or not.
     pub response_headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl Verdict {
+    fn allow(identity: Arc<Identity>, response_headers: Vec<(HeaderName, HeaderValue)>) -> Self {
+        Verdict {
+            authenticator: identity.authenticator.clone(),
+            result: Ok(identity),
+            refused_identity: None,
+            response_headers,
+        }
+    }
+
+    fn deny(e: Reject, identity: Option<Arc<Identity>>, authenticator: Option<Arc<str>>) -> Self {
+        Verdict {
+            result: Err(e),
+            refused_identity: identity,
+            authenticator,
+            response_headers: Vec::new(),
+        }
+    }
+
+    /// Who the request was found to be, allowed or refused.
+    pub fn identity(&self) -> Option<&Arc<Identity>> {
+        self.result.as_ref().ok().or(self.refused_identity.as_ref())
+    }
 }
 
 /// The key a rate limit counts under for this request.
@@ -144,29 +177,29 @@ pub fn limit_key(limit: &RateLimit, identity: &Identity, req: &AuthRequest<'_>) 
     }
 }
 
-/// Runs the chain. `Ok` carries the identity to forward; `Err` is the response to send instead.
-pub async fn evaluate(
-    policy: &AuthPolicy,
-    req: &AuthRequest<'_>,
-    mut trace: Trace<'_>,
-) -> Result<Decision, Reject> {
+/// Runs the chain: `result` is `Ok` to forward the request (as `identity`), or the refusal.
+pub async fn evaluate(policy: &AuthPolicy, req: &AuthRequest<'_>, mut trace: Trace<'_>) -> Verdict {
     let chain = match policy {
         AuthPolicy::None => {
             note(&mut trace, || "auth: none (no chain)".into());
-            return Ok(Decision {
-                identity: Identity::anonymous_arc(),
-                response_headers: Vec::new(),
-            });
+            return Verdict::allow(Identity::anonymous_arc(), Vec::new());
         }
         AuthPolicy::Chain(c) => c,
     };
-    let identity = authenticate(chain, req, &mut trace).await?;
+    let identity = match authenticate(chain, req, &mut trace).await {
+        Ok(id) => id,
+        Err((e, authenticator)) => return Verdict::deny(e, None, authenticator),
+    };
+    let refuse = |e: Reject, identity: Arc<Identity>| {
+        let authenticator = identity.authenticator.clone();
+        Verdict::deny(e, Some(identity), authenticator)
+    };
     if chain.require_client_cert {
         if req.conn.client_cert.is_none() {
             note(&mut trace, || {
                 "require_client_cert: DENY (no verified certificate)".into()
             });
-            return Err(cert_required());
+            return refuse(cert_required(), identity);
         }
         note(&mut trace, || "require_client_cert: ok".into());
     }
@@ -176,7 +209,7 @@ pub async fn evaluate(
             .check(&identity.scopes, chain.superscope.as_deref())
         {
             note(&mut trace, || format!("scopes: DENY {}", e.description));
-            return Err(e);
+            return refuse(e, identity);
         }
         note(&mut trace, || "scopes: ok".into());
     }
@@ -194,22 +227,20 @@ pub async fn evaluate(
             }
             Err(e) => {
                 note(&mut trace, || format!("rate_limit {}: DENY", limit.name));
-                return Err(e);
+                return refuse(e, identity);
             }
         }
     }
-    Ok(Decision {
-        identity,
-        response_headers,
-    })
+    Verdict::allow(identity, response_headers)
 }
 
-/// The authenticators of `any_of`, in order: the first whose credential is present decides.
+/// The authenticators of `any_of`, in order: the first whose credential is present decides. A
+/// refusal names the authenticator whose credential was refused (none when none was offered).
 async fn authenticate(
     chain: &Chain,
     req: &AuthRequest<'_>,
     trace: &mut Trace<'_>,
-) -> Result<Arc<Identity>, Reject> {
+) -> Result<Arc<Identity>, (Reject, Option<Arc<str>>)> {
     for a in &chain.any_of {
         let kind = a.kind.kind();
         match a.kind.authenticate(req).await {
@@ -235,7 +266,7 @@ async fn authenticate(
                         e.description
                     )
                 });
-                return Err(e);
+                return Err((e, Some(a.name.clone())));
             }
         }
     }
@@ -246,7 +277,7 @@ async fn authenticate(
     note(trace, || {
         format!("authenticate: DENY {} (no credential)", e.reason.name())
     });
-    Err(e)
+    Err((e, None))
 }
 
 fn cert_required() -> Reject {

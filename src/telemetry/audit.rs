@@ -44,7 +44,10 @@ pub struct AuditRecord<'a> {
     pub subject: Option<&'a str>,
     pub issuer: Option<&'a str>,
     pub decision: &'a str,
+    /// Why the request was refused (`decision: deny`).
     pub reason: Option<&'a str>,
+    /// Why an allowed request failed anyway (the upstream, or the client's body).
+    pub failure: Option<&'a str>,
     pub status: u16,
     pub latency_us: u64,
 }

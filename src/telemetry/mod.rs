@@ -34,6 +34,16 @@ pub fn init(format: LogFormat, level: &str) {
     };
 }
 
+/// The decision about one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// The chain allowed it; `failure`: why it then failed anyway (the upstream, or the
+    /// client's body), if it did.
+    Allow { failure: Option<Reason> },
+    /// Refused, before or by the chain.
+    Deny(Reason),
+}
+
 /// What one request came to.
 pub struct RequestLog<'a> {
     /// Ours or a client's checked against `[A-Za-z0-9._:-]`: always ASCII.
@@ -44,11 +54,12 @@ pub struct RequestLog<'a> {
     /// The path as the client sent it.
     pub path: &'a str,
     pub client_ip: IpAddr,
-    /// Set when the chain allowed the request, whatever happened after it.
+    /// Who the chain found the request to be: allowed, or refused by an authorizer.
     pub identity: Option<&'a Identity>,
+    /// The authenticator that decided (whose credential proved the identity or was refused).
+    pub authenticator: Option<&'a Arc<str>>,
+    pub decision: Decision,
     pub status: u16,
-    /// Why the answer is not the upstream's, if it is not.
-    pub reason: Option<Reason>,
     pub latency_us: u64,
 }
 
@@ -57,7 +68,10 @@ pub struct RequestLog<'a> {
 pub fn log_request(metrics: &Metrics, audit: &Audit, r: &RequestLog<'_>) {
     let id = r.identity;
     let rid = || r.request_id.to_str().unwrap_or("-");
-    let reason = r.reason.map(Reason::name);
+    let (reason, failure) = match r.decision {
+        Decision::Allow { failure } => (None, failure),
+        Decision::Deny(reason) => (Some(reason), None),
+    };
     tracing::info!(
         target: "access",
         request_id = rid(),
@@ -69,28 +83,26 @@ pub fn log_request(metrics: &Metrics, audit: &Audit, r: &RequestLog<'_>) {
         auth = id.map_or("-", |i| i.method.as_str()),
         subject = id.and_then(|i| i.subject.as_deref()).unwrap_or("-"),
         status = r.status,
-        reason = reason.unwrap_or("-"),
+        reason = reason.or(failure).map_or("-", Reason::name),
         latency_us = r.latency_us,
         "request"
     );
     metrics.request(r.route, r.status, r.latency_us);
     if let Some(route) = r.route {
-        // An identity means the chain allowed the request, whatever happened after it (a body
-        // over the limit, an upstream failure): those are not auth decisions.
-        match (id, r.reason) {
-            (Some(i), reason) => {
-                let authn = i.authenticator.as_ref().unwrap_or_else(|| i.method.label());
-                metrics.decision(Some(authn), true, "ok");
-                if let Some(u) = reason.filter(|u| u.source() == Source::Upstream) {
+        let authn = r.authenticator.or_else(|| id.map(|i| i.method.label()));
+        match r.decision {
+            Decision::Allow { failure } => {
+                metrics.decision(authn, true, "ok");
+                if let Some(u) = failure.filter(|u| u.source() == Source::Upstream) {
                     metrics.upstream_error(route, u.name());
                 }
             }
-            (None, Some(Reason::RateLimited)) => {
-                metrics.rate_limited(route);
-                metrics.decision(None, false, Reason::RateLimited.name());
+            Decision::Deny(reason) => {
+                if reason == Reason::RateLimited {
+                    metrics.rate_limited(route);
+                }
+                metrics.decision(authn, false, reason.name());
             }
-            (None, Some(reason)) => metrics.decision(None, false, reason.name()),
-            (None, None) => {}
         }
     }
     if audit.enabled() {
@@ -103,12 +115,16 @@ pub fn log_request(metrics: &Metrics, audit: &Audit, r: &RequestLog<'_>) {
             path: r.path,
             client_ip: r.client_ip.to_string(),
             auth_method: id.map(|i| i.method.as_str()),
-            authenticator: id.and_then(|i| i.authenticator.as_deref()),
+            authenticator: r.authenticator.map(|a| &**a),
             key_id: id.and_then(|i| i.key_id.as_deref()),
             subject: id.and_then(|i| i.subject.as_deref()),
             issuer: id.and_then(|i| i.issuer.as_deref()),
-            decision: if r.reason.is_none() { "allow" } else { "deny" },
-            reason,
+            decision: match r.decision {
+                Decision::Allow { .. } => "allow",
+                Decision::Deny(_) => "deny",
+            },
+            reason: reason.map(Reason::name),
+            failure: failure.map(Reason::name),
             status: r.status,
             latency_us: r.latency_us,
         });

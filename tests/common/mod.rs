@@ -757,3 +757,117 @@ pub fn replace_bytes(hay: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
     }
     out
 }
+
+/// Checks a Prometheus text exposition the way a strict parser (promtool, the OpenMetrics
+/// rules) reads it: each family's `# HELP`/`# TYPE` before its samples and given once, every
+/// family's samples together (a family split in two is an error), sample names of their family
+/// (`_bucket`/`_sum`/`_count` for a histogram), well-formed labels and numeric values. Panics
+/// with the offending line.
+pub fn check_exposition(text: &str) {
+    use std::collections::{HashMap, HashSet};
+    let mut types: HashMap<String, String> = HashMap::new();
+    let mut closed: HashSet<String> = HashSet::new();
+    let mut current: Option<String> = None;
+    let valid_name = |n: &str| {
+        !n.is_empty()
+            && n.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+    };
+    for (i, line) in text.lines().enumerate() {
+        let at = || format!("line {}: {line}", i + 1);
+        if line.is_empty() {
+            continue;
+        }
+        let family = if let Some(rest) = line
+            .strip_prefix("# HELP ")
+            .or(line.strip_prefix("# TYPE "))
+        {
+            let name = rest.split(' ').next().unwrap_or("");
+            assert!(valid_name(name), "bad family name, {}", at());
+            if line.starts_with("# TYPE ") {
+                let kind = rest.split(' ').nth(1).unwrap_or("");
+                assert!(
+                    ["counter", "gauge", "histogram", "summary", "untyped"].contains(&kind),
+                    "bad type, {}",
+                    at()
+                );
+                assert!(
+                    types.insert(name.to_owned(), kind.to_owned()).is_none(),
+                    "TYPE given twice, {}",
+                    at()
+                );
+            }
+            name.to_owned()
+        } else {
+            assert!(!line.starts_with('#'), "stray comment, {}", at());
+            let (series, value) = line
+                .rsplit_once(' ')
+                .unwrap_or_else(|| panic!("no value, {}", at()));
+            assert!(
+                value.parse::<f64>().is_ok() || ["+Inf", "-Inf", "NaN"].contains(&value),
+                "bad value, {}",
+                at()
+            );
+            let name = series.split('{').next().unwrap_or("");
+            assert!(valid_name(name), "bad sample name, {}", at());
+            if let Some(labels) = series.strip_prefix(name) {
+                if !labels.is_empty() {
+                    let inner = labels
+                        .strip_prefix('{')
+                        .and_then(|l| l.strip_suffix('}'))
+                        .unwrap_or_else(|| panic!("bad labels, {}", at()));
+                    let mut rest = inner;
+                    while !rest.is_empty() {
+                        let (k, v) = rest
+                            .split_once("=\"")
+                            .unwrap_or_else(|| panic!("bad label, {}", at()));
+                        assert!(valid_name(k), "bad label name, {}", at());
+                        // the value runs to the first unescaped quote
+                        let mut end = None;
+                        let mut esc = false;
+                        for (j, c) in v.char_indices() {
+                            match (esc, c) {
+                                (true, _) => esc = false,
+                                (false, '\\') => esc = true,
+                                (false, '"') => {
+                                    end = Some(j);
+                                    break;
+                                }
+                                _ => {}
+                            }
+                        }
+                        let end = end.unwrap_or_else(|| panic!("unterminated label, {}", at()));
+                        rest = v[end + 1..].strip_prefix(',').unwrap_or(&v[end + 1..]);
+                    }
+                }
+            }
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| {
+                    name.strip_suffix(s).filter(|f| {
+                        types
+                            .get(*f)
+                            .is_some_and(|t| t == "histogram" || t == "summary")
+                    })
+                })
+                .unwrap_or(name);
+            assert!(
+                types.contains_key(family),
+                "sample without a TYPE, {}",
+                at()
+            );
+            family.to_owned()
+        };
+        if current.as_deref() != Some(family.as_str()) {
+            assert!(
+                !closed.contains(&family),
+                "family `{family}` split in two, {}",
+                at()
+            );
+            if let Some(c) = current.take() {
+                closed.insert(c);
+            }
+            current = Some(family);
+        }
+    }
+}

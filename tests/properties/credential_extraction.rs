@@ -135,10 +135,9 @@ fn ref_find_key(h: &HeaderMap) -> Result<Option<String>, Vec<u16>> {
             }
         },
     };
-    match (from_auth, from_x) {
-        (Some(a), Some(b)) if a == b => refusals.push(400),
-        (Some(_), Some(_)) => refusals.push(401),
-        _ => {}
+    // Offered twice, the same key or two different ones: a malformed request (SPEC section 2).
+    if from_auth.is_some() && from_x.is_some() {
+        refusals.push(400);
     }
     if !refusals.is_empty() {
         return Err(refusals);
@@ -215,6 +214,7 @@ proptest! {
     fn api_key_extraction_matches_reference(r in cred_request()) {
         let h = header_map(&r.headers);
         let a = portcullis::auth::api_key::ApiKeyAuthn {
+            name: Arc::from("keys"),
             envs: vec![],
             ring: Arc::new(KeyRing::default()),
         };

@@ -382,7 +382,7 @@ fn evaluate(
     policy: &AuthPolicy,
     h: &HeaderMap,
     q: Option<&str>,
-) -> Result<portcullis::auth::chain::Decision, portcullis::error::Reject> {
+) -> Result<Arc<portcullis::auth::identity::Identity>, portcullis::error::Reject> {
     let conn = conn_info("127.0.0.1".parse().unwrap(), None);
     let req = AuthRequest {
         headers: h,
@@ -390,7 +390,7 @@ fn evaluate(
         conn: &conn,
         client_ip: conn.peer.ip(),
     };
-    block_on(portcullis::auth::chain::evaluate(policy, &req, None))
+    block_on(portcullis::auth::chain::evaluate(policy, &req, None)).result
 }
 
 /// Dot-separated strings of base64url-ish characters, with JSON-looking segments mixed in.
@@ -423,7 +423,7 @@ proptest! {
         let policy = chain_of(vec![hs_authn(true), RSA.authn.clone()]);
         let (h, q) = carry(&s, how);
         match evaluate(&policy, &h, q.as_deref()) {
-            Ok(d) => prop_assert!(false, "{:?} authenticated as {:?}", s, d.identity.subject),
+            Ok(d) => prop_assert!(false, "{:?} authenticated as {:?}", s, d.subject),
             Err(e) => prop_assert!(e.status() == StatusCode::UNAUTHORIZED || e.status() == StatusCode::BAD_REQUEST, "{:?}: {}", s, e.status()),
         }
     }
@@ -445,7 +445,7 @@ proptest! {
             match &got {
                 Ok(d) => {
                     prop_assert!(want, "round {}: accepted, the model refuses: header {:?} claims {:?}", round, hm, cm);
-                    let id = &d.identity;
+                    let id = &d;
                     prop_assert_eq!(id.subject.as_deref(), cm.get("sub").and_then(Value::as_str));
                     prop_assert_eq!(id.issuer.as_deref(), Some(ISSUER));
                     prop_assert_eq!(id.scopes.to_vec(), ref_scopes(&cm));
@@ -527,7 +527,7 @@ proptest! {
             // (`Bearer` trims leading spaces).
             let (h2, q2) = carry(&token, how);
             let same = jwt_authn_find(&h, q.as_deref()) == jwt_authn_find(&h2, q2.as_deref());
-            prop_assert!(same, "mutated token {:?} accepted as {:?}", m, d.identity.subject);
+            prop_assert!(same, "mutated token {:?} accepted as {:?}", m, d.subject);
         }
     }
 
@@ -542,7 +542,7 @@ proptest! {
         if let Ok(d) = evaluate(&policy, &h, q.as_deref()) {
             let (h2, q2) = carry(&token, 0);
             let same = jwt_authn_find(&h, q.as_deref()) == jwt_authn_find(&h2, q2.as_deref());
-            prop_assert!(same, "mutated token {:?} accepted as {:?}", m, d.identity.subject);
+            prop_assert!(same, "mutated token {:?} accepted as {:?}", m, d.subject);
         }
     }
 }
