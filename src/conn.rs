@@ -3,6 +3,7 @@
 //! which address a request comes from when trusted proxies sit in front.
 
 use crate::config::issues::Issues;
+use crate::error::{Reason, Reject};
 use crate::values::S;
 use http::HeaderValue;
 use ipnet::IpNet;
@@ -30,6 +31,20 @@ pub struct ConnInfo {
     /// The connection's slot under `max_connections`. Held by this struct so that a WebSocket
     /// tunnel (which outlives the HTTP connection it came from) keeps it until it closes.
     pub slot: Option<OwnedSemaphorePermit>,
+}
+
+impl ConnInfo {
+    /// Refuses every request on a connection whose client certificate could not be passed on
+    /// unchanged (`ClientCert::control_chars`).
+    pub fn check_client_cert(&self) -> Result<(), Reject> {
+        if self.client_cert.as_ref().is_some_and(|c| c.control_chars) {
+            return Err(Reject::new(
+                Reason::ClientCertInvalid,
+                "the client certificate's subject or names hold control characters",
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// `ConnInfo::peer_value` for an address.
@@ -81,6 +96,10 @@ pub struct ClientCert {
     pub sha256: String,
     /// DNS, URI, email and IP subject alternative names.
     pub sans: Vec<String>,
+    /// The subject or an alternative name holds a control character: it cannot be passed on as
+    /// a header without changing it, so every request on the connection is refused (SPEC
+    /// section 5). Decided once, at the handshake.
+    pub control_chars: bool,
 }
 
 pub fn client_cert_info(der: &CertificateDer<'_>) -> ClientCert {
@@ -115,10 +134,14 @@ pub fn client_cert_info(der: &CertificateDer<'_>) -> ClientCert {
         // rustls already verified the chain, so this cannot happen for a real certificate.
         Err(_) => (String::new(), Vec::new()),
     };
+    let control_chars = std::iter::once(&subject)
+        .chain(&sans)
+        .any(|s| s.chars().any(char::is_control));
     ClientCert {
         subject,
         sha256,
         sans,
+        control_chars,
     }
 }
 

@@ -171,6 +171,9 @@ reasons! {
     TokenRevoked = "token_revoked", UNAUTHORIZED, "invalid_token", Credential;
     /// The identity lacks a scope the route requires.
     InsufficientScope = "insufficient_scope", FORBIDDEN, "insufficient_scope", Credential;
+    /// The connection's client certificate has a control character in its subject or an
+    /// alternative name (it could not be forwarded unchanged).
+    ClientCertInvalid = "client_cert_invalid", FORBIDDEN, "client_certificate_invalid", Credential;
 
     // After the chain allowed the request
     /// The upstream refused the connection or could not be reached.

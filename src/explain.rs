@@ -103,6 +103,16 @@ pub async fn explain(snap: &Snapshot, input: &ExplainInput) -> Result<(String, b
         "route: {} -> upstream {} ({target})",
         route.name, route.upstream.name
     );
+    if let Err(e) = conn.check_client_cert() {
+        let _ = writeln!(
+            out,
+            "client certificate: DENY {} {} ({})",
+            e.status().as_u16(),
+            e.reason.name(),
+            e.description
+        );
+        return Ok((out, false));
+    }
     let client_ip = snap.trusted_proxies.client_ip(&conn, req.headers());
     let auth_req = AuthRequest {
         headers: req.headers(),

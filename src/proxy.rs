@@ -105,6 +105,7 @@ async fn route_and_forward(
     let routed = resolve(&snap.router, conn, &req)?;
     let route = &routed.route;
     out.route = Some(route.name.clone());
+    conn.check_client_cert()?;
     if let Some(pre) = &route.pre_auth_rate_limit {
         // Per address, before any signature check: a flood of bad tokens costs no crypto.
         pre.check(&format!("ip|{client_ip}"))?;

@@ -844,15 +844,31 @@ static CASES: &[Case] = &[
         }),
         OK,
     ),
-    // SPEC section 2 only asks exp to be a number: 1e300 is accepted today (a "never expires"
-    // token; the document suggests a cap, which the SPEC does not have).
+    // SPEC section 2: time claims must fit a signed 64-bit count of seconds; a larger one is
+    // invalid, never "no expiry".
     row(
         "JWT-12",
-        "exp 1e300 (accepted per SPEC; see the note)",
+        "exp 1e300 (past a 64-bit count of seconds)",
         mint("jwcrypto", "ES256", K::Ec, r#"{"kid":"ec-1"}"#, |n| {
             with(n, json!({"exp": 1e300}))
         }),
-        OK,
+        deny(&["token_claim_invalid"]),
+    ),
+    row(
+        "JWT-12",
+        "exp 2^63 (one past i64::MAX)",
+        mint("pyjwt", "RS256", K::Rsa, KID_RSA, |n| {
+            with(n, json!({"exp": 9_223_372_036_854_775_808u64}))
+        }),
+        deny(&["token_claim_invalid"]),
+    ),
+    row(
+        "JWT-12",
+        "nbf -1e19 (below a 64-bit count)",
+        mint("pyjwt", "RS256", K::Rsa, KID_RSA, |n| {
+            with(n, json!({"nbf": -1e19}))
+        }),
+        deny(&["token_claim_invalid"]),
     ),
     row(
         "JWT-12",
@@ -1163,6 +1179,24 @@ static CASES: &[Case] = &[
     )
     .on("/q/users?access_token={T}&access_token={T2}")
     .auth(&[])
+    .second(Tok::Good2),
+    // SPEC section 2: RFC 6750's access_token counts as a place even where the route reads only
+    // the header (/api has token_from: [header])
+    row(
+        "JWT-21",
+        "(e) header and ?access_token on a header-only route",
+        Tok::Good,
+        DUPLICATED,
+    )
+    .on("/api/users?access_token={T2}")
+    .second(Tok::Good2),
+    row(
+        "JWT-21",
+        "(e) header and ?access%5Ftoken on a header-only route",
+        Tok::Good,
+        DUPLICATED,
+    )
+    .on("/api/users?x=1&access%5Ftoken={T2}")
     .second(Tok::Good2),
     row(
         "JWT-21",

@@ -6,6 +6,9 @@ use crate::auth::request::{credential, CredentialSource};
 use crate::error::Reject;
 use http::header::{self, HeaderMap};
 
+/// RFC 6750 section 2.3's query parameter.
+const ACCESS_TOKEN: &str = "access_token";
+
 fn query_param<'a>(query: Option<&'a str>, name: &str) -> Result<Option<&'a str>, Reject> {
     let mut found = None;
     for pair in query.unwrap_or("").split('&') {
@@ -76,6 +79,14 @@ pub fn find_token<'a>(
                 }
             }
         }
+    }
+    // RFC 6750's `access_token` parameter is a place a bearer token is offered even where this
+    // route does not read it: a token here and one there is a credential offered twice.
+    let reads_it = sources
+        .iter()
+        .any(|s| matches!(s, CredentialSource::Query(n) if n == ACCESS_TOKEN));
+    if found.is_some() && !reads_it && query_param(query, ACCESS_TOKEN)?.is_some() {
+        return Err(duplicate_credential());
     }
     Ok(found)
 }

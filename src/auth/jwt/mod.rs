@@ -28,6 +28,9 @@ use serde_json::{Map, Value};
 use std::fmt;
 use std::sync::Arc;
 
+/// 2^63: time claims must be smaller in magnitude (a signed 64-bit count of seconds).
+const I64_SECONDS: f64 = 9_223_372_036_854_775_808.0;
+
 #[derive(Debug)]
 pub enum Keys {
     Static(Arc<KeySet>),
@@ -213,13 +216,16 @@ impl JwtAuthn {
 
     fn check_claims(&self, c: &Map<String, Value>, now: f64) -> Result<CachedIdentity, Reject> {
         let bad = |what: &'static str| invalid_token(Reason::TokenClaimInvalid, what);
+        // A time claim is a number of seconds that fits a signed 64-bit count: a larger one is
+        // invalid, never "no expiry" (SPEC section 2).
         let num = |k: &str| -> Result<Option<f64>, Reject> {
             match c.get(k) {
                 None => Ok(None),
-                Some(Value::Number(n)) => n
-                    .as_f64()
-                    .map(Some)
-                    .ok_or_else(|| bad("a time claim is not a number")),
+                Some(Value::Number(n)) => match n.as_f64() {
+                    Some(v) if v.abs() < I64_SECONDS => Ok(Some(v)),
+                    Some(_) => Err(bad("a time claim is out of range")),
+                    None => Err(bad("a time claim is not a number")),
+                },
                 Some(_) => Err(bad("a time claim is not a number")),
             }
         };
