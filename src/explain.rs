@@ -29,7 +29,7 @@ pub async fn explain(snap: &Snapshot, input: &ExplainInput) -> Result<(String, b
         let ok = j.refresh().await;
         let _ = writeln!(
             out,
-            "jwks {:?}: {}",
+            "jwks {}: {}",
             j.location,
             if ok { "loaded" } else { "fetch FAILED" }
         );

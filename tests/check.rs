@@ -144,3 +144,104 @@ fn dev_pki_writes_a_usable_set() {
         "private keys must not be group/world readable"
     );
 }
+
+/// `check` lists every schema error, each at its own field and line, in words of the config
+/// (not the code's type names); `admin.bind` may not be a listener's address.
+#[test]
+fn every_schema_error_is_listed_at_its_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let jwt = |extra: &str| {
+        format!("{{ type: jwt, issuer: https://i.test, audiences: [gw], algorithms: [RS256], public_key: jwt.pub{extra} }}")
+    };
+    let yaml = format!(
+        "{HEAD}{ROUTE}limits:\n  header_timout: 5s\n  idle_timout: 5s\nupstreams2: 1\nauthenticators:\n  zeta: {}\n  alpha: {}\n  mid: {}\nrate_limits:\n  a: {{ rate: \"${{PC_UNSET_A}}\" }}\n  b: {{ rate: 1/s, key: \"${{PC_UNSET_B}}\" }}\n",
+        jwt(""),
+        jwt(""),
+        jwt(", leway: 5s"),
+    );
+    let f = dir.path().join("gw.yaml");
+    std::fs::write(&f, &yaml).unwrap();
+    let (code, err) = check_file(&f);
+    assert_eq!(code, 1, "{err}");
+    let lines: Vec<&str> = err.lines().collect();
+    for want in [
+        "FILE:12:3: limits.header_timout: unknown field `header_timout`",
+        "FILE:13:3: limits.idle_timout: unknown field `idle_timout`",
+        "FILE:14:1: upstreams2: unknown field `upstreams2`",
+        "FILE:18:",
+        "authenticators.mid.leway: unknown field `leway`",
+        "FILE:20:",
+        "rate_limits.a.rate: environment variable PC_UNSET_A is not set",
+        "FILE:21:",
+        "rate_limits.b.key: environment variable PC_UNSET_B is not set",
+    ] {
+        assert!(err.contains(want), "want `{want}` in:\n{err}");
+    }
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("FILE:18:") && l.contains("authenticators.mid.leway")),
+        "{err}"
+    );
+    assert_eq!(lines.len(), 6, "{err}");
+
+    // the code's type names never show
+    let (code, err) = check(&format!("{HEAD}{ROUTE}scopes: 5\nlimits: 7\n"), &[]);
+    assert_eq!(code, 1);
+    assert!(!err.contains("Raw") && !err.contains("struct"), "{err}");
+    assert!(err.contains("expected the scopes section"), "{err}");
+
+    // a missing key file is named as resolved from the config's folder
+    let (code, err) = check_file_in(
+        &dir,
+        &format!("{HEAD}{ROUTE}authenticators:\n  j: {}\n", jwt("")),
+    );
+    assert_eq!(code, 1);
+    let resolved = dir.path().join("jwt.pub");
+    assert!(
+        err.contains(&format!(
+            "authenticators.j.public_key: cannot read {}",
+            resolved.display()
+        )),
+        "{err}"
+    );
+
+    // `run` could not bind the admin API where a listener is
+    let (code, err) = check(
+        "listeners:\n  - { name: public, bind: \"127.0.0.1:18999\" }\nadmin: { bind: \"127.0.0.1:18999\" }\n",
+        &[],
+    );
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("admin.bind: `127.0.0.1:18999` is also listener `public`'s address"),
+        "{err}"
+    );
+}
+
+fn check_file(f: &std::path::Path) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .arg("check")
+        .arg("-c")
+        .arg(f)
+        .env_remove("PC_UNSET_A")
+        .env_remove("PC_UNSET_B")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr).replace(&f.display().to_string(), "FILE");
+    (out.status.code().unwrap_or(-1), text)
+}
+
+fn check_file_in(dir: &tempfile::TempDir, yaml: &str) -> (i32, String) {
+    let f = dir.path().join("other.yaml");
+    std::fs::write(&f, yaml).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .arg("check")
+        .arg("-c")
+        .arg(&f)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

@@ -262,6 +262,17 @@ async fn a_jwks_endpoint_serving_garbage_never_breaks_serving() {
     assert_eq!(call(&gw, &good).await, 401);
     let r = get_json(&format!("{}/readyz", gw.admin())).await;
     assert_eq!(r["jwks"][0]["state"], "never_loaded", "{r}");
+    // sources are named by their URL, in readiness and metrics alike (not the code's type names)
+    let url = format!("http://{}/jwks", server.addr);
+    assert_eq!(r["jwks"][0]["source"], url.as_str(), "{r}");
+    let m = get_text(&format!("{}/metrics", gw.admin())).await;
+    check_exposition(&m);
+    assert!(
+        m.contains(&format!(
+            "portcullis_jwks_refreshes_total{{source=\"{url}\",result=\"error\"}}"
+        )),
+        "{m}"
+    );
     assert_eq!(up.count(), 0);
 
     // The endpoint recovers: the next unknown-kid refetch (after the cooldown) loads it.

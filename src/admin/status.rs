@@ -3,7 +3,6 @@
 //! [`crate::telemetry::metrics`] and the gauges read from the running gateway).
 
 use super::api::{err, json_response, ApiError};
-use crate::auth::jwt::jwks::JwksLocation;
 use crate::auth::jwt::Keys;
 use crate::body::GwBody;
 use crate::gateway::Gateway;
@@ -22,10 +21,7 @@ pub fn readiness(gw: &Gateway) -> (bool, serde_json::Value) {
     let mut jwks = Vec::new();
     for j in &snap.jwts {
         if let Keys::Remote(r) = &j.keys {
-            let source = match &r.location {
-                JwksLocation::Url(u) => u.clone(),
-                JwksLocation::Discovery(i) => i.clone(),
-            };
+            let source = r.location.to_string();
             jwks.push(serde_json::json!({"authenticator": &*j.name, "source": source, "state": r.state()}));
         }
     }
@@ -45,7 +41,7 @@ pub fn render_metrics(gw: &Gateway) -> String {
     let _ = writeln!(extra, "# HELP portcullis_jwks_refreshes_total JWKS fetches by source and result.\n# TYPE portcullis_jwks_refreshes_total counter");
     for r in &snap.remote_jwks {
         let (ok, failed) = r.fetch_counts();
-        let src = format!("{:?}", r.location).replace('"', "'");
+        let src = r.location.to_string().replace(['"', '\\', '\n'], "_");
         let _ = writeln!(
             extra,
             "portcullis_jwks_refreshes_total{{source=\"{src}\",result=\"ok\"}} {ok}"

@@ -3,7 +3,7 @@
 //! another (a route's upstream, an `any_of` authenticator) are looked up in what compiled.
 
 use super::issues::{ConfigIssue, Defined, Issues};
-use super::listeners::{check_upstream_loops, compile_admin, compile_listeners};
+use super::listeners::{check_admin_bind, check_upstream_loops, compile_admin, compile_listeners};
 use super::raw::RawConfig;
 use super::snapshot::{compile_workers, Limits, LoggingCfg, Snapshot};
 use super::store::compile_store;
@@ -80,6 +80,7 @@ pub fn compile(raw: &RawConfig, ctx: &Ctx<'_>) -> Result<Snapshot, Vec<ConfigIss
     let workers = compile_workers(raw.workers, ctx.workers_env, i);
     let logging = LoggingCfg::compile(&raw.logging, ctx.base, i);
     let admin = compile_admin(&raw.admin, ctx.base, i);
+    check_admin_bind(&admin, &listeners, i);
     check_upstream_loops(&raw.upstreams, &admin, &listeners, i);
     if !issues.is_empty() {
         return Err(issues.0);

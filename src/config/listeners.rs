@@ -149,6 +149,22 @@ pub fn compile_admin(raw: &RawAdmin, base: &Path, issues: &mut Issues) -> AdminC
     }
 }
 
+/// The admin API on a listener's address: `run` could not bind both.
+pub fn check_admin_bind(admin: &AdminCfg, listeners: &[ListenerCfg], issues: &mut Issues) {
+    let a = admin.bind;
+    let clash = |b: SocketAddr| {
+        a.port() == b.port()
+            && a.port() != 0
+            && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+    };
+    if let Some(l) = listeners.iter().find(|l| clash(l.bind)) {
+        issues.add(
+            "admin.bind",
+            format!("`{a}` is also listener `{}`'s address", l.name),
+        );
+    }
+}
+
 /// An upstream that is this gateway's own admin API or one of its listeners: the first would put
 /// the admin API behind data routes (Kong CVE-2020-11710; docs/attack-cases.md ADM-05), the
 /// second loops every request through the gateway until a limit cuts it.

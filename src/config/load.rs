@@ -37,7 +37,7 @@ pub fn load_str(
         file: file.to_path_buf(),
         issues,
     };
-    let raw = parse(src).map_err(|i| fail(vec![i]))?;
+    let raw = parse(src).map_err(fail)?;
     let base = file
         .parent()
         .map(Path::to_path_buf)
@@ -64,40 +64,133 @@ pub fn load_str(
     })
 }
 
-/// YAML -> raw structs; serde stops at the first error, which it locates itself.
-pub fn parse(src: &str) -> Result<RawConfig, ConfigIssue> {
+/// YAML -> raw structs, every error found: a YAML syntax error (located by the YAML parser),
+/// a key given twice, or each schema error (unknown fields, bad values, missing fields), as far
+/// as the parse can go on past it (see [`schema_errors`]).
+pub fn parse(src: &str) -> Result<RawConfig, Vec<ConfigIssue>> {
     if src.trim().is_empty() {
         return Ok(RawConfig::default());
     }
     let locator = Locator::new(src);
     if let Some((path, at, first)) = locator.duplicates.first() {
-        return Err(ConfigIssue {
+        return Err(vec![ConfigIssue {
             path: path.clone(),
             message: format!("given twice (first at line {})", first.0),
             at: Some(*at),
-        });
+        }]);
     }
-    serde_yaml::from_str::<RawConfig>(src).map_err(|e| {
+    let value: serde_yaml::Value = serde_yaml::from_str(src).map_err(|e| {
         let at = e.location().map(|l| (l.line(), l.column()));
-        let mut text = e.to_string();
-        if let Some(cut) = text.rfind(" at line ") {
-            text.truncate(cut);
+        let mut message = e.to_string();
+        if let Some(cut) = message.rfind(" at line ") {
+            message.truncate(cut);
         }
-        // serde_yaml prefixes the field path as `path: message` (no spaces in the path).
-        let (mut path, message) = match text.split_once(": ") {
-            Some((p, m)) if !p.contains(' ') && !p.is_empty() => (p.to_owned(), m.to_owned()),
-            _ => (String::new(), text),
+        vec![ConfigIssue {
+            path: String::new(),
+            message,
+            at,
+        }]
+    })?;
+    schema_errors(value).map_err(|mut issues| {
+        for i in &mut issues {
+            i.at = locator.find(&i.path);
+        }
+        issues
+    })
+}
+
+/// Deserializes the raw config from its YAML value, and on an error records it with its field
+/// path, takes the offending entry out of the value and tries again, so that two unknown fields,
+/// or two bad values, give two lines. It stops where it cannot go on: an error at a path it
+/// already reported, or a missing field of a sequence item.
+fn schema_errors(mut value: serde_yaml::Value) -> Result<RawConfig, Vec<ConfigIssue>> {
+    let mut issues: Vec<ConfigIssue> = Vec::new();
+    for _ in 0..64 {
+        let e = match serde_path_to_error::deserialize::<_, RawConfig>(value.clone()) {
+            Ok(raw) if issues.is_empty() => return Ok(raw),
+            Ok(_) => return Err(issues),
+            Err(e) => e,
         };
-        // serde_yaml's path stops at the enclosing struct for errors raised inside a field
-        // (a bad duration); the position is the field's, so name the field from it.
-        // ("missing field" points at the struct, whose first key sits at the same spot.)
-        if let (Some(at), false) = (at, message.starts_with("missing field")) {
-            if let Some(deeper) = locator.path_at(at) {
-                if deeper.starts_with(path.as_str()) && deeper.len() > path.len() {
-                    path = deeper.to_owned();
-                }
+        let message = e.inner().to_string();
+        let mut path = e.path().to_string();
+        if path == "." {
+            path.clear();
+        }
+        // An unknown field inside a buffered value (an authenticator, whose `type` picks the
+        // struct) is reported at the value: name the field itself.
+        if let Some(field) = quoted_after(&message, "unknown field ") {
+            if !path.ends_with(field) {
+                path = join(&path, field);
             }
         }
-        ConfigIssue { path, message, at }
-    })
+        if issues.iter().any(|i| i.path == path) {
+            return Err(issues);
+        }
+        // A required field that was reported and taken out is now missing: the entry is known
+        // to be broken, so it goes (unreported again) and the parse goes on.
+        let missing = quoted_after(&message, "missing field ");
+        if !missing.is_some_and(|f| issues.iter().any(|i| i.path == join(&path, f))) {
+            issues.push(ConfigIssue {
+                path: path.clone(),
+                message,
+                at: None,
+            });
+        }
+        if !take_out(&mut value, &path) {
+            return Err(issues);
+        }
+    }
+    Err(issues)
+}
+
+/// The text between the backquotes after `prefix` at the start of `message`.
+fn quoted_after<'a>(message: &'a str, prefix: &str) -> Option<&'a str> {
+    let rest = message.strip_prefix(prefix)?.strip_prefix('`')?;
+    rest.split('`').next()
+}
+
+fn join(path: &str, field: &str) -> String {
+    if path.is_empty() {
+        field.to_owned()
+    } else {
+        format!("{path}.{field}")
+    }
+}
+
+/// Removes the mapping entry at `path` (`routes[2].match.host`) from `value`. False when the
+/// path does not end in a mapping key (a sequence item cannot go without shifting the others'
+/// paths), or is not there.
+fn take_out(value: &mut serde_yaml::Value, path: &str) -> bool {
+    let mut segs: Vec<&str> = Vec::new();
+    for part in path.split('.') {
+        let mut p = part;
+        while let Some(open) = p.find('[') {
+            if open > 0 {
+                segs.push(&p[..open]);
+            }
+            let close = p[open..].find(']').map_or(p.len(), |c| open + c);
+            segs.push(&p[open..=close.min(p.len() - 1)]);
+            p = &p[(close + 1).min(p.len())..];
+        }
+        if !p.is_empty() {
+            segs.push(p);
+        }
+    }
+    let Some((last, parents)) = segs.split_last() else {
+        return false;
+    };
+    if last.starts_with('[') {
+        return false;
+    }
+    let mut cur = value;
+    for s in parents {
+        let next = match s.strip_prefix('[').and_then(|s| s.strip_suffix(']')) {
+            Some(i) => i.parse::<usize>().ok().and_then(|i| cur.get_mut(i)),
+            None => cur.get_mut(*s),
+        };
+        let Some(n) = next else { return false };
+        cur = n;
+    }
+    cur.as_mapping_mut()
+        .is_some_and(|m| m.remove(*last).is_some())
 }

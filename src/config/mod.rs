@@ -118,10 +118,13 @@ mod tests {
     fn unknown_field_is_located() {
         let src = "listeners:\n  - name: a\n    bnd: x\n";
         let i = issues(src);
-        assert_eq!(i.len(), 1);
+        assert_eq!(i.len(), 2, "{i:?}");
         assert_eq!(i[0].path, "listeners[0].bnd");
         assert!(i[0].message.contains("unknown field `bnd`"), "{:?}", i[0]);
         assert_eq!(i[0].at.map(|a| a.0), Some(3));
+        // and, the typo taken out, what the listener then lacks
+        assert_eq!(i[1].path, "listeners[0]");
+        assert_eq!(i[1].message, "missing field `bind`");
     }
 
     #[test]

@@ -11,7 +11,10 @@ use std::fmt;
 use std::time::Duration;
 
 #[derive(Deserialize, Default, Debug)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a config: a mapping of sections (listeners, upstreams, routes, ...)"
+)]
 pub struct RawConfig {
     #[serde(default)]
     pub listeners: Vec<RawListener>,
@@ -39,7 +42,11 @@ pub struct RawConfig {
 }
 
 #[derive(Deserialize, Debug)]
-#[serde(deny_unknown_fields, default)]
+#[serde(
+    deny_unknown_fields,
+    default,
+    expecting = "the admin section: a mapping such as `{ bind: 127.0.0.1:9901 }`"
+)]
 pub struct RawAdmin {
     pub bind: S,
     /// `sha256:<64 hex>` of the admin token.
@@ -61,7 +68,10 @@ impl Default for RawAdmin {
 }
 
 #[derive(Deserialize, Debug, Default)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "the store section: a mapping such as `{ sqlite: data/portcullis.db }`"
+)]
 pub struct RawStore {
     pub sqlite: Option<S>,
     pub postgres: Option<S>,
@@ -77,13 +87,19 @@ pub struct RawStore {
 }
 
 #[derive(Deserialize, Debug, Default)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "the scopes section: a mapping such as `{ superscope: admin }`"
+)]
 pub struct RawScopes {
     pub superscope: Option<S>,
 }
 
 #[derive(Deserialize, Debug)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a rate limit: a mapping such as `{ rate: 100/s, burst: 200 }`"
+)]
 pub struct RawRateLimit {
     pub rate: Rate,
     pub burst: Option<Num>,
@@ -92,7 +108,10 @@ pub struct RawRateLimit {
 }
 
 #[derive(Deserialize, Debug)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a listener: a mapping such as `{ name: public, bind: 0.0.0.0:8443 }`"
+)]
 pub struct RawListener {
     pub name: S,
     pub bind: S,
@@ -100,7 +119,10 @@ pub struct RawListener {
 }
 
 #[derive(Deserialize, Debug, Clone, PartialEq)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a TLS block: a mapping such as `{ cert: server.crt, key: server.key }`"
+)]
 pub struct RawTls {
     pub cert: Option<S>,
     pub key: Option<S>,
@@ -112,7 +134,10 @@ pub struct RawTls {
 }
 
 #[derive(Deserialize, Debug, Clone, PartialEq)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a client_auth block: a mapping such as `{ mode: optional, ca: ca.crt }`"
+)]
 pub struct RawClientAuth {
     pub mode: ClientAuthMode,
     pub ca: Option<S>,
@@ -128,7 +153,11 @@ pub enum ClientAuthMode {
 }
 
 #[derive(Deserialize, Debug)]
-#[serde(deny_unknown_fields, default)]
+#[serde(
+    deny_unknown_fields,
+    default,
+    expecting = "the limits section: a mapping such as `{ header_timeout: 10s }`"
+)]
 pub struct RawLimits {
     pub header_timeout: Dur,
     pub idle_timeout: Dur,
@@ -154,7 +183,11 @@ impl Default for RawLimits {
 }
 
 #[derive(Deserialize, Debug)]
-#[serde(deny_unknown_fields, default)]
+#[serde(
+    deny_unknown_fields,
+    default,
+    expecting = "the logging section: a mapping such as `{ format: json, level: info }`"
+)]
 pub struct RawLogging {
     pub format: LogFormat,
     pub level: S,
@@ -180,7 +213,10 @@ pub enum LogFormat {
 }
 
 #[derive(Deserialize, Debug, Clone, PartialEq)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "an upstream: a mapping such as `{ url: http://127.0.0.1:9000 }` or `{ echo: true }`"
+)]
 pub struct RawUpstream {
     pub url: Option<S>,
     pub echo: Option<bool>,
@@ -193,7 +229,12 @@ pub struct RawUpstream {
 }
 
 #[derive(Deserialize, Debug)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(
+    tag = "type",
+    rename_all = "snake_case",
+    deny_unknown_fields,
+    expecting = "an authenticator: a mapping with a `type` (api_key, jwt or mtls)"
+)]
 pub enum RawAuthenticator {
     Mtls {},
     Jwt(Box<RawJwt>),
@@ -204,7 +245,10 @@ pub enum RawAuthenticator {
 }
 
 #[derive(Deserialize, Debug)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a jwt authenticator: a mapping such as `{ type: jwt, issuer: ..., audiences: [...] }`"
+)]
 pub struct RawJwt {
     pub issuer: S,
     #[serde(default)]
@@ -228,13 +272,19 @@ pub struct RawJwt {
 }
 
 #[derive(Deserialize, Debug)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a verify_cache block: a mapping such as `{ max_entries: 100000 }`"
+)]
 pub struct RawVerifyCache {
     pub max_entries: Num,
 }
 
 #[derive(Deserialize, Debug)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a route: a mapping such as `{ name: r, match: {...}, upstream: u, auth: none }`"
+)]
 pub struct RawRoute {
     pub name: S,
     #[serde(rename = "match")]
@@ -247,7 +297,10 @@ pub struct RawRoute {
 }
 
 #[derive(Deserialize, Debug, Default)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a match block: a mapping such as `{ path_prefix: /api }`"
+)]
 pub struct RawMatch {
     pub host: Option<S>,
     pub path: Option<S>,
@@ -266,7 +319,10 @@ pub enum RawAuth {
 }
 
 #[derive(Deserialize, Debug, Default)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "an auth block: a mapping such as `{ any_of: [keys] }`"
+)]
 pub struct RawAuthBlock {
     #[serde(default)]
     pub any_of: Vec<S>,

@@ -326,6 +326,17 @@ pub enum JwksLocation {
     Discovery(String),
 }
 
+/// What logs, metrics, readiness and `explain` call a key set: its URL, or for discovery the
+/// issuer whose document names it.
+impl std::fmt::Display for JwksLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            JwksLocation::Url(u) => f.write_str(u),
+            JwksLocation::Discovery(i) => write!(f, "{i} (discovery)"),
+        }
+    }
+}
+
 /// Timing of a remote key set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct JwksTiming {
@@ -595,12 +606,12 @@ impl RemoteJwks {
                     self.timing.cooldown.max(Duration::from_secs(1)),
                     self.timing.refresh,
                 );
-                tracing::info!(source = ?self.location, keys = n, "JWKS loaded");
+                tracing::info!(source = %self.location, keys = n, "JWKS loaded");
                 true
             }
             Err(e) => {
                 self.fetch_failed.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(source = ?self.location, error = %e, "JWKS fetch failed; keeping the last good key set");
+                tracing::warn!(source = %self.location, error = %e, "JWKS fetch failed; keeping the last good key set");
                 let mut p = self.progress();
                 p.last_error = Some(e);
                 p.next_refresh = self.timing.cooldown.max(Duration::from_secs(1));
