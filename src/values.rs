@@ -7,7 +7,7 @@
 //! `${...}` in a YAML comment is never touched.
 
 use serde::de::{self, Deserializer};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -106,6 +106,12 @@ fn scalar_string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     d.deserialize_any(V)
 }
 
+impl Serialize for S {
+    fn serialize<Ser: serde::Serializer>(&self, s: Ser) -> Result<Ser::Ok, Ser::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
 impl<'de> Deserialize<'de> for S {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         scalar_string(d).map(S)
@@ -145,6 +151,31 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 /// A duration field.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct Dur(pub Duration);
+
+/// The largest unit that divides it: `0`, `500ms`, `30s`, `15m`, `24h`, `90d`.
+pub fn format_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms == 0 {
+        return "0".into();
+    }
+    for (unit, per) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+    ] {
+        if ms % per == 0 {
+            return format!("{}{unit}", ms / per);
+        }
+    }
+    format!("{ms}ms")
+}
+
+impl Serialize for Dur {
+    fn serialize<Ser: serde::Serializer>(&self, s: Ser) -> Result<Ser::Ok, Ser::Error> {
+        s.serialize_str(&format_duration(self.0))
+    }
+}
 
 impl<'de> Deserialize<'de> for Dur {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -201,6 +232,12 @@ impl fmt::Display for Rate {
     }
 }
 
+impl Serialize for Rate {
+    fn serialize<Ser: serde::Serializer>(&self, s: Ser) -> Result<Ser::Ok, Ser::Error> {
+        s.collect_str(self)
+    }
+}
+
 impl<'de> Deserialize<'de> for Rate {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = scalar_string(d)?;
@@ -211,6 +248,12 @@ impl<'de> Deserialize<'de> for Rate {
 /// A non-negative integer that may also come from an interpolated string.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct Num(pub u64);
+
+impl Serialize for Num {
+    fn serialize<Ser: serde::Serializer>(&self, s: Ser) -> Result<Ser::Ok, Ser::Error> {
+        s.serialize_u64(self.0)
+    }
+}
 
 impl<'de> Deserialize<'de> for Num {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -278,6 +321,22 @@ mod tests {
         assert_eq!(parse_duration("90d"), Ok(Duration::from_secs(90 * 86400)));
         for bad in ["", "10", "s", "10x", "1.5s", "-1s", "99999999999999999999d"] {
             assert!(parse_duration(bad).is_err(), "{bad} must be rejected");
+        }
+    }
+
+    #[test]
+    fn durations_print_in_their_largest_unit() {
+        for (d, text) in [
+            (Duration::ZERO, "0"),
+            (Duration::from_millis(500), "500ms"),
+            (Duration::from_millis(1500), "1500ms"),
+            (Duration::from_secs(30), "30s"),
+            (Duration::from_secs(900), "15m"),
+            (Duration::from_secs(86_400), "1d"),
+            (Duration::from_secs(90_000), "25h"),
+        ] {
+            assert_eq!(format_duration(d), text);
+            assert_eq!(parse_duration(text), Ok(d));
         }
     }
 

@@ -351,7 +351,13 @@ async fn importing_a_thousand_keys_in_both_formats() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_admin_api_refuses_and_validates() {
     let up = Upstream::start().await;
-    let gw = Gw::start(&gateway_yaml(&up, "")).await;
+    // read by this test only (the variable is the process's)
+    std::env::set_var("PC_TEST_SUPERSCOPE", "root-from-env");
+    let gw = Gw::start(&gateway_yaml(
+        &up,
+        "scopes: { superscope: \"${PC_TEST_SUPERSCOPE}\" }\n",
+    ))
+    .await;
     let c = plain_client();
     let admin = gw.admin();
     let r = c.get(format!("{admin}/admin/keys")).send().await.unwrap();
@@ -510,6 +516,11 @@ async fn the_admin_api_refuses_and_validates() {
         .unwrap();
     assert_eq!(cfg["authenticators"]["hs"]["secret"], "<redacted>");
     assert_eq!(cfg["admin"]["token_sha256"], "<redacted>");
+    // what serves: defaults filled in, `${VAR}` replaced by its value
+    assert_eq!(cfg["limits"]["header_timeout"], "10s", "{cfg}");
+    assert_eq!(cfg["routes"][0]["name"], "live-only");
+    assert_eq!(cfg["upstreams"]["rec"]["url"], up.url().as_str(), "{cfg}");
+    assert_eq!(cfg["scopes"]["superscope"], "root-from-env", "{cfg}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -734,6 +745,18 @@ async fn reload_through_the_admin_api() {
             .contains("unknown upstream `missing`"),
         "{v}"
     );
+    // the config shown is the one serving, not the refused file
+    let shown: Value = c
+        .get(format!("{}/admin/config", gw.admin()))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let routes = shown["routes"].as_array().unwrap();
+    assert!(routes.iter().all(|r| r["upstream"] == "rec"), "{shown}");
     // traffic continues on the old config
     let (_, out, _) = cli_async(
         gw.admin(),

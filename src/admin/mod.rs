@@ -194,10 +194,9 @@ async fn route(gw: Arc<Gateway>, req: Request<Incoming>) -> Result<Response<GwBo
                 })
             }
         },
-        (Method::GET, ["admin", "config"]) => Ok(json_response(
-            StatusCode::OK,
-            &crate::config::redacted(&gw.snapshot().source),
-        )),
+        (Method::GET, ["admin", "config"]) => {
+            Ok(json_response(StatusCode::OK, &gw.snapshot().effective))
+        }
         (
             _,
             ["admin", "keys"]

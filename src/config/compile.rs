@@ -94,6 +94,7 @@ pub fn compile(raw: &RawConfig, ctx: &Ctx<'_>) -> Result<Snapshot, Vec<ConfigIss
         .collect();
     Ok(Snapshot {
         source: ctx.file.to_path_buf(),
+        effective: super::effective(raw),
         shared: ctx.shared.clone(),
         admin,
         store,

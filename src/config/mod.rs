@@ -30,19 +30,17 @@ pub enum Mode {
     Check,
 }
 
-/// The config file as JSON with secrets redacted (`${VAR}` references are shown, not their
-/// values).
-pub fn redacted(file: &std::path::Path) -> serde_json::Value {
-    let text = std::fs::read_to_string(file).unwrap_or_default();
-    let mut v: serde_json::Value = serde_yaml::from_str(&text).unwrap_or(serde_json::Value::Null);
+/// The config as it serves, as JSON: every section with its defaults, `${VAR}`s replaced by their
+/// values, and secrets redacted (the values of `secret`, `client_secret` and `token_sha256`,
+/// and the password of every URL that carries one).
+pub fn effective(raw: &raw::RawConfig) -> serde_json::Value {
     fn redact(v: &mut serde_json::Value) {
         match v {
             serde_json::Value::Object(m) => {
                 for (k, val) in m.iter_mut() {
-                    if matches!(
-                        k.as_str(),
-                        "secret" | "token_sha256" | "postgres" | "redis" | "key"
-                    ) {
+                    if matches!(k.as_str(), "secret" | "client_secret" | "token_sha256")
+                        && !val.is_null()
+                    {
                         *val = serde_json::Value::String("<redacted>".into());
                     } else {
                         redact(val);
@@ -50,9 +48,11 @@ pub fn redacted(file: &std::path::Path) -> serde_json::Value {
                 }
             }
             serde_json::Value::Array(a) => a.iter_mut().for_each(redact),
+            serde_json::Value::String(s) => *s = crate::values::redact_url(s),
             _ => {}
         }
     }
+    let mut v = serde_json::to_value(raw).unwrap_or(serde_json::Value::Null);
     redact(&mut v);
     v
 }

@@ -5,12 +5,12 @@
 
 use crate::values::{Dur, Num, Rate, S};
 use serde::de::{self, Deserializer, MapAccess, Visitor};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
-#[derive(Deserialize, Default, Debug)]
+#[derive(Serialize, Deserialize, Default, Debug)]
 #[serde(
     deny_unknown_fields,
     expecting = "a config: a mapping of sections (listeners, upstreams, routes, ...)"
@@ -41,7 +41,7 @@ pub struct RawConfig {
     pub workers: Option<Num>,
 }
 
-#[derive(Deserialize, Debug)]
+#[derive(Serialize, Deserialize, Debug)]
 #[serde(
     deny_unknown_fields,
     default,
@@ -67,7 +67,7 @@ impl Default for RawAdmin {
     }
 }
 
-#[derive(Deserialize, Debug, Default)]
+#[derive(Serialize, Deserialize, Debug, Default)]
 #[serde(
     deny_unknown_fields,
     expecting = "the store section: a mapping such as `{ sqlite: data/portcullis.db }`"
@@ -86,7 +86,7 @@ pub struct RawStore {
     pub resync: Option<Dur>,
 }
 
-#[derive(Deserialize, Debug, Default)]
+#[derive(Serialize, Deserialize, Debug, Default)]
 #[serde(
     deny_unknown_fields,
     expecting = "the scopes section: a mapping such as `{ superscope: admin }`"
@@ -95,7 +95,7 @@ pub struct RawScopes {
     pub superscope: Option<S>,
 }
 
-#[derive(Deserialize, Debug)]
+#[derive(Serialize, Deserialize, Debug)]
 #[serde(
     deny_unknown_fields,
     expecting = "a rate limit: a mapping such as `{ rate: 100/s, burst: 200 }`"
@@ -107,7 +107,7 @@ pub struct RawRateLimit {
     pub max_clients: Option<Num>,
 }
 
-#[derive(Deserialize, Debug)]
+#[derive(Serialize, Deserialize, Debug)]
 #[serde(
     deny_unknown_fields,
     expecting = "a listener: a mapping such as `{ name: public, bind: 0.0.0.0:8443 }`"
@@ -118,7 +118,7 @@ pub struct RawListener {
     pub tls: Option<RawTls>,
 }
 
-#[derive(Deserialize, Debug, Clone, PartialEq)]
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 #[serde(
     deny_unknown_fields,
     expecting = "a TLS block: a mapping such as `{ cert: server.crt, key: server.key }`"
@@ -133,7 +133,7 @@ pub struct RawTls {
     pub client_auth: Option<RawClientAuth>,
 }
 
-#[derive(Deserialize, Debug, Clone, PartialEq)]
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 #[serde(
     deny_unknown_fields,
     expecting = "a client_auth block: a mapping such as `{ mode: optional, ca: ca.crt }`"
@@ -144,7 +144,7 @@ pub struct RawClientAuth {
     pub crl: Option<S>,
 }
 
-#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum ClientAuthMode {
     None,
@@ -152,7 +152,7 @@ pub enum ClientAuthMode {
     Required,
 }
 
-#[derive(Deserialize, Debug)]
+#[derive(Serialize, Deserialize, Debug)]
 #[serde(
     deny_unknown_fields,
     default,
@@ -182,7 +182,7 @@ impl Default for RawLimits {
     }
 }
 
-#[derive(Deserialize, Debug)]
+#[derive(Serialize, Deserialize, Debug)]
 #[serde(
     deny_unknown_fields,
     default,
@@ -205,14 +205,14 @@ impl Default for RawLogging {
     }
 }
 
-#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum LogFormat {
     Json,
     Pretty,
 }
 
-#[derive(Deserialize, Debug, Clone, PartialEq)]
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 #[serde(
     deny_unknown_fields,
     expecting = "an upstream: a mapping such as `{ url: http://127.0.0.1:9000 }` or `{ echo: true }`"
@@ -228,7 +228,7 @@ pub struct RawUpstream {
     pub http2: Option<bool>,
 }
 
-#[derive(Deserialize, Debug)]
+#[derive(Serialize, Deserialize, Debug)]
 #[serde(
     tag = "type",
     rename_all = "snake_case",
@@ -244,7 +244,7 @@ pub enum RawAuthenticator {
     },
 }
 
-#[derive(Deserialize, Debug)]
+#[derive(Serialize, Deserialize, Debug)]
 #[serde(
     deny_unknown_fields,
     expecting = "a jwt authenticator: a mapping such as `{ type: jwt, issuer: ..., audiences: [...] }`"
@@ -271,7 +271,7 @@ pub struct RawJwt {
     pub claims_to_headers: Option<BTreeMap<String, S>>,
 }
 
-#[derive(Deserialize, Debug)]
+#[derive(Serialize, Deserialize, Debug)]
 #[serde(
     deny_unknown_fields,
     expecting = "a verify_cache block: a mapping such as `{ max_entries: 100000 }`"
@@ -280,7 +280,7 @@ pub struct RawVerifyCache {
     pub max_entries: Num,
 }
 
-#[derive(Deserialize, Debug)]
+#[derive(Serialize, Deserialize, Debug)]
 #[serde(
     deny_unknown_fields,
     expecting = "a route: a mapping such as `{ name: r, match: {...}, upstream: u, auth: none }`"
@@ -296,7 +296,7 @@ pub struct RawRoute {
     pub pre_auth_rate_limit: Option<S>,
 }
 
-#[derive(Deserialize, Debug, Default)]
+#[derive(Serialize, Deserialize, Debug, Default)]
 #[serde(
     deny_unknown_fields,
     expecting = "a match block: a mapping such as `{ path_prefix: /api }`"
@@ -318,7 +318,7 @@ pub enum RawAuth {
     Block(RawAuthBlock),
 }
 
-#[derive(Deserialize, Debug, Default)]
+#[derive(Serialize, Deserialize, Debug, Default)]
 #[serde(
     deny_unknown_fields,
     expecting = "an auth block: a mapping such as `{ any_of: [keys] }`"
@@ -358,5 +358,14 @@ impl<'de> Deserialize<'de> for RawAuth {
             }
         }
         d.deserialize_any(V)
+    }
+}
+
+impl Serialize for RawAuth {
+    fn serialize<Ser: serde::Serializer>(&self, s: Ser) -> Result<Ser::Ok, Ser::Error> {
+        match self {
+            RawAuth::None => s.serialize_str("none"),
+            RawAuth::Block(b) => b.serialize(s),
+        }
     }
 }

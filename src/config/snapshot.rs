@@ -22,6 +22,8 @@ use std::time::Duration;
 
 pub struct Snapshot {
     pub source: PathBuf,
+    /// The config as it serves, secrets redacted (`GET /admin/config`).
+    pub effective: serde_json::Value,
     pub shared: Arc<Shared>,
     pub admin: AdminCfg,
     pub store: StoreCfg,
