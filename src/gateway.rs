@@ -10,8 +10,9 @@ use crate::telemetry::metrics::Metrics;
 use arc_swap::ArcSwap;
 use http::HeaderValue;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use tokio::sync::Semaphore;
 
 pub struct Gateway {
     snapshot: ArcSwap<Snapshot>,
@@ -25,6 +26,9 @@ pub struct Gateway {
     pub metrics: Metrics,
     /// Cluster mode: the replica's change feed from PostgreSQL.
     pub feed: Option<Arc<crate::store::postgres::Feed>>,
+    /// The proxy listeners' connection slots (`limits.max_connections`), resized on reload.
+    pub conns: Arc<Semaphore>,
+    max_conns: AtomicUsize,
 }
 
 impl Gateway {
@@ -36,7 +40,10 @@ impl Gateway {
     ) -> Gateway {
         let mut seed = [0u8; 6];
         let _ = aws_lc_rs::rand::fill(&mut seed);
+        let max_conns = snap.limits.max_connections;
         Gateway {
+            conns: Arc::new(Semaphore::new(max_conns)),
+            max_conns: AtomicUsize::new(max_conns),
             shared: snap.shared.clone(),
             snapshot: ArcSwap::from_pointee(snap),
             config_path: config_path.to_path_buf(),
@@ -125,26 +132,55 @@ impl Gateway {
         HeaderValue::from_bytes(&buf[..p + 12]).unwrap_or_else(|_| HeaderValue::from_static("0"))
     }
 
-    /// Re-reads the config file and swaps it in. On any error the old config keeps serving.
+    /// The current `limits.max_connections`.
+    pub fn max_connections(&self) -> usize {
+        self.max_conns.load(Ordering::Relaxed)
+    }
+
+    /// Re-reads the config file and puts all of it in force, or none of it: a change a running
+    /// gateway cannot take over (listener addresses, `admin.bind`, `store`, `workers`) refuses
+    /// the reload, naming each, and the old config keeps serving. Everything else applies: the
+    /// new snapshot serves the next request, the log level and format change in place, the
+    /// connection limit is resized, files named in the config have been read (and the audit log
+    /// opened) anew.
     pub fn reload(&self) -> Result<(), ConfigErrors> {
         let cur = self.snapshot();
         let next = config::load(&self.config_path, Some(&cur), config::Mode::Run)?;
-        let same_listeners = cur.listeners.len() == next.listeners.len()
-            && cur.listeners.iter().zip(&next.listeners).all(|(a, b)| {
-                a.name == b.name && a.bind == b.bind && a.tls.is_some() == b.tls.is_some()
-            });
-        if !same_listeners {
+        let mut refused = cur.needs_restart(&next);
+        if !refused.is_empty() {
+            if let Ok(text) = std::fs::read_to_string(&self.config_path) {
+                let locator = config::locate::Locator::new(&text);
+                for i in &mut refused {
+                    i.at = locator.find(&i.path);
+                }
+            }
             return Err(ConfigErrors {
                 file: self.config_path.clone(),
-                issues: vec![config::ConfigIssue {
-                    path: "listeners".into(),
-                    message: "listeners (name, bind, TLS on/off) cannot change on reload; restart the gateway".into(),
-                    at: None,
-                }],
+                issues: refused,
             });
         }
+        if (next.logging.format, &next.logging.level) != (cur.logging.format, &cur.logging.level) {
+            crate::telemetry::subscriber::apply(next.logging.format, &next.logging.level);
+        }
+        self.resize_connections(next.limits.max_connections);
         next.start_background();
         self.snapshot.store(Arc::new(next));
         Ok(())
+    }
+
+    /// More slots are there at once; fewer as soon as enough connections have closed (the
+    /// slots are taken and forgotten), never by cutting one.
+    fn resize_connections(&self, max: usize) {
+        let old = self.max_conns.swap(max, Ordering::Relaxed);
+        if max > old {
+            self.conns.add_permits(max - old);
+        } else if max < old {
+            let (conns, n) = (self.conns.clone(), (old - max) as u32);
+            tokio::spawn(async move {
+                if let Ok(p) = conns.acquire_many_owned(n).await {
+                    p.forget();
+                }
+            });
+        }
     }
 }

@@ -152,7 +152,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(1);
                 }
             };
-            portcullis::telemetry::init(snap.logging.format, &snap.logging.level);
+            portcullis::telemetry::subscriber::init(snap.logging.format, &snap.logging.level);
             match run(config, snap) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

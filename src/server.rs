@@ -20,8 +20,6 @@ pub struct Running {
     pub addrs: Vec<(String, SocketAddr)>,
     pub admin_addr: SocketAddr,
     shutdown: watch::Sender<bool>,
-    conns: Arc<Semaphore>,
-    max_conns: usize,
     tasks: JoinSet<()>,
 }
 
@@ -39,8 +37,9 @@ impl Running {
         let timeout = self.gateway.snapshot().limits.shutdown_timeout;
         let _ = self.shutdown.send(true);
         while self.tasks.join_next().await.is_some() {}
-        let drained =
-            tokio::time::timeout(timeout, self.conns.acquire_many(self.max_conns as u32)).await;
+        let gw = &self.gateway;
+        let all = gw.max_connections() as u32;
+        let drained = tokio::time::timeout(timeout, gw.conns.acquire_many(all)).await;
         // The use times of the last upkeep period, which would otherwise be lost on every restart.
         let gw = self.gateway.clone();
         let _ = tokio::task::spawn_blocking(move || flush_key_use(&gw)).await;
@@ -162,7 +161,6 @@ pub async fn start(config_path: &Path, snap: Snapshot) -> std::io::Result<Runnin
         None => snap.store.sqlite.display().to_string(),
     };
     tracing::info!(keys = n_keys, ms = t0.elapsed().as_millis() as u64, store = %store_name, "keys loaded");
-    let max_conns = snap.limits.max_connections;
     let mut bound = Vec::new();
     for l in &snap.listeners {
         let tcp = TcpListener::bind(l.bind).await.map_err(|e| {
@@ -188,7 +186,7 @@ pub async fn start(config_path: &Path, snap: Snapshot) -> std::io::Result<Runnin
     gateway.feed = feed;
     let gateway = Arc::new(gateway);
     let (tx, rx) = watch::channel(false);
-    let conns = Arc::new(Semaphore::new(max_conns));
+    let conns = gateway.conns.clone();
     let mut tasks = JoinSet::new();
     let mut addrs = Vec::new();
     for (name, tcp) in bound {
@@ -247,8 +245,6 @@ pub async fn start(config_path: &Path, snap: Snapshot) -> std::io::Result<Runnin
         addrs,
         admin_addr,
         shutdown: tx,
-        conns,
-        max_conns,
         tasks,
     })
 }

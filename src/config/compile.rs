@@ -112,7 +112,7 @@ pub fn compile(raw: &RawConfig, ctx: &Ctx<'_>) -> Result<Snapshot, Vec<ConfigIss
     })
 }
 
-/// `upstreams`: one whose section did not change keeps its connection pool.
+/// `upstreams`: one whose section and `ca` file did not change keeps its connection pool.
 fn compile_upstreams(
     raw: &RawConfig,
     ctx: &Ctx<'_>,
@@ -123,7 +123,7 @@ fn compile_upstreams(
         let serving = ctx
             .prev
             .and_then(|s| s.upstreams.get(name))
-            .filter(|old| old.raw() == u);
+            .filter(|old| old.unchanged(u, ctx.base));
         let up = match serving {
             Some(old) => Some(old.clone()),
             None => Upstream::compile(name, u, ctx.base, issues).map(Arc::new),

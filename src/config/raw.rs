@@ -67,7 +67,7 @@ impl Default for RawAdmin {
     }
 }
 
-#[derive(Serialize, Deserialize, Debug, Default)]
+#[derive(Serialize, Deserialize, Debug, Default, Clone, PartialEq)]
 #[serde(
     deny_unknown_fields,
     expecting = "the store section: a mapping such as `{ sqlite: data/portcullis.db }`"

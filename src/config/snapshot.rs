@@ -1,7 +1,7 @@
 //! The compiled config: one immutable [`Snapshot`] that a request takes once and reads without
 //! locks for its whole life, and the config-only sections it holds (limits, logging, workers).
 
-use super::issues::Issues;
+use super::issues::{ConfigIssue, Issues};
 use super::listeners::{AdminCfg, ListenerCfg};
 use super::raw::{LogFormat, RawLimits, RawLogging};
 use super::store::StoreCfg;
@@ -52,6 +52,65 @@ impl Snapshot {
 
     pub fn listener(&self, name: &str) -> Option<&ListenerCfg> {
         self.listeners.iter().find(|l| &*l.name == name)
+    }
+
+    /// What `next` changes that a running gateway cannot take over (SPEC section 4): the
+    /// listeners' names and addresses, `admin.bind`, the `store` section and the worker count.
+    /// Everything else a reload applies.
+    pub fn needs_restart(&self, next: &Snapshot) -> Vec<ConfigIssue> {
+        let mut out = Vec::new();
+        let mut restart = |path: String, what: String| {
+            out.push(ConfigIssue {
+                path,
+                message: format!("{what}: this needs a restart (the running config keeps serving)"),
+                at: None,
+            })
+        };
+        let binds = |s: &Snapshot| -> Vec<(Arc<str>, std::net::SocketAddr)> {
+            s.listeners
+                .iter()
+                .map(|l| (l.name.clone(), l.bind))
+                .collect()
+        };
+        if binds(self) != binds(next) {
+            for (i, l) in next.listeners.iter().enumerate() {
+                match self.listener(&l.name) {
+                    Some(old) if old.bind == l.bind => {}
+                    Some(old) => restart(
+                        format!("listeners[{i}].bind"),
+                        format!("changed from `{}` to `{}`", old.bind, l.bind),
+                    ),
+                    None => restart(
+                        format!("listeners[{i}]"),
+                        format!("new listener `{}`", l.name),
+                    ),
+                }
+            }
+            for l in &self.listeners {
+                if next.listener(&l.name).is_none() {
+                    restart("listeners".into(), format!("listener `{}` removed", l.name));
+                }
+            }
+        }
+        if self.admin.bind != next.admin.bind {
+            restart(
+                "admin.bind".into(),
+                format!(
+                    "changed from `{}` to `{}`",
+                    self.admin.bind, next.admin.bind
+                ),
+            );
+        }
+        if self.store.raw != next.store.raw {
+            restart("store".into(), "changed".into());
+        }
+        if self.workers != next.workers {
+            restart(
+                "workers".into(),
+                format!("changed from {} to {}", self.workers, next.workers),
+            );
+        }
+        out
     }
 }
 

@@ -17,7 +17,7 @@ pub fn compile_and_start(raw: &RawConfig, ctx: &Ctx<'_>) -> Result<Snapshot, Vec
         return Err(issues.0);
     }
     let mut snap = compile(raw, ctx)?;
-    open_audit(&mut snap, ctx, &mut issues);
+    open_audit(&mut snap, &mut issues);
     if !issues.is_empty() {
         return Err(issues.0);
     }
@@ -47,17 +47,12 @@ fn write_dev_files(raw: &RawConfig, ctx: &Ctx<'_>, issues: &mut Issues) {
     }
 }
 
-/// Opens `logging.audit`, or keeps the serving config's writer when the target is unchanged.
-fn open_audit(snap: &mut Snapshot, ctx: &Ctx<'_>, issues: &mut Issues) {
-    let target = snap.logging.audit.clone();
-    snap.audit = match ctx.prev.map(|p| &p.audit).filter(|a| a.target == target) {
-        Some(a) => a.clone(),
-        None => match Audit::open(target) {
-            Ok(a) => Arc::new(a),
-            Err(e) => {
-                issues.add("logging.audit", format!("cannot open the audit log: {e}"));
-                return;
-            }
-        },
-    };
+/// Opens `logging.audit`, anew on every load: after a log rotation (rename, then SIGHUP or a
+/// reload) the lines go to a new file at the configured path. The serving config's writer
+/// finishes the lines it was given, then closes.
+fn open_audit(snap: &mut Snapshot, issues: &mut Issues) {
+    match Audit::open(snap.logging.audit.clone()) {
+        Ok(a) => snap.audit = Arc::new(a),
+        Err(e) => issues.add("logging.audit", format!("cannot open the audit log: {e}")),
+    }
 }

@@ -9,6 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub struct StoreCfg {
+    /// The section as written (a reload that changes it needs a restart).
+    pub raw: RawStore,
     /// The SQLite file (resolved); unused in cluster mode.
     pub sqlite: PathBuf,
     /// Cluster mode: keys and revocations in PostgreSQL.
@@ -51,6 +53,7 @@ pub fn compile_store(
     issues: &mut Issues,
 ) -> StoreCfg {
     StoreCfg {
+        raw: raw.clone(),
         sqlite: resolve(
             base,
             raw.sqlite

@@ -1,38 +1,18 @@
-//! What the gateway tells its operators: the tracing subscriber (JSON or pretty), and the logging
-//! phase of every request ([`log_request`]: the access line, the [`metrics`] and the [`audit`]
+//! What the gateway tells its operators: the tracing [`subscriber`] (JSON or pretty, reloadable),
+//! and the logging phase of every request ([`log_request`]: the access line, the [`metrics`] and the [`audit`]
 //! record, in one call after the response head).
 
 pub mod audit;
 pub mod metrics;
+pub mod subscriber;
 
 use crate::auth::identity::Identity;
-use crate::config::raw::LogFormat;
 use crate::error::{Reason, Source};
 use audit::{Audit, AuditRecord};
 use http::HeaderValue;
 use metrics::Metrics;
 use std::net::IpAddr;
 use std::sync::Arc;
-use tracing_subscriber::EnvFilter;
-
-/// Installs the global subscriber. `RUST_LOG`, when set, overrides `logging.level`.
-pub fn init(format: LogFormat, level: &str) {
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(level))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stdout);
-    // Err: a subscriber is already installed (tests run several gateways in one process).
-    let _ = match format {
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .try_init(),
-        LogFormat::Pretty => builder.try_init(),
-    };
-}
 
 /// The decision about one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

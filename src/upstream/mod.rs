@@ -31,6 +31,8 @@ use std::time::Duration;
 #[derive(Debug)]
 pub struct Upstream {
     raw: RawUpstream,
+    /// SHA-256 of the `ca` file as it was read.
+    ca: Option<[u8; 32]>,
     pub name: String,
     pub kind: UpstreamKind,
 }
@@ -93,8 +95,10 @@ pub struct Exchange<'a> {
 }
 
 impl Upstream {
-    pub fn raw(&self) -> &RawUpstream {
-        &self.raw
+    /// Whether a reload may keep this upstream (and its pooled connections): the section is the
+    /// same, and so is its `ca` file, read again now (a renewed CA takes effect on reload).
+    pub fn unchanged(&self, raw: &RawUpstream, base: &Path) -> bool {
+        self.raw == *raw && self.ca == ca_digest(raw, base)
     }
 
     /// `upstreams.NAME`.
@@ -131,6 +135,7 @@ impl Upstream {
         };
         Some(Upstream {
             raw: raw.clone(),
+            ca: ca_digest(raw, base),
             name: name.to_owned(),
             kind,
         })
@@ -237,6 +242,11 @@ impl Upstream {
         crate::headers::downstream_response_headers(resp.headers_mut(), switching);
         Ok(resp)
     }
+}
+
+fn ca_digest(raw: &RawUpstream, base: &Path) -> Option<[u8; 32]> {
+    let file = resolve(base, raw.ca.as_ref()?.as_str());
+    std::fs::read(file).ok().map(|b| crate::digest::sha256(&b))
 }
 
 /// An `http://` or `https://` upstream; an error names the field and what is wrong.

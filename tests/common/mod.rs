@@ -488,14 +488,23 @@ pub struct GwProcess {
 impl GwProcess {
     /// Starts `portcullis run -c FILE` with JSON logs and waits for every listener's `listening` line.
     pub fn start(config: &Path, listeners: usize) -> GwProcess {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
-            .args(["run", "-c"])
+        GwProcess::start_with(config, listeners, Some("info"))
+    }
+
+    /// [`GwProcess::start`] with `RUST_LOG` set to `rust_log`, or unset (the config's
+    /// `logging.level` then decides), and without `PORTCULLIS_WORKERS`.
+    pub fn start_with(config: &Path, listeners: usize, rust_log: Option<&str>) -> GwProcess {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_portcullis"));
+        cmd.args(["run", "-c"])
             .arg(config)
-            .env("RUST_LOG", "info")
+            .env_remove("PORTCULLIS_WORKERS")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
+            .stderr(Stdio::inherit());
+        match rust_log {
+            Some(l) => cmd.env("RUST_LOG", l),
+            None => cmd.env_remove("RUST_LOG"),
+        };
+        let mut child = cmd.spawn().unwrap();
         let out = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
