@@ -260,8 +260,17 @@ async fn a_jwks_endpoint_serving_garbage_never_breaks_serving() {
     // Garbage: refused as an unverifiable token (401), never a 5xx; readiness says why.
     hits_wait(&server, 1).await;
     assert_eq!(call(&gw, &good).await, 401);
-    let r = get_json(&format!("{}/readyz", gw.admin())).await;
+    // Not ready while a key set has never loaded: the routes that rely on it could only refuse.
+    let resp = plain_client()
+        .get(format!("{}/readyz", gw.admin()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 503);
+    let r: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(r["ready"], false, "{r}");
     assert_eq!(r["jwks"][0]["state"], "never_loaded", "{r}");
+    assert_eq!(r["keys"], true, "{r}");
     // sources are named by their URL, in readiness and metrics alike (not the code's type names)
     let url = format!("http://{}/jwks", server.addr);
     assert_eq!(r["jwks"][0]["source"], url.as_str(), "{r}");
@@ -285,6 +294,12 @@ async fn a_jwks_endpoint_serving_garbage_never_breaks_serving() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await; // polling pace
     }
+    let resp = plain_client()
+        .get(format!("{}/readyz", gw.admin()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
 
     // Garbage again: the last good key set keeps serving.
     let failed_fetches = || async {
@@ -315,6 +330,16 @@ async fn a_jwks_endpoint_serving_garbage_never_breaks_serving() {
         200,
         "a garbage refetch dropped the good key set"
     );
+    // a failed refresh after a load is `stale`, and the gateway stays ready: it serves the last
+    // good key set (until jwks_max_stale)
+    let resp = plain_client()
+        .get(format!("{}/readyz", gw.admin()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let r: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(r["jwks"][0]["state"], "stale", "{r}");
 }
 
 /// Yields until the JWKS server has been hit `n` times (bounded).

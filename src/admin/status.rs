@@ -3,6 +3,7 @@
 //! [`crate::telemetry::metrics`] and the gauges read from the running gateway).
 
 use super::api::{err, json_response, ApiError};
+use crate::auth::jwt::jwks::JwksState;
 use crate::auth::jwt::Keys;
 use crate::body::GwBody;
 use crate::gateway::Gateway;
@@ -10,24 +11,47 @@ use http::{header, HeaderValue, Response, StatusCode};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-/// `/readyz`: config, store and keys loaded; each JWKS source's state.
+/// `/readyz` (SPEC section 4): ready once the config is compiled (always so while running: a
+/// gateway starts only on a config that compiles, and a failed reload keeps the serving one), the
+/// store has been read (every key and revocation in memory) and every remote key set has loaded
+/// at least once: a route whose JWT authenticator has never had keys can only refuse valid
+/// tokens. After that, a store or IdP outage does not make the gateway unready: it serves from
+/// memory (the last good key set until `jwks_max_stale`), and `store_up`, `redis_up` and each
+/// source's `state` say what is down. `reasons` lists why it is not ready.
 pub fn readiness(gw: &Gateway) -> (bool, serde_json::Value) {
     let snap = gw.snapshot();
-    let keys = gw.keys().loaded.load(Ordering::Acquire);
-    // Loaded is what readiness needs: once the keys are in memory a replica serves them
-    // even while the store is down (failing readiness then would take every replica out of
-    // the load balancer at once). The store's state is reported beside it.
-    let store_up = gw.store_up();
+    let loaded = gw.keys().loaded.load(Ordering::Acquire);
+    let mut reasons = Vec::new();
+    if !loaded {
+        reasons.push("the store has not been read yet".to_owned());
+    }
     let mut jwks = Vec::new();
     for j in &snap.jwts {
         if let Keys::Remote(r) = &j.keys {
-            let source = r.location.to_string();
-            jwks.push(serde_json::json!({"authenticator": &*j.name, "source": source, "state": r.state()}));
+            let state = r.state();
+            if state == JwksState::NeverLoaded {
+                reasons.push(format!(
+                    "authenticator `{}`: {} has never loaded",
+                    j.name, r.location
+                ));
+            }
+            jwks.push(serde_json::json!({"authenticator": &*j.name, "source": r.location.to_string(), "state": state}));
         }
     }
+    let ready = reasons.is_empty();
     (
-        keys,
-        serde_json::json!({"ready": keys, "config": true, "store": keys, "store_backend": gw.store_backend(), "store_up": store_up, "redis_up": snap.store.redis.as_ref().map(|l| l.is_up()), "keys": keys, "jwks": jwks}),
+        ready,
+        serde_json::json!({
+            "ready": ready,
+            "config": true,
+            "store": loaded,
+            "keys": loaded,
+            "store_backend": gw.store_backend(),
+            "store_up": gw.store_up(),
+            "redis_up": snap.store.redis.as_ref().map(|l| l.is_up()),
+            "jwks": jwks,
+            "reasons": reasons,
+        }),
     )
 }
 
