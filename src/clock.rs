@@ -24,6 +24,13 @@ pub fn rfc3339_now() -> String {
 }
 
 pub fn rfc3339(secs: i64, micros: u32) -> String {
+    let mut out = Vec::with_capacity(27);
+    write_rfc3339(&mut out, secs, micros);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// [`rfc3339`], written into `out` (the audit log's lines; no allocation).
+pub fn write_rfc3339(out: &mut Vec<u8>, secs: i64, micros: u32) {
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
     // Howard Hinnant's civil_from_days.
@@ -36,12 +43,15 @@ pub fn rfc3339(secs: i64, micros: u32) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{micros:06}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    let _ = std::io::Write::write_fmt(
+        out,
+        format_args!(
+            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{micros:06}Z",
+            rem / 3600,
+            rem % 3600 / 60,
+            rem % 60
+        ),
+    );
 }
 
 /// Parses an RFC 3339 date-time (`2026-01-02T03:04:05Z`, fractions and offsets allowed) to unix

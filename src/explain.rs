@@ -1,12 +1,14 @@
 //! `portcullis explain`: one request, dry-run through host checks, normalization, routing and the
 //! auth chain, printing each step's verdict and the headers the upstream would receive. Nothing is
-//! forwarded. Remote JWKS are fetched once so tokens verify as they would live.
+//! forwarded. The store is read (read-only) for the API keys and revoked tokens, and remote JWKS
+//! are fetched once, so credentials are judged as the running gateway would judge them.
 
 use crate::auth::chain::evaluate;
 use crate::auth::request::AuthRequest;
 use crate::config::Snapshot;
 use crate::conn::{canonical_ip, client_cert_info, peer_value, Activity, ConnInfo};
 use crate::headers::{upstream_request_headers, ForwardCtx};
+use crate::store::Store;
 use crate::upstream::UpstreamKind;
 use http::{HeaderName, HeaderValue, Method, Request};
 use std::fmt::Write as _;
@@ -20,6 +22,49 @@ pub struct ExplainInput {
     pub peer: IpAddr,
     /// A PEM client certificate to act as if it had been verified.
     pub client_cert: Option<Vec<u8>>,
+}
+
+/// Reads the config's store, for reading only, into the snapshot's key ring and denylist: the
+/// keys and revoked `jti`s as the running gateway has them. Returns the line that says what was
+/// read (or why nothing was: then no API key is recognized and no revocation applies).
+pub fn read_store(snap: &Snapshot) -> String {
+    let opened: Result<(Box<dyn Store>, String), String> = match &snap.store.postgres {
+        Some(p) => crate::store::postgres::Postgres::open_read_only(&p.url)
+            .map(|s| {
+                (
+                    Box::new(s) as Box<dyn Store>,
+                    crate::values::redact_url(&p.url),
+                )
+            })
+            .map_err(|e| e.to_string()),
+        None => crate::store::sqlite::Sqlite::open_read_only(&snap.store.sqlite)
+            .map(|s| {
+                (
+                    Box::new(s) as Box<dyn Store>,
+                    snap.store.sqlite.display().to_string(),
+                )
+            })
+            .map_err(|e| e.to_string()),
+    };
+    let read = opened.and_then(|(store, name)| {
+        let keys = store
+            .for_each_key(&mut |row| snap.shared.keys.put(row))
+            .map_err(|e| e.to_string())?;
+        let now = crate::clock::now_secs();
+        let revocations = store.load_revocations(now).map_err(|e| e.to_string())?;
+        for (jti, until) in &revocations {
+            snap.shared.revocations.revoke(jti, *until as f64);
+        }
+        Ok((name, keys, revocations.len()))
+    });
+    match read {
+        Ok((name, keys, revoked)) => {
+            format!("store {name} (read-only): {keys} API keys, {revoked} revoked tokens")
+        }
+        Err(e) => format!(
+            "store not read ({e}): no API key will be recognized, no token revocation applies"
+        ),
+    }
 }
 
 /// Returns the report and whether the request would be allowed.

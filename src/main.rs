@@ -240,8 +240,10 @@ fn explain(
             return ExitCode::from(2);
         }
     };
+    let store = portcullis::explain::read_store(&snap);
     match rt.block_on(portcullis::explain::explain(&snap, &input)) {
         Ok((report, allowed)) => {
+            println!("{store}");
             print!("{report}");
             if allowed {
                 ExitCode::SUCCESS

@@ -217,7 +217,8 @@ async fn a_reload_keeps_unchanged_buckets() {
     );
     // changing the quota starts fresh buckets
     let file = gw.dir.path().join("gateway.yaml");
-    std::fs::write(&file, config(&up, "off", "2/min")).unwrap();
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, text.replace("rate: 1/min", "rate: 2/min")).unwrap();
     running.gateway.reload().unwrap();
     assert_eq!(get(&gw, "/limited", Some(&alice)).await.status(), 200);
 }

@@ -104,3 +104,75 @@ fn explains_denials_and_the_upstream_headers() {
     assert_eq!(code, 1);
     assert!(text.contains("DENY 404 no_route"), "{text}");
 }
+
+/// `explain` judges credentials as the running gateway would: it reads the store (read-only) for
+/// the API keys and the revoked tokens.
+#[test]
+fn explain_reads_the_keys_and_revocations_of_the_store() {
+    use portcullis::keys::{generate_secret, Env, KeyRow};
+    use portcullis::store::Store;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("data.db");
+    let key = generate_secret(Env::Live);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    {
+        let store = portcullis::store::sqlite::Sqlite::open(&db).unwrap();
+        let row = KeyRow {
+            subject: Some("svc-billing".into()),
+            ..KeyRow::new("key_explain", &key)
+        };
+        store.insert_keys(&[row]).unwrap();
+        store
+            .insert_revocation("jti-revoked", now as i64 + 600)
+            .unwrap();
+    }
+    let before = std::fs::read(&db).unwrap();
+    std::fs::write(
+        dir.path().join("gw.yaml"),
+        format!(
+            "listeners: [{{ name: p, bind: 127.0.0.1:0 }}]\nstore: {{ sqlite: data.db }}\nupstreams: {{ e: {{ echo: true }} }}\nauthenticators:\n  keys: {{ type: api_key }}\n  hs: {{ type: jwt, issuer: https://i.test, audiences: [gw], algorithms: [HS256], secret: \"{SECRET}\" }}\nroutes:\n  - {{ name: r, match: {{ path_prefix: / }}, upstream: e, auth: {{ any_of: [keys, hs] }} }}\n"
+        ),
+    )
+    .unwrap();
+    let (code, text) = run(
+        dir.path(),
+        &[
+            "--url",
+            "http://api.test/x",
+            "-H",
+            &format!("X-Api-Key: {key}"),
+        ],
+    );
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("(read-only): 1 API keys, 1 revoked tokens"),
+        "{text}"
+    );
+    assert!(
+        text.contains("authenticate keys (api_key): ok, subject svc-billing"),
+        "{text}"
+    );
+    assert!(text.contains("  x-auth-key-id: key_explain\n"), "{text}");
+    let revoked = encode(
+        &Header::default(),
+        &serde_json::json!({"iss": "https://i.test", "aud": "gw", "sub": "alice", "exp": now + 600, "jti": "jti-revoked"}),
+        &EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap();
+    let (code, text) = run(
+        dir.path(),
+        &[
+            "--url",
+            "http://api.test/x",
+            "-H",
+            &format!("Authorization: Bearer {revoked}"),
+        ],
+    );
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("DENY 401 token_revoked"), "{text}");
+    // read only: the store file is as it was
+    assert_eq!(std::fs::read(&db).unwrap(), before);
+}

@@ -186,3 +186,77 @@ async fn sigterm_under_load_lets_every_accepted_request_finish_then_exits_zero()
     .unwrap();
     assert_eq!(code, Some(0));
 }
+
+/// One line per request, in the audit log's one schema (no second, differently named access
+/// line on stdout); lines the audit writer cannot write are counted and reported, never lost
+/// silently.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_audit_line_per_request_and_lost_lines_are_reported() {
+    let yaml = |audit: &str| {
+        format!(
+            "listeners: [{{ name: plain, bind: \"127.0.0.1:0\" }}]\nlogging: {{ format: json, level: info, audit: \"{audit}\" }}\nadmin: {{ bind: \"127.0.0.1:0\", token_sha256: \"{}\" }}\nupstreams: {{ e: {{ echo: true }} }}\nroutes: [{{ name: r, match: {{ path_prefix: / }}, upstream: e, auth: none }}]\n",
+            admin_token_sha256()
+        )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("gw.yaml");
+    std::fs::write(&cfg, yaml("stdout")).unwrap();
+    let gw = GwProcess::start_with(&cfg, 1, None);
+    let c = plain_client();
+    let base = format!("http://{}", gw.addrs["plain"]);
+    let mut lines = Vec::new();
+    for rid in ["req-one", "req-two"] {
+        let r = c
+            .get(format!("{base}/x"))
+            .header("x-request-id", rid)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        loop {
+            let l = gw
+                .lines
+                .recv_timeout(std::time::Duration::from_secs(30))
+                .unwrap();
+            let done = l.contains(rid);
+            lines.push(l);
+            if done {
+                break;
+            }
+        }
+    }
+    let mine: Vec<&String> = lines.iter().filter(|l| l.contains("req-one")).collect();
+    assert_eq!(mine.len(), 1, "{lines:#?}");
+    let v: serde_json::Value = serde_json::from_str(mine[0]).unwrap();
+    for field in [
+        "time",
+        "request_id",
+        "route",
+        "auth_method",
+        "decision",
+        "status",
+    ] {
+        assert!(v.get(field).is_some(), "{field} missing: {v}");
+    }
+    drop(gw);
+
+    // an audit target that refuses every write
+    std::fs::write(&cfg, yaml("/dev/full")).unwrap();
+    let gw = GwProcess::start_with(&cfg, 1, None);
+    let base = format!("http://{}", gw.addrs["plain"]);
+    for _ in 0..3 {
+        assert_eq!(
+            c.get(format!("{base}/x")).send().await.unwrap().status(),
+            200
+        );
+    }
+    let warned = gw.wait_for("audit lines lost: the audit writer fell behind or could not write");
+    assert!(warned["total"].as_u64().unwrap() >= 1, "{warned}");
+    let m = get_text(&format!("http://{}/metrics", gw.addrs["admin"])).await;
+    let lost: u64 = m
+        .lines()
+        .find_map(|l| l.strip_prefix("portcullis_audit_dropped_total "))
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    assert!(lost >= 1, "{m}");
+}

@@ -92,7 +92,7 @@ pub fn render_metrics(gw: &Gateway) -> String {
     if let Some(f) = &gw.feed {
         let _ = writeln!(extra, "# HELP portcullis_store_changes_applied The last change number this replica applied from the store.\n# TYPE portcullis_store_changes_applied gauge\nportcullis_store_changes_applied {}", f.applied.load(Ordering::Relaxed));
     }
-    let _ = writeln!(extra, "# HELP portcullis_audit_dropped_total Audit lines dropped because the writer fell behind.\n# TYPE portcullis_audit_dropped_total counter\nportcullis_audit_dropped_total {}", snap.audit.dropped.load(Ordering::Relaxed));
+    let _ = writeln!(extra, "# HELP portcullis_audit_dropped_total Audit lines dropped (the writer fell behind) or lost to failed writes.\n# TYPE portcullis_audit_dropped_total counter\nportcullis_audit_dropped_total {}", crate::telemetry::audit::DROPPED.load(Ordering::Relaxed));
     gw.metrics.render(&extra)
 }
 

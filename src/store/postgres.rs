@@ -98,8 +98,8 @@ fn db_err(e: postgres::Error) -> StoreError {
 }
 
 impl Postgres {
-    /// Parses the URL, connects once and migrates the schema.
-    pub fn open(url: &str) -> StoreResult<Postgres> {
+    /// Parses the URL and sets the connection's options (nothing is connected yet).
+    fn open_unmigrated(url: &str) -> StoreResult<Postgres> {
         let display = crate::values::redact_url(url);
         let mut config: postgres::Config = url.parse().map_err(|e: postgres::Error| {
             StoreError::Unavailable(format!("{display}: not a PostgreSQL URL: {e}"))
@@ -127,8 +127,22 @@ impl Postgres {
             pool: Mutex::new(Vec::new()),
             up: AtomicBool::new(true),
         };
+        Ok(pg)
+    }
+
+    /// Parses the URL, connects once and migrates the schema.
+    pub fn open(url: &str) -> StoreResult<Postgres> {
+        let pg = Postgres::open_unmigrated(url)?;
         let mut c = pg.connect()?;
         pg.migrate(&mut c)?;
+        pg.put_back(c);
+        Ok(pg)
+    }
+
+    /// Connects without migrating, for reading only (`portcullis explain`).
+    pub fn open_read_only(url: &str) -> StoreResult<Postgres> {
+        let pg = Postgres::open_unmigrated(url)?;
+        let c = pg.connect()?;
         pg.put_back(c);
         Ok(pg)
     }

@@ -77,6 +77,21 @@ impl Sqlite {
         })
     }
 
+    /// Opens an existing store for reading only (`portcullis explain`): nothing is created,
+    /// migrated or written.
+    pub fn open_read_only(path: &Path) -> StoreResult<Sqlite> {
+        let conn = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| StoreError::Unavailable(format!("{}: {e}", path.display())))?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(unavailable)?;
+        Ok(Sqlite {
+            conn: Mutex::new(conn),
+        })
+    }
+
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -43,8 +43,8 @@ pub struct RequestLog<'a> {
     pub latency_us: u64,
 }
 
-/// The logging phase (pingora's `logging` hook): the access line, the metrics and the audit record
-/// of one request. Fields are formatted only for the outputs that are on.
+/// The logging phase (pingora's `logging` hook): the metrics and the audit line of one request,
+/// and at debug level a log event. Fields are formatted only for the outputs that are on.
 pub fn log_request(metrics: &Metrics, audit: &Audit, r: &RequestLog<'_>) {
     let id = r.identity;
     let rid = || r.request_id.to_str().unwrap_or("-");
@@ -52,7 +52,12 @@ pub fn log_request(metrics: &Metrics, audit: &Audit, r: &RequestLog<'_>) {
         Decision::Allow { failure } => (None, failure),
         Decision::Deny(reason) => (Some(reason), None),
     };
-    tracing::info!(
+    let decision = match r.decision {
+        Decision::Allow { .. } => "allow",
+        Decision::Deny(_) => "deny",
+    };
+    // The audit log is the per-request log; this event is for debugging, in the log's format.
+    tracing::debug!(
         target: "access",
         request_id = rid(),
         listener = %r.listener,
@@ -60,10 +65,11 @@ pub fn log_request(metrics: &Metrics, audit: &Audit, r: &RequestLog<'_>) {
         method = %r.method,
         path = r.path,
         client_ip = %r.client_ip,
-        auth = id.map_or("-", |i| i.method.as_str()),
+        auth_method = id.map_or("-", |i| i.method.as_str()),
         subject = id.and_then(|i| i.subject.as_deref()).unwrap_or("-"),
-        status = r.status,
+        decision,
         reason = reason.or(failure).map_or("-", Reason::name),
+        status = r.status,
         latency_us = r.latency_us,
         "request"
     );
@@ -87,22 +93,18 @@ pub fn log_request(metrics: &Metrics, audit: &Audit, r: &RequestLog<'_>) {
     }
     if audit.enabled() {
         audit.record(&AuditRecord {
-            time: crate::clock::rfc3339_now(),
             request_id: rid(),
             listener: r.listener,
             route: r.route.map(|r| &**r),
             method: r.method,
             path: r.path,
-            client_ip: r.client_ip.to_string(),
+            client_ip: r.client_ip,
             auth_method: id.map(|i| i.method.as_str()),
             authenticator: r.authenticator.map(|a| &**a),
             key_id: id.and_then(|i| i.key_id.as_deref()),
             subject: id.and_then(|i| i.subject.as_deref()),
             issuer: id.and_then(|i| i.issuer.as_deref()),
-            decision: match r.decision {
-                Decision::Allow { .. } => "allow",
-                Decision::Deny(_) => "deny",
-            },
+            decision,
             reason: reason.map(Reason::name),
             failure: failure.map(Reason::name),
             status: r.status,
