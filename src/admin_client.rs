@@ -143,3 +143,118 @@ pub fn parse_import(text: &str) -> Result<Vec<Value>, String> {
     }
     Ok(out)
 }
+
+/// The admin API's base URL for a CLI command: `flag` (`--admin` or `PORTCULLIS_ADMIN_URL`), else
+/// the `admin.bind` (and, with `admin.tls`, https) of `config` (default `./gateway.yaml` when
+/// present), else `http://127.0.0.1:9901`. A bind on every address is reached on loopback.
+pub fn admin_url(flag: Option<&str>, config: Option<&std::path::Path>) -> Result<String, String> {
+    if let Some(u) = flag {
+        return Ok(u.to_owned());
+    }
+    let default = std::path::Path::new("gateway.yaml");
+    let file = match config {
+        Some(f) => f,
+        None if default.exists() => default,
+        None => return Ok("http://127.0.0.1:9901".into()),
+    };
+    let (bind, tls) = crate::config::admin_address(file)?;
+    let mut addr: std::net::SocketAddr = bind.parse().map_err(|_| {
+        format!(
+            "{}: admin.bind: `{bind}` is not an address:port",
+            file.display()
+        )
+    })?;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr.ip() {
+            std::net::IpAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::IpAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    let scheme = if tls { "https" } else { "http" };
+    Ok(format!("{scheme}://{addr}"))
+}
+
+/// `--scopes`: separated by spaces or commas.
+pub fn scopes(s: &str) -> Vec<&str> {
+    s.split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|x| !x.is_empty())
+        .collect()
+}
+
+/// A point in time a user writes: an RFC 3339 date-time, or a date (midnight UTC); as RFC 3339.
+fn date_time(s: &str) -> Option<String> {
+    let full = if s.len() == 10 {
+        format!("{s}T00:00:00Z")
+    } else {
+        s.to_owned()
+    };
+    crate::clock::parse_rfc3339(&full).map(|t| crate::clock::rfc3339(t, 0))
+}
+
+/// `keys create --expires`: a lifetime (`90d`) as `expires_in`, or a date as `expires_at`.
+pub fn when(s: &str) -> Result<(&'static str, String), String> {
+    if crate::values::parse_duration(s).is_ok() {
+        return Ok(("expires_in", s.to_owned()));
+    }
+    date_time(s)
+        .map(|t| ("expires_at", t))
+        .ok_or_else(|| format!("`{s}` is neither a lifetime (90d) nor a date (2027-01-01)"))
+}
+
+/// `tokens revoke --until`: a date, or a time from now (`24h`), as RFC 3339.
+pub fn until(s: &str) -> Result<String, String> {
+    if let Ok(d) = crate::values::parse_duration(s) {
+        return Ok(crate::clock::rfc3339(
+            crate::clock::now_secs() + d.as_secs() as i64,
+            0,
+        ));
+    }
+    date_time(s)
+        .ok_or_else(|| format!("`{s}` is neither a date (2027-01-01) nor a time from now (24h)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_values() {
+        assert_eq!(scopes("a,b  c, ,d"), ["a", "b", "c", "d"]);
+        assert_eq!(when("90d"), Ok(("expires_in", "90d".into())));
+        assert_eq!(
+            when("2027-01-01"),
+            Ok(("expires_at", "2027-01-01T00:00:00.000000Z".into()))
+        );
+        assert!(when("2027-13-01").is_err() && when("soon").is_err());
+        assert_eq!(
+            until("2027-01-01T10:00:00+02:00"),
+            Ok("2027-01-01T08:00:00.000000Z".into())
+        );
+        assert!(until("24h").is_ok() && until("yesterday").is_err());
+    }
+
+    #[test]
+    fn the_admin_url_comes_from_the_config() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = dir.path().join("gw.yaml");
+        std::fs::write(
+            &f,
+            "admin: { bind: \"0.0.0.0:9911\", tls: { cert: a, key: b } }\n",
+        )
+        .expect("write");
+        assert_eq!(
+            admin_url(None, Some(&f)),
+            Ok("https://127.0.0.1:9911".into())
+        );
+        assert_eq!(
+            admin_url(Some("http://h:1"), Some(&f)),
+            Ok("http://h:1".into())
+        );
+        std::fs::write(&f, "listeners: []\n").expect("write");
+        assert_eq!(
+            admin_url(None, Some(&f)),
+            Ok("http://127.0.0.1:9901".into())
+        );
+        assert!(admin_url(None, Some(&dir.path().join("missing.yaml"))).is_err());
+    }
+}

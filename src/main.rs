@@ -1,67 +1,104 @@
 //! The `portcullis` command line: parses arguments and calls into the library.
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
 #[command(name = "portcullis", version, about = "An authentication gateway")]
 struct Cli {
-    /// Admin API base URL (for keys, tokens).
-    #[arg(long, global = true, default_value = "http://127.0.0.1:9901")]
-    admin: String,
-    /// Print the admin API's JSON answer instead of a table.
-    #[arg(long, global = true)]
+    /// Accepted before the command too (`portcullis --admin URL keys list`), as SPEC section 1
+    /// has it; shown with the admin commands.
+    #[arg(long, hide = true)]
+    admin: Option<String>,
+    #[arg(long, hide = true)]
     json: bool,
     #[command(subcommand)]
     cmd: Cmd,
+}
+
+/// How an admin-API command finds and talks to the admin API.
+#[derive(Args)]
+struct AdminArgs {
+    /// The admin API's base URL. Default: PORTCULLIS_ADMIN_URL, else the `admin.bind` (and
+    /// `admin.tls`) of the config, else http://127.0.0.1:9901.
+    #[arg(long, global = true, value_name = "URL")]
+    admin: Option<String>,
+    /// The config whose `admin.bind` names the admin API (default ./gateway.yaml, when present).
+    #[arg(short, long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Print the admin API's JSON answer instead of a table.
+    #[arg(long, global = true)]
+    json: bool,
 }
 
 #[derive(Subcommand)]
 enum KeysCmd {
     /// Create a key; prints the secret once, on a line `key: sk_...`.
     Create {
+        /// A name for people (shown in lists).
         #[arg(long)]
         name: String,
+        /// The subject the upstream sees in X-Auth-Subject (default: the key id).
         #[arg(long)]
         subject: Option<String>,
-        /// Space-separated scopes, e.g. "read:users write:users".
+        /// Scopes, separated by spaces or commas: "read:users write:users".
         #[arg(long)]
         scopes: Option<String>,
-        /// live | test
-        #[arg(long)]
+        /// The key's environment: live (default) or test.
+        #[arg(long, value_name = "live|test")]
         env: Option<String>,
-        /// The key's own rate limit, e.g. 100/s.
-        #[arg(long)]
+        /// The key's own rate limit, as in the config: 100/s, 600/min, 10/m, 1000/h.
+        #[arg(long, value_name = "RATE")]
         rate: Option<String>,
-        /// Lifetime, e.g. 90d.
-        #[arg(long)]
+        /// When the key expires: a lifetime (90d, 12h) or a date (2027-01-01, RFC 3339).
+        #[arg(long, value_name = "WHEN")]
         expires: Option<String>,
     },
-    /// List keys (metadata only).
+    /// List keys (metadata only, never a secret).
     List,
     /// Show one key.
-    Show { id: String },
+    Show {
+        /// The key's id (key_...).
+        id: String,
+    },
     /// New secret for the same id; earlier secrets work until the grace ends.
     Rotate {
+        /// The key's id (key_...).
         id: String,
-        #[arg(long, default_value = "24h")]
+        /// How long earlier secrets keep working (0: not at all).
+        #[arg(long, default_value = "24h", value_name = "DURATION")]
         grace: String,
     },
-    /// Revoke a key now.
-    Revoke { id: String },
+    /// Revoke a key now (revoking a revoked key changes nothing).
+    Revoke {
+        /// The key's id (key_...).
+        id: String,
+    },
     /// Import keys issued by another system: a JSON array or `<key> <subject>` lines.
-    Import { file: PathBuf },
+    Import {
+        /// The file to import.
+        file: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
 enum TokensCmd {
     /// Deny a JWT by its jti until the given time (when it would have expired).
     Revoke {
+        /// The token's `jti` claim.
         jti: String,
-        #[arg(long)]
+        /// Until when: a date (2027-01-01, RFC 3339) or a time from now (24h); in the future.
+        #[arg(long, value_name = "WHEN")]
         until: String,
+    },
+    /// List the revoked tokens.
+    List,
+    /// Lift a revocation: the token is accepted again.
+    Unrevoke {
+        /// The token's `jti` claim.
+        jti: String,
     },
 }
 
@@ -69,41 +106,48 @@ enum TokensCmd {
 enum Cmd {
     /// Start the gateway.
     Run {
-        /// Config file.
-        #[arg(short, long, default_value = "gateway.yaml")]
+        /// The config file.
+        #[arg(short, long, default_value = "gateway.yaml", value_name = "FILE")]
         config: PathBuf,
     },
     /// Validate the config: exit 0, or print every error as FILE:LINE:COL: field.path: message and exit 1.
     Check {
-        #[arg(short, long, default_value = "gateway.yaml")]
+        /// The config file.
+        #[arg(short, long, default_value = "gateway.yaml", value_name = "FILE")]
         config: PathBuf,
     },
     /// Dry-run one request through routing and the auth chain; exit 0 allowed, 1 denied.
     Explain {
-        #[arg(short, long, default_value = "gateway.yaml")]
+        /// The config file (its store is read, read-only, for API keys and revoked tokens).
+        #[arg(short, long, default_value = "gateway.yaml", value_name = "FILE")]
         config: PathBuf,
+        /// The request's method.
         #[arg(long, default_value = "GET")]
         method: String,
         /// Full URL, e.g. https://api.example.com/api/users/7
         #[arg(long)]
         url: String,
         /// A request header, 'Name: value' (repeatable)
-        #[arg(short = 'H', long = "header")]
+        #[arg(short = 'H', long = "header", value_name = "HEADER")]
         headers: Vec<String>,
         /// The client address the request comes from.
-        #[arg(long, default_value = "127.0.0.1")]
+        #[arg(long, default_value = "127.0.0.1", value_name = "IP")]
         peer: std::net::IpAddr,
         /// Act as if this PEM client certificate had been verified on the connection.
-        #[arg(long)]
+        #[arg(long, value_name = "PEM")]
         client_cert: Option<PathBuf>,
     },
     /// Manage API keys through the admin API (token from PORTCULLIS_ADMIN_TOKEN).
     Keys {
+        #[command(flatten)]
+        admin: AdminArgs,
         #[command(subcommand)]
         cmd: KeysCmd,
     },
-    /// Manage the JWT denylist through the admin API.
+    /// Manage the JWT denylist through the admin API (token from PORTCULLIS_ADMIN_TOKEN).
     Tokens {
+        #[command(flatten)]
+        admin: AdminArgs,
         #[command(subcommand)]
         cmd: TokensCmd,
     },
@@ -112,18 +156,34 @@ enum Cmd {
     /// Write a development CA, a server certificate (localhost, 127.0.0.1) and a client certificate.
     DevPki {
         /// Output folder.
-        #[arg(long, default_value = "certs")]
+        #[arg(long, default_value = "certs", value_name = "DIR")]
         out: PathBuf,
     },
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // Exit codes (SPEC section 1): 0 ok, 1 user error (a usage error too), 2 internal.
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(u8::from(e.use_stderr()));
+        }
+    };
     portcullis::install_crypto_provider();
-    let (admin, json) = (cli.admin.clone(), cli.json);
+    let top = (cli.admin, cli.json);
+    let merged = |mut a: AdminArgs| {
+        a.admin = a.admin.or_else(|| top.0.clone());
+        a.json |= top.1;
+        a
+    };
+    if (top.0.is_some() || top.1) && !matches!(cli.cmd, Cmd::Keys { .. } | Cmd::Tokens { .. }) {
+        eprintln!("portcullis: --admin and --json go with the admin commands (keys, tokens)");
+        return ExitCode::from(1);
+    }
     match cli.cmd {
-        Cmd::Keys { cmd } => admin_cmd(&admin, json, Admin::Keys(cmd)),
-        Cmd::Tokens { cmd } => admin_cmd(&admin, json, Admin::Tokens(cmd)),
+        Cmd::Keys { admin, cmd } => admin_cmd(&merged(admin), Admin::Keys(cmd)),
+        Cmd::Tokens { admin, cmd } => admin_cmd(&merged(admin), Admin::Tokens(cmd)),
         Cmd::AdminToken => {
             let token = portcullis::server::new_admin_token();
             let h = portcullis::keys::hash_key(&token);
@@ -201,6 +261,16 @@ fn run(config: PathBuf, snap: portcullis::config::Snapshot) -> anyhow::Result<()
     rt.block_on(portcullis::server::run(&config, snap))
 }
 
+fn current_thread() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("portcullis: {e}");
+            ExitCode::from(2)
+        })
+}
+
 fn explain(
     config: PathBuf,
     method: String,
@@ -230,15 +300,9 @@ fn explain(
         peer,
         client_cert,
     };
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match current_thread() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("portcullis: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     let store = portcullis::explain::read_store(&snap);
     match rt.block_on(portcullis::explain::explain(&snap, &input)) {
@@ -263,18 +327,23 @@ enum Admin {
     Tokens(TokensCmd),
 }
 
-fn admin_cmd(base: &str, json: bool, cmd: Admin) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
+fn admin_cmd(args: &AdminArgs, cmd: Admin) -> ExitCode {
+    let flag = args
+        .admin
+        .clone()
+        .or_else(|| std::env::var("PORTCULLIS_ADMIN_URL").ok());
+    let base = match portcullis::admin_client::admin_url(flag.as_deref(), args.config.as_deref()) {
+        Ok(b) => b,
         Err(e) => {
             eprintln!("portcullis: {e}");
-            return ExitCode::from(2);
+            return ExitCode::from(1);
         }
     };
-    match rt.block_on(admin_cmd_async(base, json, cmd)) {
+    let rt = match current_thread() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    match rt.block_on(admin_cmd_async(&base, args.json, cmd)) {
         Ok(out) => {
             print!("{out}");
             ExitCode::SUCCESS
@@ -286,17 +355,18 @@ fn admin_cmd(base: &str, json: bool, cmd: Admin) -> ExitCode {
     }
 }
 
-async fn admin_cmd_async(base: &str, json: bool, cmd: Admin) -> Result<String, (u8, String)> {
+/// The request an admin command makes: method, path, body.
+type Call = (http::Method, String, Option<serde_json::Value>);
+
+fn request_of(cmd: &Admin) -> Result<Call, (u8, String)> {
     use http::Method;
-    use portcullis::admin_client::{call, fields, parse_import, table};
+    use portcullis::admin_client::{parse_import, scopes, when};
     use serde_json::{json as j, Value};
-    let token = std::env::var("PORTCULLIS_ADMIN_TOKEN").ok();
-    let token = token.as_deref();
-    let (method, path, body): (Method, String, Option<Value>) = match &cmd {
+    Ok(match cmd {
         Admin::Keys(KeysCmd::Create {
             name,
             subject,
-            scopes,
+            scopes: s,
             env,
             rate,
             expires,
@@ -305,8 +375,8 @@ async fn admin_cmd_async(base: &str, json: bool, cmd: Admin) -> Result<String, (
             if let Some(s) = subject {
                 b["subject"] = j!(s);
             }
-            if let Some(s) = scopes {
-                b["scopes"] = j!(s.split_whitespace().collect::<Vec<_>>());
+            if let Some(s) = s {
+                b["scopes"] = j!(scopes(s));
             }
             if let Some(e) = env {
                 b["env"] = j!(e);
@@ -315,7 +385,8 @@ async fn admin_cmd_async(base: &str, json: bool, cmd: Admin) -> Result<String, (
                 b["rate_limit"] = j!(r);
             }
             if let Some(x) = expires {
-                b["expires_in"] = j!(x);
+                let (field, value) = when(x).map_err(|e| (1, format!("--expires: {e}")))?;
+                b[field] = j!(value);
             }
             (Method::POST, "/admin/keys".into(), Some(b))
         }
@@ -337,13 +408,28 @@ async fn admin_cmd_async(base: &str, json: bool, cmd: Admin) -> Result<String, (
                 Some(Value::Array(items)),
             )
         }
-        Admin::Tokens(TokensCmd::Revoke { jti, until }) => (
-            Method::POST,
-            "/admin/revocations".into(),
-            Some(j!({"jti": jti, "until": until})),
-        ),
-    };
-    let a = call(base, token, method, &path, body.as_ref())
+        Admin::Tokens(TokensCmd::Revoke { jti, until }) => {
+            let until =
+                portcullis::admin_client::until(until).map_err(|e| (1, format!("--until: {e}")))?;
+            (
+                Method::POST,
+                "/admin/revocations".into(),
+                Some(j!({"jti": jti, "until": until})),
+            )
+        }
+        Admin::Tokens(TokensCmd::List) => (Method::GET, "/admin/revocations".into(), None),
+        Admin::Tokens(TokensCmd::Unrevoke { jti }) => {
+            (Method::DELETE, format!("/admin/revocations/{jti}"), None)
+        }
+    })
+}
+
+async fn admin_cmd_async(base: &str, json: bool, cmd: Admin) -> Result<String, (u8, String)> {
+    use portcullis::admin_client::{call, fields, table};
+    use serde_json::Value;
+    let token = std::env::var("PORTCULLIS_ADMIN_TOKEN").ok();
+    let (method, path, body) = request_of(&cmd)?;
+    let a = call(base, token.as_deref(), method, &path, body.as_ref())
         .await
         .map_err(|e| (2, e))?;
     if a.status >= 400 {
@@ -353,10 +439,10 @@ async fn admin_cmd_async(base: &str, json: bool, cmd: Admin) -> Result<String, (
             .and_then(Value::as_str)
             .map(str::to_owned)
             .unwrap_or_else(|| a.body.to_string());
-        let hint = if a.status == 401 {
-            " (set PORTCULLIS_ADMIN_TOKEN)"
-        } else {
-            ""
+        let hint = match (a.status, &token) {
+            (401, None) => " (set PORTCULLIS_ADMIN_TOKEN to the admin token)",
+            (401, Some(_)) => " (the admin API refused the token in PORTCULLIS_ADMIN_TOKEN)",
+            _ => "",
         };
         return Err((
             if a.status >= 500 { 2 } else { 1 },
@@ -423,5 +509,13 @@ async fn admin_cmd_async(base: &str, json: bool, cmd: Admin) -> Result<String, (
             "revoked jti {jti} until {}\n",
             a.body["until"].as_str().unwrap_or_default()
         ),
+        Admin::Tokens(TokensCmd::List) => {
+            let rows = a.body["revocations"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            table(&rows, &[("jti", "JTI"), ("until", "UNTIL")])
+        }
+        Admin::Tokens(TokensCmd::Unrevoke { jti }) => format!("lifted the revocation of {jti}\n"),
     })
 }

@@ -83,6 +83,33 @@ fn io_err(e: impl std::fmt::Display) -> std::io::Error {
     std::io::Error::other(e.to_string())
 }
 
+/// Where the first start writes the admin token it makes: beside the SQLite store, or in cluster
+/// mode beside the config file.
+pub fn admin_token_file(snap: &Snapshot) -> std::path::PathBuf {
+    let dir = match &snap.store.postgres {
+        Some(_) => snap.source.parent(),
+        None => snap.store.sqlite.parent(),
+    };
+    dir.unwrap_or_else(|| Path::new(".")).join("admin-token")
+}
+
+/// Writes `token` to `file`, readable by the owner only (0600), replacing an older one.
+fn write_token_file(file: &Path, token: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let _ = std::fs::remove_file(file);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(file)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", file.display())))?;
+    writeln!(f, "{token}")
+}
+
 /// A new admin token: 40 random base62 characters after `pca_`.
 pub fn new_admin_token() -> String {
     format!("pca_{}", crate::keys::random_base62(40))
@@ -96,6 +123,7 @@ pub async fn start(config_path: &Path, snap: Snapshot) -> std::io::Result<Runnin
     let store_path = snap.store.sqlite.clone();
     let shared = snap.shared.clone();
     let need_token = snap.admin.token_sha256.is_none();
+    let token_file = admin_token_file(&snap);
     let pg_cfg = snap
         .store
         .postgres
@@ -131,14 +159,17 @@ pub async fn start(config_path: &Path, snap: Snapshot) -> std::io::Result<Runnin
                 None => {
                     let token = new_admin_token();
                     let h = crate::keys::hash_key(&token);
+                    // The file first: a token whose hash is stored but that nobody can read
+                    // would lock the admin API.
+                    write_token_file(&token_file, &token)?;
                     store
                         .set_setting(
                             "admin_token_sha256",
                             &format!("sha256:{}", crate::digest::hex_lower(&h)),
                         )
                         .map_err(io_err)?;
-                    // Shown once, on the terminal; only its hash is kept.
-                    println!("admin token (shown once; only its hash is stored): {token}");
+                    // Never into the logs (journald, Kubernetes keep them): only where it is.
+                    tracing::warn!(file = %token_file.display(), "first start: a new admin token is in this file (mode 0600); read it, keep it elsewhere, delete the file; only its hash is stored");
                     Some(h)
                 }
             };

@@ -595,7 +595,7 @@ fn rfc_examples_verify_at_signature_level() {
         jwk.as_object_mut().unwrap().remove("use");
         let set = json!({"keys": [jwk]});
         let (keys, skipped) =
-            portcullis::auth::jwt::jwks::KeySet::from_jwks(set.to_string().as_bytes(), true)
+            portcullis::auth::jwt::keyset::KeySet::from_jwks(set.to_string().as_bytes(), true)
                 .unwrap();
         assert!(skipped.is_empty(), "{name}: {skipped:?}");
         let token = v["token"].as_str().unwrap();

@@ -782,7 +782,7 @@ async fn reload_through_the_admin_api() {
 }
 
 #[test]
-fn the_first_start_prints_an_admin_token_once() {
+fn the_first_start_writes_an_admin_token_to_a_file_once() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("gw.yaml");
     std::fs::write(&cfg, "listeners: [{ name: p, bind: 127.0.0.1:0 }]\nadmin: { bind: 127.0.0.1:0 }\nlogging: { format: json }\nupstreams: { e: { echo: true } }\nroutes: [{ name: r, match: { path: /x }, upstream: e, auth: none }]\n").unwrap();
@@ -797,15 +797,30 @@ fn the_first_start_prints_an_admin_token_once() {
         .spawn()
         .unwrap();
     let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
-    let token = loop {
+    let mut seen = Vec::new();
+    let file = loop {
         let l = lines.next().unwrap().unwrap();
-        if let Some(t) = l.strip_prefix("admin token (shown once; only its hash is stored): ") {
-            break t.to_owned();
+        let v: Value = serde_json::from_str(&l).unwrap_or(Value::Null);
+        seen.push(l);
+        if v["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("first start: a new admin token"))
+        {
+            break std::path::PathBuf::from(v["file"].as_str().unwrap());
         }
     };
     let _ = child.kill();
     let _ = child.wait();
+    // the token is in a file beside the store, for the owner only, and in no log line
+    assert_eq!(file, dir2.path().join("data/admin-token"));
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let token = std::fs::read_to_string(&file).unwrap().trim().to_owned();
     assert!(token.starts_with("pca_"));
+    assert!(seen.iter().all(|l| !l.contains(&token)), "{seen:#?}");
     // the second start prints no token
     let mut child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
         .args(["run", "-c"])
@@ -922,4 +937,131 @@ async fn last_use_times_are_written_to_the_store_and_survive_a_restart() {
             "last_used_at after restart: {shown}"
         );
     }
+}
+
+/// The CLI as people use it: it finds the admin API from the config (or PORTCULLIS_ADMIN_URL),
+/// takes scopes with commas and dates for expiry, says whether the token is missing or wrong,
+/// lists and lifts token revocations, refuses a revocation that ends in the past, revokes a key
+/// twice without an error, and exits 1 on a usage error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_finds_the_admin_api_and_takes_what_people_type() {
+    let up = Upstream::start().await;
+    let gw = Gw::start(&gateway_yaml(&up, "")).await;
+    let admin_port = gw.running.as_ref().unwrap().admin_addr.port();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("gw.yaml");
+    std::fs::write(
+        &cfg,
+        format!("admin: {{ bind: \"0.0.0.0:{admin_port}\" }}\n"),
+    )
+    .unwrap();
+    let run = |args: Vec<String>, env: Vec<(&'static str, String)>| async move {
+        tokio::task::spawn_blocking(move || {
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_portcullis"));
+            cmd.args(&args)
+                .env_remove("PORTCULLIS_ADMIN_URL")
+                .env_remove("PORTCULLIS_ADMIN_TOKEN");
+            for (k, v) in env {
+                cmd.env(k, v);
+            }
+            let out = cmd.output().unwrap();
+            (
+                out.status.code().unwrap(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        })
+        .await
+        .unwrap()
+    };
+    let token = vec![("PORTCULLIS_ADMIN_TOKEN", ADMIN_TOKEN.to_owned())];
+    let c = cfg.display().to_string();
+    let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+
+    // the admin API found through -c (admin.bind, 0.0.0.0 reached on loopback)
+    let (code, out, err) = run(
+        args(&[
+            "keys",
+            "create",
+            "-c",
+            &c,
+            "--name",
+            "cli",
+            "--scopes",
+            "read,write  admin",
+            "--expires",
+            "2099-01-01",
+        ]),
+        token.clone(),
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(line(&out, "scopes: "), "read write admin", "{out}");
+    assert_eq!(
+        line(&out, "expires_at: "),
+        "2099-01-01T00:00:00.000000Z",
+        "{out}"
+    );
+    let id = line(&out, "id: ");
+    // and through PORTCULLIS_ADMIN_URL
+    let mut env = token.clone();
+    env.push(("PORTCULLIS_ADMIN_URL", gw.admin()));
+    let (code, out, err) = run(args(&["keys", "show", &id]), env).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("name: cli"), "{out}");
+    // revoking twice: both succeed
+    for _ in 0..2 {
+        let (code, _, err) = run(args(&["keys", "revoke", &id, "-c", &c]), token.clone()).await;
+        assert_eq!(code, 0, "{err}");
+    }
+    // a missing token and a wrong one say so
+    let (code, _, err) = run(args(&["keys", "list", "-c", &c]), vec![]).await;
+    assert_eq!(code, 1);
+    assert!(err.contains("set PORTCULLIS_ADMIN_TOKEN"), "{err}");
+    let (code, _, err) = run(
+        args(&["keys", "list", "-c", &c]),
+        vec![("PORTCULLIS_ADMIN_TOKEN", "pca_wrong".to_owned())],
+    )
+    .await;
+    assert_eq!(code, 1);
+    assert!(err.contains("refused the token"), "{err}");
+    // token revocations: listed, lifted; one that ends in the past is refused
+    let (code, out, err) = run(
+        args(&["tokens", "revoke", "jti-cli", "--until", "1h", "-c", &c]),
+        token.clone(),
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("revoked jti jti-cli until"), "{out}");
+    let (_, out, _) = run(args(&["tokens", "list", "-c", &c]), token.clone()).await;
+    assert!(out.contains("jti-cli"), "{out}");
+    let (code, out, err) = run(
+        args(&["tokens", "unrevoke", "jti-cli", "-c", &c]),
+        token.clone(),
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("lifted"), "{out}");
+    let (_, out, _) = run(args(&["tokens", "list", "-c", &c]), token.clone()).await;
+    assert!(!out.contains("jti-cli"), "{out}");
+    let (code, _, err) = run(
+        args(&[
+            "tokens",
+            "revoke",
+            "jti-old",
+            "--until",
+            "2001-01-01",
+            "-c",
+            &c,
+        ]),
+        token.clone(),
+    )
+    .await;
+    assert_eq!(code, 1);
+    assert!(err.contains("400") && err.contains("in the past"), "{err}");
+    // usage errors are user errors: exit 1
+    let (code, _, err) = run(args(&["keys", "create"]), vec![]).await;
+    assert_eq!(code, 1, "{err}");
+    let (code, _, _) = run(args(&["--json", "run"]), vec![]).await;
+    assert_eq!(code, 1);
 }

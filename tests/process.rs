@@ -71,7 +71,8 @@ async fn sighup_swaps_certificates_and_a_broken_reload_keeps_the_old_config() {
     let up = Upstream::start().await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = setup(&pki, dir.path(), &up);
-    let gw = GwProcess::start(&cfg, 2);
+    // the access event is at debug level (the audit log is the per-request record)
+    let gw = GwProcess::start_with(&cfg, 2, Some("info,access=debug"));
     let port = gw.addrs["public"].port();
     assert_eq!(served_cert(&pki, port).await, der(&pki, "server.crt"));
     // one JSON access line per request

@@ -77,29 +77,29 @@ fn lines_until(gw: &GwProcess, rid: &str) -> Vec<String> {
 async fn a_reload_applies_every_change_or_refuses_naming_each_field() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("gw.yaml");
-    std::fs::write(&cfg, process_yaml("info", "json", 2, "127.0.0.1:0", 1)).unwrap();
+    std::fs::write(&cfg, process_yaml("debug", "json", 2, "127.0.0.1:0", 1)).unwrap();
     let gw = GwProcess::start_with(&cfg, 1, None);
     let addr = gw.addrs["plain"];
     let admin = format!("http://{}", gw.addrs["admin"]);
 
-    // info, json: the request's access line is JSON
-    assert_eq!(get(addr, "rid-json-info"), 200);
-    let lines = lines_until(&gw, "rid-json-info");
+    // debug, json: the request's access line (a debug event) is JSON
+    assert_eq!(get(addr, "rid-json-debug"), 200);
+    let lines = lines_until(&gw, "rid-json-debug");
     let last: Value = serde_json::from_str(lines.last().unwrap()).unwrap();
     assert_eq!(last["message"], "request");
 
-    // the level takes effect at once: at warn, no access line
-    std::fs::write(&cfg, process_yaml("warn", "json", 2, "127.0.0.1:0", 1)).unwrap();
+    // the level takes effect at once: at info, no access line
+    std::fs::write(&cfg, process_yaml("info", "json", 2, "127.0.0.1:0", 1)).unwrap();
     assert_eq!(reload(&admin).await.0, 200);
-    assert_eq!(get(addr, "rid-at-warn"), 200);
-    // and the format: back at info, in pretty (text) lines, without colour codes in a pipe
-    std::fs::write(&cfg, process_yaml("info", "pretty", 2, "127.0.0.1:0", 1)).unwrap();
+    assert_eq!(get(addr, "rid-at-info"), 200);
+    // and the format: back at debug, in pretty (text) lines, without colour codes in a pipe
+    std::fs::write(&cfg, process_yaml("debug", "pretty", 2, "127.0.0.1:0", 1)).unwrap();
     assert_eq!(reload(&admin).await.0, 200);
-    assert_eq!(get(addr, "rid-pretty-info"), 200);
-    let lines = lines_until(&gw, "rid-pretty-info");
+    assert_eq!(get(addr, "rid-pretty-debug"), 200);
+    let lines = lines_until(&gw, "rid-pretty-debug");
     assert!(
-        lines.iter().all(|l| !l.contains("rid-at-warn")),
-        "a request at level warn was logged: {lines:#?}"
+        lines.iter().all(|l| !l.contains("rid-at-info")),
+        "a request at level info was logged: {lines:#?}"
     );
     let last = lines.last().unwrap();
     assert!(
@@ -124,7 +124,7 @@ async fn a_reload_applies_every_change_or_refuses_naming_each_field() {
             s
         })
         .collect();
-    std::fs::write(&cfg, process_yaml("info", "pretty", 3, "127.0.0.1:0", 1)).unwrap();
+    std::fs::write(&cfg, process_yaml("debug", "pretty", 3, "127.0.0.1:0", 1)).unwrap();
     assert_eq!(reload(&admin).await.0, 200);
     assert_eq!(
         tokio::task::spawn_blocking(move || get(addr, "rid-third"))
@@ -135,7 +135,7 @@ async fn a_reload_applies_every_change_or_refuses_naming_each_field() {
     drop(hold);
 
     // a change that needs a restart: refused, each field named, nothing of the file applied
-    std::fs::write(&cfg, process_yaml("warn", "json", 3, "127.0.0.1:1", 2)).unwrap();
+    std::fs::write(&cfg, process_yaml("info", "json", 3, "127.0.0.1:1", 2)).unwrap();
     let (status, v) = reload(&admin).await;
     assert_eq!(status, 400, "{v}");
     let errors = v["errors"].to_string();
@@ -146,7 +146,7 @@ async fn a_reload_applies_every_change_or_refuses_naming_each_field() {
         );
     }
     assert!(errors.contains("needs a restart"), "{errors}");
-    // still pretty at info: the level and format of the refused file did not apply
+    // still pretty at debug: the level and format of the refused file did not apply
     assert_eq!(get(addr, "rid-after-refusal"), 200);
     let lines = lines_until(&gw, "rid-after-refusal");
     assert!(serde_json::from_str::<Value>(lines.last().unwrap()).is_err());

@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use portcullis::auth::jwt::jwks::KeySet;
+use portcullis::auth::jwt::keyset::KeySet;
 use portcullis::auth::jwt::{self, JwtAuthn, Keys};
 use portcullis::auth::request::{credential, CredentialSource};
 use portcullis::auth::revocation::Revocations;

@@ -214,8 +214,14 @@ pub async fn revoke_key(
     actor: &str,
 ) -> Result<Response<GwBody>, ApiError> {
     let rec = gw.keys().get(id).ok_or_else(not_found)?;
+    let done = || {
+        let mut r = Response::new(GwBody::empty());
+        *r.status_mut() = StatusCode::NO_CONTENT;
+        r
+    };
+    // Revoking a revoked key changes nothing and is not an error (a retried request).
     if rec.revoked_at().is_some() {
-        return Err(not_found());
+        return Ok(done());
     }
     let store = gw.store();
     let sid = id.to_owned();
@@ -224,9 +230,7 @@ pub async fn revoke_key(
     row.revoked_at = Some(now);
     gw.keys().put(row);
     gw.admin_audit(actor, "revoke_key", id, "").await;
-    let mut r = Response::new(GwBody::empty());
-    *r.status_mut() = StatusCode::NO_CONTENT;
-    Ok(r)
+    Ok(done())
 }
 
 pub async fn import_keys(

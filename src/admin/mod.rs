@@ -153,6 +153,11 @@ async fn route(gw: Arc<Gateway>, req: Request<Incoming>) -> Result<Response<GwBo
             }
             let until =
                 parse_rfc3339(&r.until).ok_or_else(|| bad("until: not an RFC 3339 date-time"))?;
+            if until <= now {
+                return Err(bad(
+                    "until is in the past: a token that has expired is refused already",
+                ));
+            }
             let store = gw.store();
             let (jti, u) = (r.jti.clone(), until);
             blocking(move || store.insert_revocation(&jti, u)).await?;
@@ -163,6 +168,23 @@ async fn route(gw: Arc<Gateway>, req: Request<Incoming>) -> Result<Response<GwBo
                 StatusCode::CREATED,
                 &json!({"jti": r.jti, "until": rfc3339(until, 0)}),
             ))
+        }
+        (Method::DELETE, ["admin", "revocations", jti]) => {
+            let store = gw.store();
+            let j = (*jti).to_owned();
+            let lifted = blocking(move || store.lift_revocation(&j, now)).await?;
+            gw.revocations().lift(jti, now as f64);
+            if !lifted {
+                return Err(err(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    "no revocation of this jti is in force",
+                ));
+            }
+            gw.admin_audit(actor, "lift_revocation", jti, "").await;
+            let mut r = Response::new(GwBody::empty());
+            *r.status_mut() = StatusCode::NO_CONTENT;
+            Ok(r)
         }
         (Method::GET, ["admin", "revocations"]) => {
             let list: Vec<Value> = gw
@@ -203,6 +225,7 @@ async fn route(gw: Arc<Gateway>, req: Request<Incoming>) -> Result<Response<GwBo
             | ["admin", "keys", _]
             | ["admin", "keys", _, "rotate"]
             | ["admin", "revocations"]
+            | ["admin", "revocations", _]
             | ["admin", "reload"]
             | ["admin", "config"],
         ) => Err(err(

@@ -19,6 +19,11 @@ impl Revocations {
         !self.map.is_empty() && self.map.get(jti).is_some_and(|until| *until > now)
     }
 
+    /// Lifts the revocation of `jti`; whether it was in force at `now`.
+    pub fn lift(&self, jti: &str, now: f64) -> bool {
+        self.map.remove(jti).is_some_and(|(_, until)| until > now)
+    }
+
     /// Forgets revocations whose token has expired by now.
     pub fn purge(&self, now: f64) {
         self.map.retain(|_, until| *until > now);

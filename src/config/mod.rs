@@ -57,6 +57,21 @@ pub fn effective(raw: &raw::RawConfig) -> serde_json::Value {
     v
 }
 
+/// The admin API's address in `file` (`admin.bind`, with `${VAR}`s replaced; the default when
+/// absent) and whether it speaks TLS, read without compiling the rest (the CLI's admin commands).
+pub fn admin_address(file: &std::path::Path) -> Result<(String, bool), String> {
+    let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let doc: serde_yaml::Value =
+        serde_yaml::from_str(&text).map_err(|e| format!("{}: {e}", file.display()))?;
+    let admin = &doc["admin"];
+    let bind = match admin["bind"].as_str() {
+        Some(b) => crate::values::interpolate(b)
+            .map_err(|e| format!("{}: admin.bind: {e}", file.display()))?,
+        None => "127.0.0.1:9901".into(),
+    };
+    Ok((bind, admin["tls"].is_mapping()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

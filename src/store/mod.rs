@@ -34,6 +34,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn touch_keys(&self, used: &[(String, i64)]) -> StoreResult<()>;
     fn load_revocations(&self, now: i64) -> StoreResult<Vec<(String, i64)>>;
     fn insert_revocation(&self, jti: &str, until: i64) -> StoreResult<()>;
+    /// Lifts the revocation of `jti` (its `until` becomes `now`, as a change every replica
+    /// applies); false when it was not revoked.
+    fn lift_revocation(&self, jti: &str, now: i64) -> StoreResult<bool>;
     fn purge_revocations(&self, now: i64) -> StoreResult<usize>;
     fn audit(&self, actor: &str, action: &str, target: &str, detail: &str) -> StoreResult<()>;
     fn setting(&self, name: &str) -> StoreResult<Option<String>>;
@@ -177,7 +180,16 @@ pub fn conformance(s: &dyn Store) {
         s.load_revocations(50).unwrap(),
         vec![("j".to_string(), 100)]
     );
-    assert_eq!(s.purge_revocations(100).unwrap(), 1);
+    // Lifting: the revocation ends now (and is purged like any ended one); only once.
+    s.insert_revocation("k", 200).unwrap();
+    assert!(s.lift_revocation("k", 60).unwrap());
+    assert!(!s.lift_revocation("k", 60).unwrap());
+    assert!(!s.lift_revocation("nobody", 60).unwrap());
+    assert_eq!(
+        s.load_revocations(50).unwrap(),
+        vec![("j".to_string(), 100), ("k".to_string(), 60)]
+    );
+    assert_eq!(s.purge_revocations(100).unwrap(), 2);
     assert!(s.load_revocations(0).unwrap().is_empty());
     assert_eq!(s.setting("admin_token_sha256").unwrap(), None);
     s.set_setting("admin_token_sha256", "x").unwrap();

@@ -256,15 +256,16 @@ fn keys_since<C: postgres::GenericClient>(
     Ok((keys.finish(), max_seq))
 }
 
+/// Revocation changes after `after`, ended ones included: a lifted revocation is a change to an
+/// `until` in the past, which every replica must apply.
 fn revocations_since<C: postgres::GenericClient>(
     c: &mut C,
     after: i64,
-    now: i64,
 ) -> StoreResult<(Vec<(String, i64)>, i64)> {
     let rows = c
         .query(
-            "SELECT jti, until, seq FROM portcullis_revocations WHERE seq > $1 AND until > $2",
-            &[&after, &now],
+            "SELECT jti, until, seq FROM portcullis_revocations WHERE seq > $1",
+            &[&after],
         )
         .map_err(db_err)?;
     let mut max_seq = after;
@@ -424,7 +425,17 @@ impl Store for Postgres {
     }
 
     fn load_revocations(&self, now: i64) -> StoreResult<Vec<(String, i64)>> {
-        self.with(|c| revocations_since(c, i64::MIN, now).map(|(v, _)| v))
+        self.with(|c| {
+            let rows = c
+                .query(
+                    "SELECT jti, until FROM portcullis_revocations WHERE until > $1 ORDER BY jti",
+                    &[&now],
+                )
+                .map_err(db_err)?;
+            rows.iter()
+                .map(|r| Ok((r.try_get(0).map_err(db_err)?, r.try_get(1).map_err(db_err)?)))
+                .collect()
+        })
     }
 
     fn insert_revocation(&self, jti: &str, until: i64) -> StoreResult<()> {
@@ -437,6 +448,18 @@ impl Store for Postgres {
             )
             .map_err(db_err)?;
             Ok(())
+        })
+    }
+
+    fn lift_revocation(&self, jti: &str, now: i64) -> StoreResult<bool> {
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE portcullis_revocations SET until = $2, seq = nextval('portcullis_change_seq') \
+                 WHERE jti = $1 AND until > $2",
+                &[&jti, &now],
+            )
+            .map(|n| n > 0)
+            .map_err(db_err)
         })
     }
 
@@ -598,7 +621,7 @@ impl Feed {
             .start()
             .map_err(db_err)?;
         let (n, kmax) = keys_since(&mut tx, after, &mut |row| shared.keys.put(row))?;
-        let (revs, rmax) = revocations_since(&mut tx, after, crate::clock::now_secs())?;
+        let (revs, rmax) = revocations_since(&mut tx, after)?;
         tx.commit().map_err(db_err)?;
         for (jti, until) in &revs {
             shared.revocations.revoke(jti, *until as f64);

@@ -257,7 +257,7 @@ impl Store for Sqlite {
     fn load_revocations(&self, now: i64) -> StoreResult<Vec<(String, i64)>> {
         let conn = self.conn();
         let mut st = conn
-            .prepare("SELECT jti, until FROM revocations WHERE until > ?1")
+            .prepare("SELECT jti, until FROM revocations WHERE until > ?1 ORDER BY jti")
             .map_err(unavailable)?;
         let rows = st
             .query_map(params![now], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -273,6 +273,16 @@ impl Store for Sqlite {
             )
             .map_err(unavailable)?;
         Ok(())
+    }
+
+    fn lift_revocation(&self, jti: &str, now: i64) -> StoreResult<bool> {
+        self.conn()
+            .execute(
+                "UPDATE revocations SET until = ?2 WHERE jti = ?1 AND until > ?2",
+                params![jti, now],
+            )
+            .map(|n| n > 0)
+            .map_err(unavailable)
     }
 
     fn purge_revocations(&self, now: i64) -> StoreResult<usize> {

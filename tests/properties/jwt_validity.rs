@@ -4,7 +4,7 @@ use crate::common::*;
 use crate::support::*;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use portcullis::auth::chain::AuthPolicy;
-use portcullis::auth::jwt::jwks::KeySet;
+use portcullis::auth::jwt::keyset::KeySet;
 use portcullis::auth::jwt::{self, JwtAuthn, Keys};
 use portcullis::auth::request::AuthRequest;
 use proptest::prelude::*;
@@ -18,7 +18,7 @@ use std::sync::{Arc, LazyLock};
 //   (we implement no extension, so any `crit` names something we do not implement); `b64`, when
 //   present, is `true`; `jku`/`x5u`/`jwk` change nothing;
 // - claims: `iss` is the issuer; `exp` is present, a number, not past; `nbf`/`iat` numbers when
-//   present, `nbf` not in the future, `iat` not in the future; `sub` a non-empty string (the
+//   present (each smaller than 2^63 in magnitude), `nbf` not in the future, `iat` not in the future; `sub` a non-empty string (the
 //   SPEC says "a string"; refusing the empty one is stricter and safe); `aud` a string naming an
 //   accepted audience, or an array of strings naming at least one; `jti`, when present, a string
 //   not on the denylist; the scopes claim a string or an array of strings.
@@ -304,7 +304,12 @@ fn ref_jwt_accepts(h: &Map<String, Value>, c: &Map<String, Value>, now: f64) -> 
     let time = |k: &str| -> Result<Option<f64>, ()> {
         match c.get(k) {
             None => Ok(None),
-            Some(Value::Number(n)) => n.as_f64().map(Some).ok_or(()),
+            // a signed 64-bit count of seconds: a larger magnitude is no time at all
+            Some(Value::Number(n)) => n
+                .as_f64()
+                .filter(|v| v.abs() < 2f64.powi(63))
+                .map(Some)
+                .ok_or(()),
             Some(_) => Err(()),
         }
     };

@@ -2,7 +2,7 @@
 
 use crate::common::*;
 use crate::support::*;
-use portcullis::auth::jwt::jwks::KeySet;
+use portcullis::auth::jwt::keyset::KeySet;
 use portcullis::auth::request::CredentialSource;
 use proptest::prelude::*;
 use std::path::Path;

@@ -6,7 +6,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use portcullis::auth::authenticator::{Authenticator, AuthnDef};
 use portcullis::auth::chain::{AuthPolicy, Chain};
 use portcullis::auth::jwt::cache::VerifyCache;
-use portcullis::auth::jwt::jwks::KeySet;
+use portcullis::auth::jwt::keyset::KeySet;
 use portcullis::auth::jwt::{JwtAuthn, Keys, RouteJwt};
 use portcullis::auth::request::CredentialSource;
 use portcullis::auth::revocation::Revocations;

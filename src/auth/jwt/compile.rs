@@ -2,7 +2,8 @@
 //! from the token), exactly one key source, token sources, claim headers and the cache.
 
 use super::cache::VerifyCache;
-use super::jwks::{check_fetch_url, JwksLocation, JwksPool, JwksTiming, KeySet};
+use super::jwks::{check_fetch_url, JwksLocation, JwksPool, JwksTiming};
+use super::keyset::KeySet;
 use super::{JwtAuthn, Keys};
 use crate::auth::request::CredentialSource;
 use crate::auth::revocation::Revocations;

@@ -1,20 +1,23 @@
 //! The `jwt` authenticator: the token is found where `token_from` says ([`extract`]), its
 //! structure checked before any key is touched ([`parse`]), dispatched to the route's
 //! authenticator of its (unverified) issuer, its signature verified with keys the config chose
-//! ([`verify`], [`jwks`]), its header and claims validated here (claim types matter, so not by the
-//! library), the `jti` checked against the denylist, and the result kept in the verified-token
-//! cache ([`cache`]). [`compile`] builds one from its config section.
+//! ([`verify`]; keys from a [`keyset`], or a remote one: [`jwks`]), its header and claims
+//! validated here (claim types matter, so not by the library), the `jti` checked against the
+//! denylist, and the result kept in the verified-token cache ([`cache`]). [`compile`] builds one
+//! from its config section.
 
 pub mod cache;
 pub mod compile;
 pub mod extract;
 pub mod jwks;
+pub mod keyset;
 pub mod parse;
 pub mod reject;
 pub mod verify;
 
 use self::cache::{CachedIdentity, VerifyCache};
-use self::jwks::{KeySet, RemoteJwks};
+use self::jwks::RemoteJwks;
+use self::keyset::KeySet;
 use self::parse::{Parsed, MAX_TOKEN_BYTES};
 use self::reject::invalid_token;
 use self::verify::{alg_name, check_signature};

@@ -1,7 +1,7 @@
 //! Signature verification with the keys the config chose: only keys of the token's algorithm's
 //! type (and a JWK's own `alg`), by `kid` when the token names one, else at most a few.
 
-use super::jwks::KeySet;
+use super::keyset::KeySet;
 use super::parse::{b64url, Parsed};
 use jsonwebtoken::Algorithm;
 use serde_json::Value;
