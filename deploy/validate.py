@@ -19,19 +19,27 @@ DEPLOY = os.path.join(ROOT, "deploy")
 # Top-level keys of RawConfig (src/config/raw.rs) and the store keys of cluster mode.
 CONFIG_KEYS = {"listeners", "limits", "logging", "trusted_proxies", "upstreams", "authenticators",
                "rate_limits", "scopes", "admin", "store", "routes", "workers"}
-STORE_KEYS = {"sqlite", "postgres", "redis", "on_redis_error"}
+STORE_KEYS = {"sqlite", "postgres", "redis", "redis_ca", "on_redis_error", "redis_timeout", "resync"}
 ON_REDIS_ERROR = {"local", "deny", "allow"}
 
-# Labels of each metric, from src/telemetry/metrics.rs and src/admin/status.rs. Cluster mode's metrics
-# are listed ahead of their code (PLANNED); their labels are the issue's.
+# Labels of each metric, from src/telemetry/{metrics,process}.rs and src/admin/status.rs.
 METRIC_LABELS = {
+    "portcullis_build_info": {"version"},
     "portcullis_requests_total": {"route", "status"},
-    "portcullis_request_duration_seconds_bucket": {"le"},
-    "portcullis_request_duration_seconds_sum": set(),
-    "portcullis_request_duration_seconds_count": set(),
+    "portcullis_request_duration_seconds_bucket": {"route", "le"},
+    "portcullis_request_duration_seconds_sum": {"route"},
+    "portcullis_request_duration_seconds_count": {"route"},
+    "portcullis_upstream_duration_seconds_bucket": {"route", "le"},
+    "portcullis_upstream_duration_seconds_sum": {"route"},
+    "portcullis_upstream_duration_seconds_count": {"route"},
     "portcullis_auth_decisions_total": {"authenticator", "decision", "reason"},
     "portcullis_upstream_errors_total": {"route", "kind"},
     "portcullis_rate_limited_total": {"route"},
+    "portcullis_open_connections": {"listener"},
+    "portcullis_connections_total": {"listener"},
+    "portcullis_tls_handshake_failures_total": {"listener", "reason"},
+    "portcullis_config_reloads_total": {"result"},
+    "portcullis_config_last_reload_success_timestamp_seconds": set(),
     "portcullis_jwks_refreshes_total": {"source", "result"},
     "portcullis_api_keys_active": set(),
     "portcullis_audit_dropped_total": set(),
@@ -39,6 +47,12 @@ METRIC_LABELS = {
     "portcullis_redis_fallback_total": set(),
     "portcullis_keys_loaded": set(),
     "portcullis_store_changes_applied": set(),
+    "process_cpu_seconds_total": set(),
+    "process_resident_memory_bytes": set(),
+    "process_virtual_memory_bytes": set(),
+    "process_open_fds": set(),
+    "process_max_fds": set(),
+    "process_start_time_seconds": set(),
     "up": set(),
 }
 PLANNED: set[str] = set()  # metrics a panel shows before src/ exports them
@@ -263,15 +277,20 @@ def check_k8s_policy(rendered):
 # --------------------------------------------------------------------------------------------
 def check_dashboard():
     dash = load_json(os.path.join(DEPLOY, "grafana", "portcullis-dashboard.json"))
-    # What the gateway exports: the `# TYPE` lines it writes (a histogram is three series).
+    # What the gateway exports: the `# TYPE` lines it writes, or the (name, type) pairs it hands
+    # to its family writer (a histogram is three series); the process_* names it writes.
     exported = set()
     for dirpath, _, files in os.walk(os.path.join(ROOT, "src")):
         for fn in (f for f in files if f.endswith(".rs")):
             with open(os.path.join(dirpath, fn), encoding="utf-8") as f:
-                for name, kind in re.findall(r"# TYPE (portcullis_\w+) (\w+)", f.read()):
-                    exported |= ({name + s for s in ("_bucket", "_sum", "_count")}
-                                 if kind == "histogram" else {name})
-    known = {m for m in METRIC_LABELS if m.startswith("portcullis_")}
+                text = f.read()
+            pairs = re.findall(r"# TYPE (portcullis_\w+) (\w+)", text)
+            pairs += re.findall(r'"(portcullis_\w+)",\s*"(counter|gauge|histogram)"', text)
+            pairs += re.findall(r'"(process_\w+)",\s*"(counter|gauge)"', text)
+            for name, kind in pairs:
+                exported |= ({name + s for s in ("_bucket", "_sum", "_count")}
+                             if kind == "histogram" else {name})
+    known = {m for m in METRIC_LABELS if m != "up"}
     problems = [f"{m} is listed here but src/ does not export it" for m in sorted(known - exported - PLANNED)]
     problems += [f"src/ exports {m}: add it to METRIC_LABELS and a panel" for m in sorted(exported - known)]
     ids, used, exprs = set(), set(), 0
@@ -291,7 +310,7 @@ def check_dashboard():
         for t in p.get("targets", []):
             expr = t["expr"]
             exprs += 1
-            names = set(re.findall(r"\b(portcullis_[a-z0-9_]+|up)\b(?=\s*[{\[)])", expr))
+            names = set(re.findall(r"\b(portcullis_[a-z0-9_]+|process_[a-z_]+|up)\b(?=\s*[{\[)])", expr))
             if not names:
                 problems.append(f"panel {p['title']!r}: no known metric in {expr}")
             for n in names - set(METRIC_LABELS):

@@ -69,6 +69,8 @@ reasons! {
     ConnectRefused = "connect_refused", BAD_REQUEST, "invalid_request", Client;
     /// The request target is longer than 8 KiB.
     UriTooLong = "uri_too_long", URI_TOO_LONG, "uri_too_long", Client;
+    /// The request head is over `limits.max_header_bytes`, or has more than 100 header fields.
+    HeaderTooLarge = "header_too_large", REQUEST_HEADER_FIELDS_TOO_LARGE, "header_too_large", Client;
     /// A transfer coding other than `chunked`.
     UnsupportedTransferCoding = "unsupported_transfer_coding", NOT_IMPLEMENTED, "not_implemented", Client;
     /// More than one `Host` header.

@@ -29,7 +29,7 @@ pub struct ExplainInput {
 /// read (or why nothing was: then no API key is recognized and no revocation applies).
 pub fn read_store(snap: &Snapshot) -> String {
     let opened: Result<(Box<dyn Store>, String), String> = match &snap.store.postgres {
-        Some(p) => crate::store::postgres::Postgres::open_read_only(&p.url)
+        Some(p) => crate::store::postgres::Postgres::open_read_only(&p.url, &p.tls)
             .map(|s| {
                 (
                     Box::new(s) as Box<dyn Store>,

@@ -51,7 +51,7 @@ impl Gateway {
             id_counter: AtomicU64::new(0),
             store,
             stored_token,
-            metrics: Metrics::default(),
+            metrics: Metrics::new(),
             feed: None,
         }
     }
@@ -144,6 +144,12 @@ impl Gateway {
     /// connection limit is resized, files named in the config have been read (and the audit log
     /// opened) anew.
     pub fn reload(&self) -> Result<(), ConfigErrors> {
+        let r = self.try_reload();
+        self.metrics.reload(r.is_ok());
+        r
+    }
+
+    fn try_reload(&self) -> Result<(), ConfigErrors> {
         let cur = self.snapshot();
         let next = config::load(&self.config_path, Some(&cur), config::Mode::Run)?;
         let mut refused = cur.needs_restart(&next);

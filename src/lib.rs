@@ -38,8 +38,4 @@ pub mod tls;
 pub mod upstream;
 pub mod values;
 
-/// Installs aws-lc-rs as the process-wide rustls provider. Idempotent; call before any TLS use.
-pub fn install_crypto_provider() {
-    // An Err only means a provider is already installed, which is what we want.
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-}
+pub use tls::install_crypto_provider;

@@ -5,6 +5,8 @@
 use crate::config::snapshot::Limits;
 use crate::conn::{client_cert_info, peer_value, Activity, ConnInfo, InFlight};
 use crate::gateway::Gateway;
+use crate::proxy::head_buffer;
+use crate::telemetry::metrics::Metrics;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -127,6 +129,7 @@ async fn serve_conn(
     };
     let limits = snap.limits.clone();
     drop(snap);
+    let _open = gw.metrics.connection(&name);
     let activity = Arc::new(Activity::default());
     match tls {
         None => {
@@ -144,19 +147,18 @@ async fn serve_conn(
         }
         Some(cfg) => {
             let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
-            let stream = match tokio::time::timeout(limits.header_timeout, acceptor.accept(tcp))
-                .await
-            {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    tracing::debug!(listener = %name, %peer, error = %e, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!(listener = %name, %peer, "TLS handshake timed out");
-                    return;
-                }
-            };
+            let stream =
+                match tokio::time::timeout(limits.header_timeout, acceptor.accept(tcp)).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        handshake_failed(&gw, &name, peer, Some(&e));
+                        return;
+                    }
+                    Err(_) => {
+                        handshake_failed(&gw, &name, peer, None);
+                        return;
+                    }
+                };
             let (_, conn) = stream.get_ref();
             let info = Arc::new(ConnInfo {
                 listener: name,
@@ -191,13 +193,14 @@ async fn serve_http<T>(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
-        .max_buf_size(limits.max_header_bytes.max(8192));
+        .max_buf_size(head_buffer(limits.max_header_bytes));
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_header_list_size(limits.max_header_bytes as u32)
+        .max_header_list_size(head_buffer(limits.max_header_bytes) as u32)
         .max_concurrent_streams(256);
     let activity = info.activity.clone();
+    let (listener, peer, gw_errors) = (info.listener.clone(), info.peer, gw.clone());
     let svc = service_fn(move |req| {
         let gw = gw.clone();
         let info = info.clone();
@@ -241,7 +244,7 @@ async fn serve_http<T>(
         tokio::select! {
             res = conn.as_mut() => {
                 if let Err(e) = res {
-                    tracing::debug!(error = %e, "connection ended with an error");
+                    connection_error(&gw_errors.metrics, &listener, peer, &*e);
                 }
                 return;
             }
@@ -280,4 +283,74 @@ async fn serve_http<T>(
             }
         }
     }
+}
+
+/// A TLS handshake that failed (`None`: timed out): counted by reason; logged at info when
+/// mutual TLS refused the client's certificate (or its absence), which an operator may need to
+/// see, else at debug (scanners and broken clients are noise).
+fn handshake_failed(
+    gw: &Gateway,
+    listener: &Arc<str>,
+    peer: SocketAddr,
+    e: Option<&std::io::Error>,
+) {
+    let reason = e.map_or("timeout", handshake_reason);
+    gw.metrics.handshake_failed(listener, reason);
+    let error = e.map_or_else(
+        || "no handshake within header_timeout".to_owned(),
+        ToString::to_string,
+    );
+    if reason.starts_with("client_certificate") {
+        tracing::info!(%listener, %peer, reason, %error, "TLS handshake failed: client certificate refused");
+    } else {
+        tracing::debug!(%listener, %peer, reason, %error, "TLS handshake failed");
+    }
+}
+
+/// The metric's `reason` for a failed handshake.
+fn handshake_reason(e: &std::io::Error) -> &'static str {
+    use rustls::{CertificateError as C, Error as E};
+    match e.get_ref().and_then(|i| i.downcast_ref::<E>()) {
+        Some(E::NoCertificatesPresented) => "client_certificate_missing",
+        Some(E::InvalidCertificate(c)) => match c {
+            C::Expired
+            | C::ExpiredContext { .. }
+            | C::NotValidYet
+            | C::NotValidYetContext { .. } => "client_certificate_expired",
+            C::UnknownIssuer => "client_certificate_untrusted",
+            C::Revoked => "client_certificate_revoked",
+            _ => "client_certificate_invalid",
+        },
+        Some(E::AlertReceived(_)) => "alert_received",
+        Some(E::PeerIncompatible(_)) => "incompatible",
+        Some(_) => "protocol_error",
+        None => "connection_closed",
+    }
+}
+
+/// A connection that hyper ended with an error. A request its parser refused (hyper answered
+/// 400, 414 or 431 itself, with no body) is logged at info and counted under route `-`; other
+/// errors (the client went away) at debug.
+fn connection_error(
+    metrics: &Metrics,
+    listener: &str,
+    peer: SocketAddr,
+    e: &(dyn std::error::Error + 'static),
+) {
+    let parse = e
+        .downcast_ref::<hyper::Error>()
+        .filter(|h| h.is_parse() || h.is_parse_too_large());
+    let Some(h) = parse else {
+        tracing::debug!(error = %e, "connection ended with an error");
+        return;
+    };
+    let status = if h.is_parse_too_large() {
+        431
+    } else if h.to_string().contains("too long") {
+        414
+    } else {
+        400
+    };
+    metrics.parser_refusal(status);
+    tracing::info!(%listener, %peer, status, error = %h, "request refused by the HTTP parser");
 }

@@ -39,6 +39,8 @@ struct Outcome {
     identity: Option<Arc<Identity>>,
     /// The authenticator that decided.
     authenticator: Option<Arc<str>>,
+    /// From sending the request upstream to its response head.
+    upstream_us: Option<u64>,
     response_headers: Vec<(header::HeaderName, HeaderValue)>,
 }
 
@@ -89,6 +91,7 @@ pub async fn handle(
             },
             status: resp.status().as_u16(),
             latency_us: started.elapsed().as_micros() as u64,
+            upstream_us: out.upstream_us,
         },
     );
     resp
@@ -102,6 +105,7 @@ async fn route_and_forward(
     client_ip: IpAddr,
     out: &mut Outcome,
 ) -> Result<Response<GwBody>, Reject> {
+    check_head_size(&req, snap.limits.max_header_bytes)?;
     let routed = resolve(&snap.router, conn, &req)?;
     let route = &routed.route;
     out.route = Some(route.name.clone());
@@ -136,7 +140,46 @@ async fn route_and_forward(
         idle_timeout: snap.limits.idle_timeout,
         conn,
     };
-    route.upstream.send(outbound, &exchange).await
+    let sent = Instant::now();
+    let resp = route.upstream.send(outbound, &exchange).await;
+    out.upstream_us = Some(sent.elapsed().as_micros() as u64);
+    resp
+}
+
+/// Most header fields a request may carry: hyper's HTTP/1 parser refuses more (its own bare 431,
+/// which [`crate::listener`] logs and counts); HTTP/2 is held to the same here.
+pub const MAX_HEADER_FIELDS: usize = 100;
+
+/// `limits.max_header_bytes` (and [`MAX_HEADER_FIELDS`]), checked here so the 431 is a full
+/// answer: JSON body, request id, audit line, metric. The head is measured as HTTP/1.1 writes
+/// it: the request line, and each field's name, value, `: ` and CRLF. The parsers' own buffers
+/// are larger ([`head_buffer`]) and refuse only heads far past the limit.
+fn check_head_size<B>(req: &Request<B>, max: usize) -> Result<(), Reject> {
+    // a long target is 414, whatever else the head holds
+    crate::route::check_target_length(req)?;
+    let line = req.method().as_str().len()
+        + req.uri().path_and_query().map_or(1, |p| p.as_str().len())
+        + req.uri().authority().map_or(0, |a| a.as_str().len())
+        + 12;
+    let h = req.headers();
+    let size = h
+        .iter()
+        .fold(line, |n, (k, v)| n + k.as_str().len() + v.len() + 4);
+    if size > max || h.len() > MAX_HEADER_FIELDS {
+        return Err(Reject::new(
+            Reason::HeaderTooLarge,
+            format!(
+                "the request head is larger than {max} bytes or has more than {MAX_HEADER_FIELDS} header fields"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The HTTP/1 read buffer and the HTTP/2 header list limit for `max_header_bytes`: twice it and
+/// 8 KiB more, so [`check_head_size`] answers every head up to there.
+pub fn head_buffer(max_header_bytes: usize) -> usize {
+    max_header_bytes * 2 + 8192
 }
 
 /// The allowed request as the upstream gets it: a body over the route's limit refused by its

@@ -96,6 +96,18 @@ pub struct Routed {
     pub route: Arc<Route>,
 }
 
+/// RFC 9112 section 3: a request target longer than the server will read is 414. nginx answers
+/// 414 past 8 KiB, and so do we (hyper's own 64 KiB check is past its head buffer).
+pub fn check_target_length<B>(req: &Request<B>) -> Result<(), Reject> {
+    if req.uri().path_and_query().map_or(0, |pq| pq.as_str().len()) > MAX_URI_BYTES {
+        return Err(Reject::new(
+            Reason::UriTooLong,
+            format!("the request target is longer than {MAX_URI_BYTES} bytes"),
+        ));
+    }
+    Ok(())
+}
+
 /// Host checks, path normalization and route lookup (shared with `portcullis explain`).
 pub fn resolve<B>(
     router: &Router<Route>,
@@ -108,15 +120,7 @@ pub fn resolve<B>(
             "CONNECT is not supported",
         ));
     }
-    // RFC 9112 section 3: a request target longer than the server will read is 414. hyper's own
-    // check (64 KiB) never fires, since its head buffer (`max_header_bytes`) fills first and
-    // answers 431; nginx answers 414 past 8 KiB, and so do we.
-    if req.uri().path_and_query().map_or(0, |pq| pq.as_str().len()) > MAX_URI_BYTES {
-        return Err(Reject::new(
-            Reason::UriTooLong,
-            format!("the request target is longer than {MAX_URI_BYTES} bytes"),
-        ));
-    }
+    check_target_length(req)?;
     // `Transfer-Encoding: gzip, chunked`: hyper de-chunks it, and the coding under the chunks
     // would be lost on the way upstream (the header is hop-by-hop). RFC 9112 section 6.1: a
     // server answers 501 to a transfer coding it does not understand (docs/attack-cases.md

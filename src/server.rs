@@ -128,12 +128,13 @@ pub async fn start(config_path: &Path, snap: Snapshot) -> std::io::Result<Runnin
         .store
         .postgres
         .as_ref()
-        .map(|p| (p.url.clone(), p.resync));
+        .map(|p| (p.url.clone(), p.tls.clone(), p.resync));
     let feed_shared = snap.shared.clone();
     let (store, stored_token, n_keys, feed) = tokio::task::spawn_blocking(move || {
         let (store, pg, from): (Arc<dyn Store>, _, _) = match &pg_cfg {
-            Some((url, _)) => {
-                let pg = Arc::new(crate::store::postgres::Postgres::open(url).map_err(io_err)?);
+            Some((url, tls, _)) => {
+                let pg = crate::store::postgres::Postgres::open(url, tls).map_err(io_err)?;
+                let pg = Arc::new(pg);
                 // Read before the load: a change committed meanwhile is applied twice, not lost.
                 let from = crate::store::postgres::start_seq(&pg).map_err(io_err)?;
                 (pg.clone() as Arc<dyn Store>, Some(pg), from)
@@ -175,7 +176,7 @@ pub async fn start(config_path: &Path, snap: Snapshot) -> std::io::Result<Runnin
             };
         }
         let feed = match (pg, &pg_cfg) {
-            (Some(pg), Some((_, resync))) => Some(crate::store::postgres::Feed::spawn(
+            (Some(pg), Some((_, _, resync))) => Some(crate::store::postgres::Feed::spawn(
                 pg,
                 feed_shared,
                 from,
@@ -235,6 +236,9 @@ pub async fn start(config_path: &Path, snap: Snapshot) -> std::io::Result<Runnin
     }
     let admin_addr = admin_tcp.local_addr()?;
     tracing::info!(listener = "admin", addr = %admin_addr, "listening");
+    for w in cleartext_warnings(&gateway.snapshot(), admin_addr) {
+        tracing::warn!("{w}");
+    }
     // The admin API has its own connection budget: a flood on the public side cannot lock it out.
     tasks.spawn(accept_loop(
         admin_tcp,
@@ -278,6 +282,31 @@ pub async fn start(config_path: &Path, snap: Snapshot) -> std::io::Result<Runnin
         shutdown: tx,
         tasks,
     })
+}
+
+/// Secrets that would cross a network unprotected, one warning each: the admin API on a
+/// non-loopback address without TLS (the admin token, new API keys), a PostgreSQL connection that
+/// is not TLS or does not verify the server (key hashes, revocations), Redis without TLS.
+pub fn cleartext_warnings(snap: &Snapshot, admin: std::net::SocketAddr) -> Vec<String> {
+    use crate::values::{redact_url, url_host_is_local};
+    let mut w = Vec::new();
+    if !admin.ip().is_loopback() && snap.admin.tls.is_none() {
+        w.push(format!("the admin API listens on {admin} without TLS: the admin token and new API keys cross the network in clear; bind it to loopback or set admin.tls"));
+    }
+    if let Some(pg) = &snap.store.postgres {
+        if !pg.tls.verified() && !url_host_is_local(&pg.url) {
+            w.push(format!("the PostgreSQL connection to {} (sslmode={}) does not verify the server or is not TLS: key hashes and revocations can be read or changed on the way; use sslmode=verify-full with sslrootcert", redact_url(&pg.url), pg.tls.mode.as_str()));
+        }
+    }
+    if let Some(r) = &snap.store.redis {
+        if r.display.starts_with("redis://") && !url_host_is_local(&r.display) {
+            w.push(format!(
+                "Redis at {} is reached without TLS: use a rediss:// URL",
+                r.display
+            ));
+        }
+    }
+    w
 }
 
 /// `portcullis run`: serve until SIGTERM/SIGINT, reloading on SIGHUP.

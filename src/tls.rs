@@ -17,6 +17,13 @@ use std::time::Duration;
 
 type Errs = Vec<(String, String)>;
 
+/// Installs aws-lc-rs as the process-wide rustls provider (what libraries that build their own
+/// configs, such as the Redis client's, use). Idempotent; call before any TLS use.
+pub fn install_crypto_provider() {
+    // An Err only means a provider is already installed, which is what we want.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
 pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
@@ -32,7 +39,7 @@ pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
     Ok(certs)
 }
 
-fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
+pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
     let data = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     PrivateKeyDer::from_pem_slice(&data)
         .map_err(|e| format!("{}: no usable PEM private key: {e}", path.display()))

@@ -307,9 +307,52 @@ pub fn redact_url(url: &str) -> String {
     redacted
 }
 
+/// Whether a database or Redis URL's host is this machine (loopback, `localhost`, or a Unix
+/// socket): traffic that never crosses a network.
+pub fn url_host_is_local(url: &str) -> bool {
+    let Some((_, rest)) = url.split_once("://") else {
+        return false;
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let hostport = authority.rsplit('@').next().unwrap_or("");
+    let host = if let Some(v6) = hostport.strip_prefix('[') {
+        v6.split(']').next().unwrap_or("")
+    } else {
+        hostport.split(':').next().unwrap_or("")
+    };
+    if host.is_empty() || host.starts_with("%2F") || host.starts_with("%2f") {
+        // no host: libpq's default Unix socket; %2F...: a socket directory
+        return true;
+    }
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn local_url_hosts() {
+        for u in [
+            "postgres://u:p@127.0.0.1:5432/db",
+            "postgres://localhost/db",
+            "redis://[::1]:6379",
+            "postgres:///db",
+            "postgres://%2Fvar%2Frun%2Fpostgresql/db",
+        ] {
+            assert!(url_host_is_local(u), "{u}");
+        }
+        for u in [
+            "postgres://u:p@db.internal:5432/db",
+            "rediss://10.0.0.1:6380",
+            "postgres://u@127.0.0.1.evil:1/db",
+        ] {
+            assert!(!url_host_is_local(u), "{u}");
+        }
+    }
 
     #[test]
     fn durations() {

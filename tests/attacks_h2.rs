@@ -1393,7 +1393,8 @@ static RES_CASES: &[ResCase] = &[
     },
     ResCase {
         id: "RES-10b",
-        // own (hyper defaults: max_buf_size = max_header_bytes 16 KiB)
+        // own (limits.max_header_bytes, 16 KiB by default: the gateway's own 431 with a JSON
+        // body, tests/limits.rs)
         cite: "own: one 17 KiB header",
         action: ResAction::H1(big_header),
         status: 431,
@@ -1410,9 +1411,10 @@ static RES_CASES: &[ResCase] = &[
     },
     ResCase {
         id: "RES-10d",
-        // own. Past the head buffer (`max_header_bytes`, 16 KiB here) hyper refuses the head
-        // before any URI check can run, so the document's 70 000-byte target gets 431 and a
-        // closed connection: refused either way, and the upstream sees nothing.
+        // own. Past the parser's head buffer (twice `max_header_bytes` + 8 KiB: 40 KiB here)
+        // hyper refuses the head before any URI check can run, so the document's 70 000-byte
+        // target gets 431 and a closed connection: refused either way, and the upstream sees
+        // nothing.
         cite: "own: a 70 000-byte URI",
         action: ResAction::H1(huge_uri),
         status: 431,

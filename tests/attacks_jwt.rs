@@ -1913,28 +1913,6 @@ fn truncate(s: &str, n: usize) -> String {
     }
 }
 
-/// Waits (bounded) for the audit lines of `rids` and returns them by request id.
-async fn audit_lines(
-    path: &std::path::Path,
-    rids: &[&str],
-) -> std::collections::HashMap<String, Value> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        let lines: std::collections::HashMap<String, Value> = text
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .filter_map(|v| Some((v["request_id"].as_str()?.to_owned(), v)))
-            .collect();
-        if rids.iter().all(|r| lines.contains_key(*r)) || Instant::now() > deadline {
-            return lines;
-        }
-        // the writer thread flushes when idle
-        tokio::task::yield_now().await;
-        std::thread::yield_now();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jwt_attack_catalogue() {
     let f = Fix::start().await;

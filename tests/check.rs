@@ -146,7 +146,8 @@ fn dev_pki_writes_a_usable_set() {
 }
 
 /// `check` lists every schema error, each at its own field and line, in words of the config
-/// (not the code's type names); `admin.bind` may not be a listener's address.
+/// (not the code's type names), and with them the errors in the rest of the config; `admin.bind`
+/// may not be a listener's address.
 #[test]
 fn every_schema_error_is_listed_at_its_place() {
     let dir = tempfile::tempdir().unwrap();
@@ -183,7 +184,12 @@ fn every_schema_error_is_listed_at_its_place() {
             .any(|l| l.starts_with("FILE:18:") && l.contains("authenticators.mid.leway")),
         "{err}"
     );
-    assert_eq!(lines.len(), 6, "{err}");
+    // and in the same run, the errors the rest of the config has (each key file is missing)
+    for a in ["zeta", "alpha", "mid"] {
+        let want = format!("authenticators.{a}.public_key: cannot read");
+        assert!(err.contains(&want), "want `{want}` in:\n{err}");
+    }
+    assert_eq!(lines.len(), 9, "{err}");
 
     // the code's type names never show
     let (code, err) = check(&format!("{HEAD}{ROUTE}scopes: 5\nlimits: 7\n"), &[]);
@@ -244,4 +250,90 @@ fn check_file_in(dir: &tempfile::TempDir, yaml: &str) -> (i32, String) {
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// TLS to the stores: what cannot work is refused at its field; what works but leaks is warned
+/// about when the gateway starts.
+#[test]
+fn store_tls_settings_are_checked_and_cleartext_is_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    portcullis::devpki::generate(dir.path()).unwrap();
+    let ca = dir.path().join("ca.crt");
+    let base = format!("{HEAD}{ROUTE}");
+    for (store, field, words) in [
+        (
+            "{ postgres: \"postgres://db.internal/x?sslmode=verify-full\" }",
+            "store.postgres",
+            "needs sslrootcert",
+        ),
+        (
+            "{ postgres: \"postgres://db.internal/x?sslmode=verify-ca&sslrootcert=nope.pem\" }",
+            "store.postgres",
+            "sslrootcert: cannot read",
+        ),
+        (
+            "{ postgres: \"postgres://db.internal/x?sslmode=sometimes\" }",
+            "store.postgres",
+            "sslmode=`sometimes`",
+        ),
+        (
+            "{ sqlite: x.db, redis: \"redis://cache:6379\", redis_ca: ca.pem }",
+            "store.redis_ca",
+            "cannot read",
+        ),
+        (
+            "{ sqlite: x.db, redis: \"rediss://cache:6379/#insecure\" }",
+            "store.redis",
+            "not supported",
+        ),
+    ] {
+        let (code, err) = check(&format!("{base}store: {store}\n"), &[]);
+        assert_eq!(code, 1, "{store}: {err}");
+        assert!(
+            err.contains(&format!("{field}: ")) && err.contains(words),
+            "{store}: {err}"
+        );
+    }
+    let (code, err) = check(
+        &format!(
+            "{base}store: {{ sqlite: x.db, redis: \"redis://cache:6379\", redis_ca: \"{}\" }}\n",
+            ca.display()
+        ),
+        &[],
+    );
+    assert!(
+        code == 1 && err.contains("only used with a rediss://"),
+        "{err}"
+    );
+
+    let load = |store: &str| {
+        let f = dir.path().join("gw.yaml");
+        std::fs::write(&f, format!("{base}store: {store}\n")).unwrap();
+        portcullis::config::load(&f, None, portcullis::config::Mode::Check).unwrap()
+    };
+    let remote_admin = "10.1.2.3:9901".parse().unwrap();
+    let loopback_admin = "127.0.0.1:9901".parse().unwrap();
+    let open = load(
+        "{ postgres: \"postgres://u:pw@db.internal/x?sslmode=require\", redis: \"redis://cache.internal:6379\" }",
+    );
+    let w = portcullis::server::cleartext_warnings(&open, remote_admin);
+    assert_eq!(w.len(), 3, "{w:#?}");
+    assert!(w[0].contains("admin API listens on 10.1.2.3:9901 without TLS"));
+    assert!(
+        w[1].contains("sslmode=require") && !w[1].contains("pw"),
+        "{}",
+        w[1]
+    );
+    assert!(w[2].contains("without TLS: use a rediss://"));
+    let closed = load(&format!(
+        "{{ postgres: \"postgres://db.internal/x?sslmode=verify-full&sslrootcert={ca}\", redis: \"rediss://cache.internal:6380\", redis_ca: \"{ca}\" }}",
+        ca = ca.display()
+    ));
+    assert_eq!(
+        portcullis::server::cleartext_warnings(&closed, loopback_admin),
+        Vec::<String>::new()
+    );
+    // on this machine, nothing crosses a network
+    let local = load("{ postgres: \"postgres://127.0.0.1/x?sslmode=disable\", redis: \"redis://localhost:6379\" }");
+    assert!(portcullis::server::cleartext_warnings(&local, loopback_admin).is_empty());
 }

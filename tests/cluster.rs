@@ -9,61 +9,10 @@
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
 mod common;
+use common::stores::{fresh_limit, redis_reachable, Db, Relay};
 use common::*;
 use serde_json::{json, Value};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::net::{TcpListener, TcpStream};
-
-/// Runs one statement on its own thread (the sync client must not run on a runtime thread).
-fn sql(url: &str, statement: &str) -> Result<(), String> {
-    let (url, statement) = (url.to_owned(), statement.to_owned());
-    std::thread::spawn(move || {
-        let mut c = postgres::Client::connect(&url, postgres::NoTls).map_err(|e| e.to_string())?;
-        c.batch_execute(&statement).map_err(|e| e.to_string())
-    })
-    .join()
-    .unwrap()
-}
-
-/// A fresh, empty database for one test; dropped when the guard is.
-struct Db {
-    name: String,
-    url: String,
-}
-
-impl Db {
-    fn new(tag: &str) -> Db {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let name = format!(
-            "pc_{tag}_{}_{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        );
-        let base = pg_base();
-        sql(&base, &format!("CREATE DATABASE {name}")).unwrap_or_else(|e| {
-            panic!(
-                "PostgreSQL is not reachable at {base} (cluster tests need it; set \
-                 PORTCULLIS_TEST_PG to another server): {e}"
-            )
-        });
-        let url = match base.rfind('/') {
-            Some(i) => format!("{}/{name}", &base[..i]),
-            None => panic!("PORTCULLIS_TEST_PG has no database part: {base}"),
-        };
-        Db { name, url }
-    }
-}
-
-impl Drop for Db {
-    fn drop(&mut self) {
-        let _ = sql(
-            &pg_base(),
-            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
-        );
-    }
-}
 
 fn cluster_yaml(up: &Upstream, pg_url: &str) -> String {
     format!(
@@ -293,56 +242,6 @@ routes:
     assert_eq!(lift().await.0, 404);
 }
 
-/// A TCP relay to PostgreSQL that the test can cut (closing every relayed connection and
-/// refusing new ones) and restore: the database "goes down" for one gateway only, without
-/// touching the machine's server.
-struct Relay {
-    addr: std::net::SocketAddr,
-    up: Arc<AtomicBool>,
-    cut: Arc<tokio::sync::Notify>,
-}
-
-impl Relay {
-    async fn start(target: std::net::SocketAddr) -> Relay {
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = l.local_addr().unwrap();
-        let up = Arc::new(AtomicBool::new(true));
-        let cut = Arc::new(tokio::sync::Notify::new());
-        let (up2, cut2) = (up.clone(), cut.clone());
-        tokio::spawn(async move {
-            loop {
-                let Ok((mut inbound, _)) = l.accept().await else {
-                    return;
-                };
-                if !up2.load(Ordering::SeqCst) {
-                    drop(inbound);
-                    continue;
-                }
-                let cut = cut2.clone();
-                tokio::spawn(async move {
-                    let Ok(mut outbound) = TcpStream::connect(target).await else {
-                        return;
-                    };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                        _ = cut.notified() => {}
-                    }
-                });
-            }
-        });
-        Relay { addr, up, cut }
-    }
-
-    fn down(&self) {
-        self.up.store(false, Ordering::SeqCst);
-        self.cut.notify_waiters();
-    }
-
-    fn restore(&self) {
-        self.up.store(true, Ordering::SeqCst);
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn database_outage_serves_from_memory_refuses_writes_then_catches_up() {
     let db = Db::new("outage");
@@ -451,24 +350,6 @@ fn check_refuses_sqlite_and_postgres_together_and_bad_urls() {
 
 // ------------------------------------------------------------------------------------------------
 // Shared rate limits on the machine's real Redis (127.0.0.1:6379; `PORTCULLIS_TEST_REDIS`).
-
-async fn redis_reachable() {
-    let a = redis_addr();
-    if let Err(e) = TcpStream::connect(&a).await {
-        panic!("Redis is not reachable at {a} (shared rate-limit tests need it; set PORTCULLIS_TEST_REDIS): {e}");
-    }
-}
-
-/// A limit name no other test (or earlier run) shares: its Redis buckets are its own.
-fn fresh_limit() -> String {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    format!(
-        "t{}_{}_{}",
-        std::process::id(),
-        unix_now(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
 
 fn limited_yaml(up: &Upstream, redis: &str, limit: &str, on_error: &str) -> String {
     format!(
@@ -631,10 +512,11 @@ async fn the_postgres_store_passes_the_store_conformance_suite() {
     let db = Db::new("conf");
     let url = db.url.clone();
     tokio::task::spawn_blocking(move || {
-        let s = portcullis::store::postgres::Postgres::open(&url).unwrap();
+        let tls = portcullis::store::pg_tls::parse(&url, std::path::Path::new(".")).unwrap();
+        let s = portcullis::store::postgres::Postgres::open(&url, &tls).unwrap();
         portcullis::store::conformance(&s);
         // Opening again (a second replica starting) migrates nothing twice and loses nothing.
-        let again = portcullis::store::postgres::Postgres::open(&url).unwrap();
+        let again = portcullis::store::postgres::Postgres::open(&url, &tls).unwrap();
         use portcullis::store::Store;
         assert_eq!(again.load_keys().unwrap().len(), 1);
     })
@@ -658,6 +540,15 @@ async fn three_gateway_processes_follow_one_database_through_the_cli() {
     )
     .unwrap();
     let procs: Vec<GwProcess> = (0..3).map(|_| GwProcess::start(&cfg, 1)).collect();
+    // The later ones found the schema made: PostgreSQL's NOTICEs about it stay out of the log.
+    for p in &procs {
+        let notices: Vec<_> = p
+            .startup
+            .iter()
+            .filter(|l| l.contains("NOTICE") || l.contains("already exists"))
+            .collect();
+        assert!(notices.is_empty(), "{notices:#?}");
+    }
     let base = |i: usize| format!("http://{}", procs[i].addrs["plain"]);
     let admin_of = |i: usize| format!("http://{}", procs[i].addrs["admin"]);
     let http = plain_client();

@@ -39,20 +39,107 @@ async fn a_slow_header_is_cut_off_by_header_timeout() {
     assert_eq!(up.count(), 0);
 }
 
+/// A request head over `max_header_bytes` (or with more than 100 fields) is a full refusal, on
+/// HTTP/1.1 and HTTP/2 alike: 431 with the JSON error body and the request id, an audit line and
+/// the metric; a head past the parser's own buffer (twice the limit + 8 KiB) is refused by hyper
+/// (a bare 431) and still counted. The upstream sees none of them.
 #[tokio::test]
-async fn oversized_headers_get_431() {
+async fn oversized_heads_get_a_full_431_on_both_protocols() {
     let up = Upstream::start().await;
-    let gw = Gw::start(&plain(&up, "max_header_bytes: 8192")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.jsonl");
+    let yaml = plain(&up, "max_header_bytes: 8192")
+        + &format!("logging: {{ audit: \"{}\" }}\n", audit.display());
+    let gw = Gw::start(&yaml).await;
+    let big = "a".repeat(10_000);
+    // HTTP/1.1: one 10 KB header
     let mut s = tokio::net::TcpStream::connect(gw.addr("plain"))
         .await
         .unwrap();
-    let big = "a".repeat(20_000);
-    s.write_all(format!("GET / HTTP/1.1\r\nHost: t\r\nX-Big: {big}\r\n\r\n").as_bytes())
+    s.write_all(
+        format!("GET /x HTTP/1.1\r\nHost: t\r\nX-Request-Id: rid-h1\r\nX-Big: {big}\r\n\r\n")
+            .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let r = read_response(&mut s, Duration::from_secs(10))
         .await
         .unwrap();
-    let (out, _) = read_to_close(&mut s, Duration::from_secs(10)).await;
-    assert!(String::from_utf8_lossy(&out).starts_with("HTTP/1.1 431"));
-    assert_eq!(up.count(), 0);
+    assert_eq!(r.status, 431, "{r:?}");
+    let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(body["error"], "header_too_large");
+    assert_eq!(body["request_id"], "rid-h1");
+    assert_eq!(r.header("x-request-id"), Some("rid-h1"));
+    // HTTP/2 (h2c): the same header, then 120 small fields
+    let h2 = reqwest::Client::builder()
+        .no_proxy()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let url = format!("{}/x", gw.http("plain"));
+    let r = h2
+        .get(&url)
+        .header("x-request-id", "rid-h2-big")
+        .header("x-big", &big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.version(), reqwest::Version::HTTP_2);
+    assert_eq!(r.status(), 431);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(
+        (body["error"].as_str(), body["request_id"].as_str()),
+        (Some("header_too_large"), Some("rid-h2-big"))
+    );
+    let mut many = h2.get(&url).header("x-request-id", "rid-h2-many");
+    for i in 0..120 {
+        many = many.header(format!("x-f{i}"), "v");
+    }
+    assert_eq!(many.send().await.unwrap().status(), 431);
+    // under the limit: served
+    assert_eq!(h2.get(&url).send().await.unwrap().status(), 200);
+    // far past the parser's buffer (8192 * 2 + 8192): hyper's own 431, and the connection closes
+    let mut s = tokio::net::TcpStream::connect(gw.addr("plain"))
+        .await
+        .unwrap();
+    let huge = "a".repeat(200_000);
+    s.write_all(format!("GET /x HTTP/1.1\r\nHost: t\r\nX-Big: {huge}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let (out, closed) = read_to_close(&mut s, Duration::from_secs(10)).await;
+    let text = String::from_utf8_lossy(&out);
+    assert!(
+        text.starts_with("HTTP/1.1 431") && !text.contains("json"),
+        "{text}"
+    );
+    assert!(closed);
+    assert_eq!(
+        up.count(),
+        1,
+        "only the request under the limit went upstream"
+    );
+    // every 431 counted, under route `-`
+    let metrics = get_text(&format!("{}/metrics", gw.admin())).await;
+    check_exposition(&metrics);
+    assert!(
+        metrics.contains("portcullis_requests_total{route=\"-\",status=\"431\"} 4\n"),
+        "{metrics}"
+    );
+    // and each of ours has its audit line
+    let rids = ["rid-h1", "rid-h2-big", "rid-h2-many"];
+    let lines = audit_lines(&audit, &rids).await;
+    for rid in rids {
+        let l = &lines[rid];
+        assert_eq!(
+            (
+                l["status"].as_u64(),
+                l["reason"].as_str(),
+                l["decision"].as_str()
+            ),
+            (Some(431), Some("header_too_large"), Some("deny")),
+            "{l}"
+        );
+    }
 }
 
 async fn request_on(s: &mut tokio::net::TcpStream) -> String {
@@ -345,5 +432,52 @@ async fn huge_body_timeout_works_with_a_trickled_body() {
         text.contains("\"bytes\":10"),
         "the upstream did not get the whole body: {text:?}"
     );
+    assert_eq!(up.count(), 1);
+}
+
+#[tokio::test]
+async fn a_trickled_head_and_a_silent_keep_alive_are_closed() {
+    // docs/attack-cases.md RES-05 (hyperium/hyper#2675, rustfs/rustfs#4360): (a) a request head
+    // that never ends, one header line at a time, is cut at header_timeout after its first
+    // byte, with a 408 or without; (b) a keep-alive connection left silent after its response
+    // is closed too, without waiting for idle_timeout (60 s here).
+    let up = Upstream::start().await;
+    let gw = Gw::start(&plain(&up, "header_timeout: 500ms, idle_timeout: 60s")).await;
+    let mut trickle = tokio::net::TcpStream::connect(gw.addr("plain"))
+        .await
+        .unwrap();
+    trickle.write_all(b"GET /x HTTP/1.1\r\n").await.unwrap();
+    let t0 = std::time::Instant::now();
+    let mut buf = vec![0u8; 4096];
+    let mut got = Vec::new();
+    let closed = loop {
+        // a header line every 100 ms: the attacker's pace, not a synchronisation
+        if trickle.write_all(b"X-A: b\r\n").await.is_err() {
+            break true;
+        }
+        match tokio::time::timeout(Duration::from_millis(100), trickle.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break true,
+            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+            Err(_) => {}
+        }
+        if t0.elapsed() > Duration::from_secs(10) {
+            break false;
+        }
+    };
+    assert!(closed, "a trickled head held the connection for 10 s");
+    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+    let text = String::from_utf8_lossy(&got);
+    assert!(
+        text.is_empty() || text.starts_with("HTTP/1.1 408"),
+        "{text}"
+    );
+
+    let mut quiet = tokio::net::TcpStream::connect(gw.addr("plain"))
+        .await
+        .unwrap();
+    assert!(request_on(&mut quiet).await.starts_with("HTTP/1.1 200"));
+    let t0 = std::time::Instant::now();
+    until_closed(&mut quiet, Duration::from_secs(30)).await;
+    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
     assert_eq!(up.count(), 1);
 }

@@ -261,3 +261,121 @@ async fn one_audit_line_per_request_and_lost_lines_are_reported() {
         .unwrap();
     assert!(lost >= 1, "{m}");
 }
+
+/// What an operator watches: a client certificate refused by mutual TLS is an info line naming
+/// the reason (not only a debug line), and `/metrics` has the build, the process, open
+/// connections, handshake failures by reason, reloads by result and latency by route, upstream
+/// latency included, all in valid exposition format.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_client_certificates_and_the_process_show_in_logs_and_metrics() {
+    let pki = Pki::new();
+    let up = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("gateway.yaml");
+    let yaml = format!(
+        r#"
+listeners:
+  - name: mtls
+    bind: 127.0.0.1:0
+    tls: {{ cert: "{crt}", key: "{key}", client_auth: {{ mode: required, ca: "{ca}" }} }}
+  - name: plain
+    bind: 127.0.0.1:0
+logging: {{ format: json, audit: off }}
+admin: {{ bind: "127.0.0.1:0", token_sha256: "{sha}" }}
+upstreams:
+  rec: {{ url: "{url}" }}
+routes:
+  - name: all
+    match: {{ path_prefix: / }}
+    upstream: rec
+    auth: none
+"#,
+        crt = pki.path("server.crt"),
+        key = pki.path("server.key"),
+        ca = pki.path("ca.crt"),
+        url = up.url(),
+        sha = admin_token_sha256()
+    );
+    std::fs::write(&cfg, &yaml).unwrap();
+    let gw = GwProcess::start(&cfg, 2);
+    let url = format!("https://localhost:{}/x", gw.addrs["mtls"].port());
+    for (ident, reason) in [
+        (None, "client_certificate_missing"),
+        (Some("other-client"), "client_certificate_untrusted"),
+    ] {
+        let r = tls_client(&pki, ident, true).get(&url).send().await;
+        assert!(r.is_err(), "{ident:?} was served");
+        let line = gw.wait_for("TLS handshake failed: client certificate refused");
+        assert_eq!(line["level"], "INFO", "{line}");
+        assert_eq!(
+            (line["listener"].as_str(), line["reason"].as_str()),
+            (Some("mtls"), Some(reason)),
+            "{line}"
+        );
+    }
+    let ok = tls_client(&pki, Some("client"), true)
+        .get(&url)
+        .send()
+        .await;
+    assert_eq!(ok.unwrap().status(), 200);
+    // one reload that applies, one that is refused
+    let admin = format!("http://{}", gw.addrs["admin"]);
+    let http = plain_client();
+    let reload = || {
+        let req = http
+            .post(format!("{admin}/admin/reload"))
+            .bearer_auth(ADMIN_TOKEN);
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(reload().await, 200);
+    std::fs::write(&cfg, "bogus: 1\n").unwrap();
+    assert_eq!(reload().await, 400);
+
+    let text = get_text(&format!("{admin}/metrics")).await;
+    check_exposition(&text);
+    let value = |series: &str| -> f64 {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+            .unwrap_or_else(|| panic!("no {series} in\n{text}"));
+        line[series.len() + 1..].parse().unwrap()
+    };
+    let version = env!("CARGO_PKG_VERSION");
+    assert_eq!(
+        value(&format!("portcullis_build_info{{version=\"{version}\"}}")),
+        1.0
+    );
+    assert!(value("process_resident_memory_bytes") > 1e6);
+    assert!(value("process_open_fds") >= 5.0);
+    assert!(value("process_start_time_seconds") > 1.7e9);
+    assert!(value("process_cpu_seconds_total") >= 0.0);
+    for reason in ["client_certificate_missing", "client_certificate_untrusted"] {
+        let s = format!(
+            "portcullis_tls_handshake_failures_total{{listener=\"mtls\",reason=\"{reason}\"}}"
+        );
+        assert_eq!(value(&s), 1.0);
+    }
+    assert_eq!(
+        value("portcullis_connections_total{listener=\"mtls\"}"),
+        3.0
+    );
+    // this scrape's own connection is open
+    assert!(value("portcullis_open_connections{listener=\"admin\"}") >= 1.0);
+    assert_eq!(
+        value("portcullis_config_reloads_total{result=\"success\"}"),
+        1.0
+    );
+    assert_eq!(
+        value("portcullis_config_reloads_total{result=\"failure\"}"),
+        1.0
+    );
+    assert_eq!(
+        value("portcullis_request_duration_seconds_count{route=\"all\"}"),
+        1.0
+    );
+    assert_eq!(
+        value("portcullis_upstream_duration_seconds_count{route=\"all\"}"),
+        1.0
+    );
+    assert!(value("portcullis_upstream_duration_seconds_sum{route=\"all\"}") > 0.0);
+}

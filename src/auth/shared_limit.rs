@@ -55,6 +55,8 @@ impl OnRedisError {
 pub struct SharedLimits {
     /// Kept only to tell whether a reload changed it (may carry a password: never shown).
     url: String,
+    /// `store.redis_ca`'s PEM, when given.
+    ca: Option<Vec<u8>>,
     client: redis::Client,
     /// The URL without its password, for messages.
     pub display: String,
@@ -81,13 +83,47 @@ impl std::fmt::Debug for SharedLimits {
 }
 
 impl SharedLimits {
-    /// Parses the URL; connects lazily (on the first decision).
-    pub fn new(url: &str, on_error: OnRedisError, timeout: Duration) -> Result<Self, String> {
+    /// Parses the URL; connects lazily (on the first decision). `rediss://` is TLS (rustls,
+    /// the process' aws-lc-rs provider), verified against `ca` (PEM) or else the system's roots;
+    /// `#insecure` (no verification) is refused.
+    pub fn new(
+        url: &str,
+        ca: Option<Vec<u8>>,
+        on_error: OnRedisError,
+        timeout: Duration,
+    ) -> Result<Self, String> {
         let display = crate::values::redact_url(url);
-        let client =
-            redis::Client::open(url).map_err(|e| format!("`{display}` is not a Redis URL: {e}"))?;
+        if url.contains('#') {
+            return Err(format!(
+                "`{display}`: a URL fragment such as #insecure (TLS without verification) is not supported; give store.redis_ca instead"
+            ));
+        }
+        let tls = url.starts_with("rediss://");
+        if ca.is_some() && !tls {
+            return Err(format!(
+                "`{display}`: store.redis_ca is only used with a rediss:// (TLS) URL"
+            ));
+        }
+        let client = match &ca {
+            Some(pem) => {
+                crate::tls::install_crypto_provider();
+                let certs = redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem.clone()),
+                };
+                redis::Client::build_with_tls(url, certs)
+            }
+            None => {
+                if tls {
+                    crate::tls::install_crypto_provider();
+                }
+                redis::Client::open(url)
+            }
+        }
+        .map_err(|e| format!("`{display}` is not a usable Redis URL: {e}"))?;
         Ok(SharedLimits {
             url: url.to_owned(),
+            ca,
             client,
             display,
             conn: tokio::sync::OnceCell::new(),
@@ -101,8 +137,17 @@ impl SharedLimits {
         })
     }
 
-    pub fn same_settings(&self, url: &str, on_error: OnRedisError, timeout: Duration) -> bool {
-        self.url == url && self.on_error == on_error && self.timeout == timeout
+    pub fn same_settings(
+        &self,
+        url: &str,
+        ca: Option<&[u8]>,
+        on_error: OnRedisError,
+        timeout: Duration,
+    ) -> bool {
+        self.url == url
+            && self.ca.as_deref() == ca
+            && self.on_error == on_error
+            && self.timeout == timeout
     }
 
     /// Whether the last attempt reached Redis.

@@ -37,7 +37,7 @@ pub fn load_str(
         file: file.to_path_buf(),
         issues,
     };
-    let raw = parse(src).map_err(fail)?;
+    let parsed = parse_partial(src);
     let base = file
         .parent()
         .map(Path::to_path_buf)
@@ -51,13 +51,34 @@ pub fn load_str(
         shared: &shared,
         workers_env: workers_env.as_deref(),
     };
-    let built = match mode {
-        Mode::Check => compile(&raw, &ctx),
-        Mode::Run => start::compile_and_start(&raw, &ctx),
+    let built = match parsed {
+        Ok(raw) => match mode {
+            Mode::Check => compile(&raw, &ctx),
+            Mode::Run => start::compile_and_start(&raw, &ctx),
+        },
+        Err((issues, None)) => Err(issues),
+        // The rest of the config, the broken entries taken out, is checked too, so that one
+        // run lists every error: each semantic one not about a field already reported (nor one
+        // that only follows from taking it out: its parent is reported instead).
+        Err((mut issues, Some(rest))) => {
+            if let Err(more) = compile(&rest, &ctx) {
+                let related = |a: &str, b: &str| {
+                    a == b
+                        || b.strip_prefix(a).is_some_and(|t| t.starts_with(['.', '[']))
+                        || a.strip_prefix(b).is_some_and(|t| t.starts_with(['.', '[']))
+                };
+                let new: Vec<ConfigIssue> = more
+                    .into_iter()
+                    .filter(|m| !issues.iter().any(|i| related(&i.path, &m.path)))
+                    .collect();
+                issues.extend(new);
+            }
+            Err(issues)
+        }
     };
     built.map_err(|mut issues| {
         let locator = Locator::new(src);
-        for i in &mut issues {
+        for i in issues.iter_mut().filter(|i| i.at.is_none()) {
             i.at = locator.find(&i.path);
         }
         fail(issues)
@@ -68,16 +89,23 @@ pub fn load_str(
 /// a key given twice, or each schema error (unknown fields, bad values, missing fields), as far
 /// as the parse can go on past it (see [`schema_errors`]).
 pub fn parse(src: &str) -> Result<RawConfig, Vec<ConfigIssue>> {
+    parse_partial(src).map_err(|(issues, _)| issues)
+}
+
+/// [`parse`], and on schema errors also the config without the broken entries, when every one
+/// could be taken out.
+fn parse_partial(src: &str) -> Result<RawConfig, (Vec<ConfigIssue>, Option<Box<RawConfig>>)> {
     if src.trim().is_empty() {
         return Ok(RawConfig::default());
     }
     let locator = Locator::new(src);
     if let Some((path, at, first)) = locator.duplicates.first() {
-        return Err(vec![ConfigIssue {
+        let issue = ConfigIssue {
             path: path.clone(),
             message: format!("given twice (first at line {})", first.0),
             at: Some(*at),
-        }]);
+        };
+        return Err((vec![issue], None));
     }
     let value: serde_yaml::Value = serde_yaml::from_str(src).map_err(|e| {
         let at = e.location().map(|l| (l.line(), l.column()));
@@ -85,17 +113,18 @@ pub fn parse(src: &str) -> Result<RawConfig, Vec<ConfigIssue>> {
         if let Some(cut) = message.rfind(" at line ") {
             message.truncate(cut);
         }
-        vec![ConfigIssue {
+        let issue = ConfigIssue {
             path: String::new(),
             message,
             at,
-        }]
+        };
+        (vec![issue], None)
     })?;
-    schema_errors(value).map_err(|mut issues| {
+    schema_errors(value).map_err(|(mut issues, rest)| {
         for i in &mut issues {
             i.at = locator.find(&i.path);
         }
-        issues
+        (issues, rest)
     })
 }
 
@@ -103,12 +132,14 @@ pub fn parse(src: &str) -> Result<RawConfig, Vec<ConfigIssue>> {
 /// path, takes the offending entry out of the value and tries again, so that two unknown fields,
 /// or two bad values, give two lines. It stops where it cannot go on: an error at a path it
 /// already reported, or a missing field of a sequence item.
-fn schema_errors(mut value: serde_yaml::Value) -> Result<RawConfig, Vec<ConfigIssue>> {
+fn schema_errors(
+    mut value: serde_yaml::Value,
+) -> Result<RawConfig, (Vec<ConfigIssue>, Option<Box<RawConfig>>)> {
     let mut issues: Vec<ConfigIssue> = Vec::new();
     for _ in 0..64 {
         let e = match serde_path_to_error::deserialize::<_, RawConfig>(value.clone()) {
             Ok(raw) if issues.is_empty() => return Ok(raw),
-            Ok(_) => return Err(issues),
+            Ok(rest) => return Err((issues, Some(Box::new(rest)))),
             Err(e) => e,
         };
         let message = e.inner().to_string();
@@ -124,7 +155,7 @@ fn schema_errors(mut value: serde_yaml::Value) -> Result<RawConfig, Vec<ConfigIs
             }
         }
         if issues.iter().any(|i| i.path == path) {
-            return Err(issues);
+            return Err((issues, None));
         }
         // A required field that was reported and taken out is now missing: the entry is known
         // to be broken, so it goes (unreported again) and the parse goes on.
@@ -137,10 +168,10 @@ fn schema_errors(mut value: serde_yaml::Value) -> Result<RawConfig, Vec<ConfigIs
             });
         }
         if !take_out(&mut value, &path) {
-            return Err(issues);
+            return Err((issues, None));
         }
     }
-    Err(issues)
+    Err((issues, None))
 }
 
 /// The text between the backquotes after `prefix` at the start of `message`.

@@ -81,6 +81,9 @@ pub struct RawStore {
     pub on_redis_error: Option<S>,
     /// Cluster mode: the most a rate-limit decision waits for Redis (default 100ms).
     pub redis_timeout: Option<Dur>,
+    /// Cluster mode: the CA certificates (PEM) that a `rediss://` server's certificate must
+    /// chain to, instead of the system's roots.
+    pub redis_ca: Option<S>,
     /// Cluster mode: how often a replica re-reads changes even without a notification (repairs
     /// a notification lost with a dropped connection). Default 30s.
     pub resync: Option<Dur>,

@@ -3,6 +3,7 @@
 use super::issues::Issues;
 use super::raw::RawStore;
 use crate::auth::shared_limit::{OnRedisError, SharedLimits};
+use crate::store::pg_tls::{self, PgTls};
 use crate::values::{redact_url, resolve};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -32,6 +33,8 @@ impl StoreCfg {
 /// `store.postgres`. Not `Debug`: the URL may carry a password.
 pub struct PostgresCfg {
     pub url: String,
+    /// The URL's `sslmode`, `sslrootcert`, `sslcert` and `sslkey`, files read.
+    pub tls: PgTls,
     pub resync: Duration,
 }
 
@@ -39,6 +42,7 @@ impl std::fmt::Debug for PostgresCfg {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PostgresCfg")
             .field("url", &redact_url(&self.url))
+            .field("tls", &self.tls.mode)
             .field("resync", &self.resync)
             .finish()
     }
@@ -60,12 +64,12 @@ pub fn compile_store(
                 .as_ref()
                 .map_or("data/portcullis.db", |s| s.as_str()),
         ),
-        postgres: compile_postgres(raw, issues),
-        redis: compile_redis(raw, prev_redis, issues),
+        postgres: compile_postgres(raw, base, issues),
+        redis: compile_redis(raw, base, prev_redis, issues),
     }
 }
 
-fn compile_postgres(raw: &RawStore, issues: &mut Issues) -> Option<PostgresCfg> {
+fn compile_postgres(raw: &RawStore, base: &Path, issues: &mut Issues) -> Option<PostgresCfg> {
     match (&raw.postgres, &raw.sqlite) {
         (Some(_), Some(_)) => {
             issues.add(
@@ -86,8 +90,16 @@ fn compile_postgres(raw: &RawStore, issues: &mut Issues) -> Option<PostgresCfg> 
                 );
                 return None;
             }
+            let tls = match pg_tls::parse(u, base) {
+                Ok(t) => t,
+                Err(e) => {
+                    issues.add("store.postgres", e);
+                    return None;
+                }
+            };
             Some(PostgresCfg {
                 url: u.to_owned(),
+                tls,
                 resync: raw
                     .resync
                     .as_ref()
@@ -106,6 +118,7 @@ fn compile_postgres(raw: &RawStore, issues: &mut Issues) -> Option<PostgresCfg> 
 
 fn compile_redis(
     raw: &RawStore,
+    base: &Path,
     prev: Option<&Arc<SharedLimits>>,
     issues: &mut Issues,
 ) -> Option<Arc<SharedLimits>> {
@@ -120,6 +133,7 @@ fn compile_redis(
         for (set, field) in [
             (raw.on_redis_error.is_some(), "store.on_redis_error"),
             (raw.redis_timeout.is_some(), "store.redis_timeout"),
+            (raw.redis_ca.is_some(), "store.redis_ca"),
         ] {
             if set {
                 issues.add(field, "only used with store.redis");
@@ -131,13 +145,29 @@ fn compile_redis(
         .redis_timeout
         .as_ref()
         .map_or(Duration::from_millis(100), |d| d.0);
+    let ca = match &raw.redis_ca {
+        Some(path) => match std::fs::read(resolve(base, path.as_str())) {
+            Ok(pem) => Some(pem),
+            Err(e) => {
+                let shown = resolve(base, path.as_str());
+                issues.add(
+                    "store.redis_ca",
+                    format!("cannot read {}: {e}", shown.display()),
+                );
+                return None;
+            }
+        },
+        None => None,
+    };
     // One client per process: a reload with the same settings keeps it (and its connection); a
     // reload that changes them starts a new one. The client connects lazily, at the first
     // rate-limit decision.
-    if let Some(l) = prev.filter(|l| l.same_settings(url.as_str(), on_error, timeout)) {
+    let same =
+        |l: &&Arc<SharedLimits>| l.same_settings(url.as_str(), ca.as_deref(), on_error, timeout);
+    if let Some(l) = prev.filter(same) {
         return Some(l.clone());
     }
-    match SharedLimits::new(url.as_str(), on_error, timeout) {
+    match SharedLimits::new(url.as_str(), ca, on_error, timeout) {
         Ok(l) => Some(Arc::new(l)),
         Err(e) => {
             issues.add("store.redis", e);

@@ -1,6 +1,7 @@
 //! The key store behind a trait: keys (hashes and metadata), JWT revocations, the admin audit
 //! trail and settings. The embedded default is SQLite; the request path never touches it (all
 //! keys live in memory), only start-up and the admin path do.
+pub mod pg_tls;
 pub mod postgres;
 pub mod sqlite;
 

@@ -13,6 +13,7 @@
 //! If the database goes away, serving continues from memory, admin writes fail (503), the feed
 //! reconnects with backoff and catches up from its last number.
 
+use super::pg_tls::PgTls;
 use super::{parse_scopes, to_hash, KeyGrouper, Store, StoreError, StoreResult};
 use crate::keys::{Env, Hash, KeyRow};
 use postgres::{Client, NoTls};
@@ -73,6 +74,7 @@ const KEY_COLUMNS: &str = "k.id, k.prefix, k.name, k.subject, k.scopes, k.env, k
 
 pub struct Postgres {
     config: postgres::Config,
+    tls: PgTls,
     /// The URL without its password, for messages.
     pub display: String,
     pool: Mutex<Vec<Client>>,
@@ -98,12 +100,15 @@ fn db_err(e: postgres::Error) -> StoreError {
 }
 
 impl Postgres {
-    /// Parses the URL and sets the connection's options (nothing is connected yet).
-    fn open_unmigrated(url: &str) -> StoreResult<Postgres> {
+    /// Parses the URL (its TLS parameters already taken out into `tls`) and sets the
+    /// connection's options (nothing is connected yet).
+    fn open_unmigrated(url: &str, tls: &PgTls) -> StoreResult<Postgres> {
         let display = crate::values::redact_url(url);
-        let mut config: postgres::Config = url.parse().map_err(|e: postgres::Error| {
-            StoreError::Unavailable(format!("{display}: not a PostgreSQL URL: {e}"))
-        })?;
+        let mut config: postgres::Config =
+            tls.driver_url.parse().map_err(|e: postgres::Error| {
+                StoreError::Unavailable(format!("{display}: not a PostgreSQL URL: {e}"))
+            })?;
+        config.ssl_mode(tls.driver_mode());
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(5));
         }
@@ -123,6 +128,7 @@ impl Postgres {
         config.application_name("portcullis");
         let pg = Postgres {
             config,
+            tls: tls.clone(),
             display,
             pool: Mutex::new(Vec::new()),
             up: AtomicBool::new(true),
@@ -130,9 +136,10 @@ impl Postgres {
         Ok(pg)
     }
 
-    /// Parses the URL, connects once and migrates the schema.
-    pub fn open(url: &str) -> StoreResult<Postgres> {
-        let pg = Postgres::open_unmigrated(url)?;
+    /// Parses the URL, connects once and migrates the schema. `tls`: the URL's TLS settings
+    /// ([`super::pg_tls::parse`]).
+    pub fn open(url: &str, tls: &PgTls) -> StoreResult<Postgres> {
+        let pg = Postgres::open_unmigrated(url, tls)?;
         let mut c = pg.connect()?;
         pg.migrate(&mut c)?;
         pg.put_back(c);
@@ -140,22 +147,36 @@ impl Postgres {
     }
 
     /// Connects without migrating, for reading only (`portcullis explain`).
-    pub fn open_read_only(url: &str) -> StoreResult<Postgres> {
-        let pg = Postgres::open_unmigrated(url)?;
+    pub fn open_read_only(url: &str, tls: &PgTls) -> StoreResult<Postgres> {
+        let pg = Postgres::open_unmigrated(url, tls)?;
         let c = pg.connect()?;
         pg.put_back(c);
         Ok(pg)
     }
 
     fn connect(&self) -> StoreResult<Client> {
-        self.config.connect(NoTls).map_err(|e| {
+        let c = match self.tls.connector() {
+            Some(tls) => self.config.connect(tls),
+            None => self.config.connect(NoTls),
+        };
+        c.map_err(|e| {
             self.up.store(false, Ordering::Relaxed);
-            StoreError::Unavailable(format!("{}: {e}", self.display))
+            // the cause too: "error performing TLS handshake" alone does not say which
+            let mut msg = format!("{}: {e}", self.display);
+            let mut cause = std::error::Error::source(&e);
+            while let Some(c) = cause {
+                msg = format!("{msg}: {c}");
+                cause = c.source();
+            }
+            StoreError::Unavailable(msg)
         })
     }
 
     fn migrate(&self, c: &mut Client) -> StoreResult<()> {
         let mut tx = c.transaction().map_err(db_err)?;
+        // `CREATE ... IF NOT EXISTS` of what exists is a NOTICE each: not for the log
+        tx.batch_execute("SET LOCAL client_min_messages = warning")
+            .map_err(db_err)?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATE_LOCK])
             .map_err(db_err)?;
         tx.batch_execute(SCHEMA).map_err(db_err)?;

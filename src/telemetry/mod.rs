@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod metrics;
+pub mod process;
 pub mod subscriber;
 
 use crate::auth::identity::Identity;
@@ -41,6 +42,8 @@ pub struct RequestLog<'a> {
     pub decision: Decision,
     pub status: u16,
     pub latency_us: u64,
+    /// From sending the request upstream to its response head, when it was sent.
+    pub upstream_us: Option<u64>,
 }
 
 /// The logging phase (pingora's `logging` hook): the metrics and the audit line of one request,
@@ -73,7 +76,7 @@ pub fn log_request(metrics: &Metrics, audit: &Audit, r: &RequestLog<'_>) {
         latency_us = r.latency_us,
         "request"
     );
-    metrics.request(r.route, r.status, r.latency_us);
+    metrics.request(r.route, r.status, r.latency_us, r.upstream_us);
     if let Some(route) = r.route {
         let authn = r.authenticator.or_else(|| id.map(|i| i.method.label()));
         match r.decision {

@@ -24,6 +24,7 @@ use tokio::net::TcpListener;
 pub mod h2raw;
 pub mod jwks;
 pub mod raw;
+pub mod stores;
 
 // ------------------------------------------------------------------------------------------------
 // PKI
@@ -482,6 +483,8 @@ pub struct GwProcess {
     pub child: Child,
     pub addrs: BTreeMap<String, SocketAddr>,
     pub lines: std::sync::mpsc::Receiver<String>,
+    /// The lines read while waiting for the listeners.
+    pub startup: Vec<String>,
     pub dir: PathBuf,
 }
 
@@ -516,6 +519,7 @@ impl GwProcess {
             }
         });
         let mut addrs = BTreeMap::new();
+        let mut startup = Vec::new();
         // +1: the admin listener reports itself too
         while addrs.len() < listeners + 1 {
             let Ok(line) = rx.recv_timeout(Duration::from_secs(30)) else {
@@ -524,6 +528,7 @@ impl GwProcess {
                 let _ = child.wait();
                 panic!("gateway did not report its listeners");
             };
+            startup.push(line.clone());
             let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
                 continue;
             };
@@ -538,6 +543,7 @@ impl GwProcess {
             child,
             addrs,
             lines: rx,
+            startup,
             dir: config.parent().unwrap().to_path_buf(),
         }
     }
@@ -878,5 +884,55 @@ pub fn check_exposition(text: &str) {
             }
             current = Some(family);
         }
+    }
+    prometheus_parse(text);
+}
+
+/// The text through the Prometheus project's own parser (`prometheus_client`, Python; see
+/// tests/interop/promparse.py), which must read it whole with every family in one piece.
+pub fn prometheus_parse(text: &str) {
+    use std::io::Write as _;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/promparse.py");
+    let mut child = Command::new("python3")
+        .arg(script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 (for prometheus_client; pip install -r tests/interop/requirements.txt)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "prometheus_client rejects /metrics (is it installed? pip install -r tests/interop/requirements.txt):\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Waits (bounded) for the audit lines of `rids` and returns them by request id.
+pub async fn audit_lines(
+    path: &std::path::Path,
+    rids: &[&str],
+) -> std::collections::HashMap<String, serde_json::Value> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let lines: std::collections::HashMap<String, serde_json::Value> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter_map(|v| Some((v["request_id"].as_str()?.to_owned(), v)))
+            .collect();
+        if rids.iter().all(|r| lines.contains_key(*r)) || std::time::Instant::now() > deadline {
+            return lines;
+        }
+        // the writer thread flushes when idle
+        tokio::task::yield_now().await;
+        std::thread::yield_now();
     }
 }

@@ -19,7 +19,9 @@
 //! - [`small_parsers`]: durations, rates, rate-limit quotas, RFC 3339, `sha256:` hashes, JWK Sets,
 //!   client certificates;
 //! - [`config_compile`]: config parse + compile (what `portcullis check` runs) on arbitrary YAML,
-//!   mutated copies of the shipped `gateway.yaml` and grammar-generated configs;
+//!   mutated copies of the shipped `gateway.yaml` and grammar-generated configs (no panic);
+//! - [`config_model`]: the `limits` section against a REFERENCE MODEL (which fields are wrong,
+//!   all reported in one run, each at its line; the compiled values when none is);
 //! - [`regressions`]: minimal failing inputs found by these properties and the fuzz targets;
 //! - [`support`]: what several modules share (the proptest config, strategies, reference helpers,
 //!   the JWT authenticators, the shipped config).
@@ -33,6 +35,7 @@ mod common;
 
 mod api_keys;
 mod config_compile;
+mod config_model;
 mod credential_extraction;
 mod jwt_validity;
 mod path_normalization;

@@ -7,25 +7,6 @@ use portcullis::auth::request::CredentialSource;
 use proptest::prelude::*;
 use std::path::Path;
 
-/// SPEC section 2 durations: `0`, or digits then one of `ms`, `s`, `m`, `h`, `d`.
-fn ref_duration(s: &str) -> Option<std::time::Duration> {
-    let s = s.trim();
-    if s == "0" {
-        return Some(std::time::Duration::ZERO);
-    }
-    let digits = s.bytes().take_while(u8::is_ascii_digit).count();
-    let n: u64 = s[..digits].parse().ok()?;
-    let ms: u64 = match &s[digits..] {
-        "ms" => 1,
-        "s" => 1000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        _ => return None,
-    };
-    n.checked_mul(ms).map(std::time::Duration::from_millis)
-}
-
 proptest! {
     #![proptest_config(cfg(1024))]
 
