@@ -500,6 +500,20 @@ async fn redis_outage_falls_back_as_configured_and_recovers() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // `local` asks Redis again once its own probe (one request a second) has reached it
+    let t0 = Instant::now();
+    loop {
+        let _ = hit(&http, &local, "probe").await;
+        let up = metric(&http, &local, "portcullis_store_up{backend=\"redis\"}").await;
+        if up.as_deref() == Some("1") {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "local replica never went back to Redis"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert_eq!(
         hit(&http, &local, "c").await.status(),
         429,
