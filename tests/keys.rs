@@ -1064,4 +1064,33 @@ async fn the_cli_finds_the_admin_api_and_takes_what_people_type() {
     assert_eq!(code, 1, "{err}");
     let (code, _, _) = run(args(&["--json", "run"]), vec![]).await;
     assert_eq!(code, 1);
+    // --help describes every option, and shows each only where it does something
+    let (code, help, _) = run(args(&["keys", "create", "--help"]), vec![]).await;
+    assert_eq!(code, 0);
+    let options: Vec<&str> = help
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with('-'))
+        .collect();
+    assert!(options.len() >= 8, "{help}");
+    for o in &options {
+        // `--name <NAME>  A name for people` : the flag, then words
+        let words = o.split("  ").filter(|w| !w.trim().is_empty()).count();
+        assert!(words >= 2, "undescribed option `{o}` in:\n{help}");
+    }
+    for opt in [
+        "--admin",
+        "--json",
+        "--config",
+        "--scopes",
+        "--expires",
+        "--rate",
+    ] {
+        assert!(help.contains(opt), "{opt} missing from keys create --help");
+    }
+    let (_, help, _) = run(args(&["run", "--help"]), vec![]).await;
+    assert!(
+        !help.contains("--admin") && !help.contains("--json"),
+        "admin options shown where they do nothing:\n{help}"
+    );
 }
