@@ -213,6 +213,55 @@ pub fn until(s: &str) -> Result<String, String> {
         .ok_or_else(|| format!("`{s}` is neither a date (2027-01-01) nor a time from now (24h)"))
 }
 
+/// What `portcullis clients ...` prints for the admin API's answer to `what`.
+pub fn client_output(what: &str, body: &Value) -> String {
+    const META: [&str; 12] = [
+        "client_id",
+        "name",
+        "status",
+        "grants",
+        "scopes",
+        "audiences",
+        "auth_method",
+        "cert_sha256",
+        "token_ttl",
+        "created_at",
+        "previous_secret_valid_until",
+        "deleted_at",
+    ];
+    match what {
+        "list" => {
+            let rows = body["clients"].as_array().cloned().unwrap_or_default();
+            table(
+                &rows,
+                &[
+                    ("client_id", "CLIENT ID"),
+                    ("name", "NAME"),
+                    ("status", "STATUS"),
+                    ("grants", "GRANTS"),
+                    ("scopes", "SCOPES"),
+                    ("auth_method", "AUTH"),
+                ],
+            )
+        }
+        "create" | "rotate" => {
+            let mut out = if what == "create" {
+                fields(body, &META)
+            } else {
+                fields(body, &["client_id", "previous_valid_until"])
+            };
+            if let Some(s) = body["client_secret"].as_str() {
+                out.push_str(&format!(
+                    "client_secret: {s}\n(the secret is shown once: store it now)\n"
+                ));
+            }
+            out
+        }
+        "delete" => "deleted\n".to_owned(),
+        _ => fields(body, &META),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -110,3 +110,21 @@ fn write_file(p: &Path, body: &str, private: bool) -> Result<(), DevPkiError> {
     f.write_all(body.as_bytes())
         .map_err(|e| DevPkiError::Write(p.to_path_buf(), e))
 }
+
+/// Writes a secret (the first admin token, the authorization server's generated secrets key) to `file`, readable by
+/// the owner only (0600), replacing an older one.
+pub fn write_secret_file(file: &Path, token: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let _ = std::fs::remove_file(file);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(file)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", file.display())))?;
+    writeln!(f, "{token}")
+}

@@ -187,9 +187,34 @@ reasons! {
     /// The upstream answered 101 to a request that asked for no upgrade.
     UpstreamUnrequestedUpgrade = "upstream_unrequested_upgrade", BAD_GATEWAY, "bad_gateway", Upstream;
 
+    // The built-in authorization server's endpoints (RFC 6749 5.2 errors)
+    /// A request to an OAuth endpoint that is malformed: a parameter missing or given twice, the
+    /// wrong content type, a body over 16 KiB, two client authentication methods at once.
+    OauthInvalidRequest = "oauth_invalid_request", BAD_REQUEST, "invalid_request", Client;
+    /// An OAuth endpoint asked with a method it does not answer.
+    OauthMethodNotAllowed = "oauth_method_not_allowed", METHOD_NOT_ALLOWED, "invalid_request", Client;
+    /// The client did not authenticate: unknown, deleted, wrong secret or certificate, or
+    /// another method than it is registered for (401, `WWW-Authenticate: Basic`).
+    OauthInvalidClient = "oauth_invalid_client", UNAUTHORIZED, "invalid_client", Credential;
+    /// The client may not use this grant, or the token was issued to another client.
+    OauthUnauthorizedClient = "oauth_unauthorized_client", BAD_REQUEST, "unauthorized_client", Credential;
+    /// A `grant_type` the server does not have.
+    OauthUnsupportedGrant = "oauth_unsupported_grant_type", BAD_REQUEST, "unsupported_grant_type", Client;
+    /// A scope outside the client's allowed scopes.
+    OauthInvalidScope = "oauth_invalid_scope", BAD_REQUEST, "invalid_scope", Credential;
+    /// A `resource` (RFC 8707) that is not one of the client's audiences.
+    OauthInvalidTarget = "oauth_invalid_target", BAD_REQUEST, "invalid_target", Credential;
+    /// The endpoints' `pre_auth_rate_limit` for this address is exhausted.
+    OauthRateLimited = "oauth_rate_limited", TOO_MANY_REQUESTS, "temporarily_unavailable", Client;
+    /// Too many failed authentications of this client from this address (`failed_auth_limit`).
+    OauthClientThrottled = "oauth_client_throttled", TOO_MANY_REQUESTS, "temporarily_unavailable", Credential;
+
     // The gateway
     /// Redis is down and `store.on_redis_error: deny`.
     RateLimitUnavailable = "rate_limit_unavailable", SERVICE_UNAVAILABLE, "temporarily_unavailable", Internal;
+    /// The authorization server cannot answer now: the store is unreachable, or no signing key
+    /// is active.
+    OauthUnavailable = "oauth_unavailable", SERVICE_UNAVAILABLE, "temporarily_unavailable", Internal;
 }
 
 impl std::fmt::Display for Reason {
@@ -230,7 +255,7 @@ impl Reject {
     }
 
     /// Closes the (HTTP/1) connection after the answer.
-    fn closing(mut self) -> Reject {
+    pub fn closing(mut self) -> Reject {
         self.close = true;
         self
     }

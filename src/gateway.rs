@@ -25,7 +25,7 @@ pub struct Gateway {
     stored_token: Option<[u8; 32]>,
     pub metrics: Metrics,
     /// Cluster mode: the replica's change feed from PostgreSQL.
-    pub feed: Option<Arc<crate::store::postgres::Feed>>,
+    pub feed: Option<Arc<crate::store::pg_feed::Feed>>,
     /// The proxy listeners' connection slots (`limits.max_connections`), resized on reload.
     pub conns: Arc<Semaphore>,
     max_conns: AtomicUsize,
@@ -75,6 +75,11 @@ impl Gateway {
 
     pub fn revocations(&self) -> &crate::auth::revocation::Revocations {
         &self.shared.revocations
+    }
+
+    /// The authorization server's clients and signing keys.
+    pub fn oauth(&self) -> Arc<crate::oauth::OauthState> {
+        self.shared.oauth.clone()
     }
 
     pub fn store(&self) -> Arc<dyn Store> {

@@ -27,6 +27,8 @@ pub mod headers;
 pub mod keys;
 pub mod listener;
 pub mod normalize;
+pub mod oauth;
+pub mod oauth_server;
 pub mod proxy;
 pub mod route;
 pub mod router;

@@ -103,6 +103,85 @@ enum TokensCmd {
 }
 
 #[derive(Subcommand)]
+enum ClientsCmd {
+    /// Register a client of the built-in authorization server; prints `client_id: ...` and,
+    /// for a client with a secret, `client_secret: pcs_...` (shown once).
+    Create {
+        /// A name for people (shown in lists).
+        #[arg(long)]
+        name: String,
+        /// A grant it may use (repeatable): client_credentials (default), authorization_code,
+        /// refresh_token.
+        #[arg(long = "grant", value_name = "GRANT")]
+        grants: Vec<String>,
+        /// The scopes it may ask for, separated by spaces or commas.
+        #[arg(long)]
+        scopes: Option<String>,
+        /// An audience its tokens may carry (repeatable; the first is the default, RFC 8707
+        /// `resource` picks another).
+        #[arg(long = "audience", value_name = "URL")]
+        audiences: Vec<String>,
+        /// A redirect URI (repeatable; the authorization code flow).
+        #[arg(long = "redirect-uri", value_name = "URL")]
+        redirect_uris: Vec<String>,
+        /// A public client: no secret (auth method none; authorization code with PKCE only).
+        #[arg(long)]
+        public: bool,
+        /// A first-party client (no consent page).
+        #[arg(long)]
+        first_party: bool,
+        /// How it authenticates: client_secret_basic (default), client_secret_post, or
+        /// tls_client_auth (with --cert).
+        #[arg(long, value_name = "METHOD")]
+        auth_method: Option<String>,
+        /// tls_client_auth: the client's certificate (PEM); its SHA-256 is registered.
+        #[arg(long, value_name = "PEM")]
+        cert: Option<PathBuf>,
+        /// Its access tokens' lifetime, instead of the server's (1s..24h).
+        #[arg(long, value_name = "DURATION")]
+        token_ttl: Option<String>,
+    },
+    /// List clients (never a secret).
+    List,
+    /// Show one client.
+    Show {
+        /// The client id.
+        id: String,
+    },
+    /// New secret; the old one works until the grace ends, and tokens issued before the rotation
+    /// stop passing then (0: at once).
+    Rotate {
+        /// The client id.
+        id: String,
+        /// How long the old secret keeps working.
+        #[arg(long, default_value = "24h", value_name = "DURATION")]
+        grace: String,
+    },
+    /// Delete a client: its secrets stop working and every token issued to it is refused.
+    Delete {
+        /// The client id.
+        id: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum OauthCmd {
+    /// The authorization server's signing keys.
+    Keys {
+        #[command(subcommand)]
+        cmd: OauthKeysCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum OauthKeysCmd {
+    /// List signing keys with their state (pending, active, retired, expired).
+    List,
+    /// Publish a new key now; it signs `publish_ahead` from now.
+    Rotate,
+}
+
+#[derive(Subcommand)]
 enum Cmd {
     /// Start the gateway.
     Run {
@@ -151,6 +230,20 @@ enum Cmd {
         #[command(subcommand)]
         cmd: TokensCmd,
     },
+    /// Manage the built-in authorization server's clients through the admin API.
+    Clients {
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[command(subcommand)]
+        cmd: ClientsCmd,
+    },
+    /// The built-in authorization server, through the admin API.
+    Oauth {
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[command(subcommand)]
+        cmd: OauthCmd,
+    },
     /// Print a new random admin token and the `token_sha256:` line for the config.
     AdminToken,
     /// Write a development CA, a server certificate (localhost, 127.0.0.1) and a client certificate.
@@ -177,13 +270,24 @@ fn main() -> ExitCode {
         a.json |= top.1;
         a
     };
-    if (top.0.is_some() || top.1) && !matches!(cli.cmd, Cmd::Keys { .. } | Cmd::Tokens { .. }) {
-        eprintln!("portcullis: --admin and --json go with the admin commands (keys, tokens)");
+    let admin_command = matches!(
+        cli.cmd,
+        Cmd::Keys { .. } | Cmd::Tokens { .. } | Cmd::Clients { .. } | Cmd::Oauth { .. }
+    );
+    if (top.0.is_some() || top.1) && !admin_command {
+        eprintln!(
+            "portcullis: --admin and --json go with the admin commands (keys, tokens, clients, oauth)"
+        );
         return ExitCode::from(1);
     }
     match cli.cmd {
         Cmd::Keys { admin, cmd } => admin_cmd(&merged(admin), Admin::Keys(cmd)),
         Cmd::Tokens { admin, cmd } => admin_cmd(&merged(admin), Admin::Tokens(cmd)),
+        Cmd::Clients { admin, cmd } => admin_cmd(&merged(admin), Admin::Clients(cmd)),
+        Cmd::Oauth {
+            admin,
+            cmd: OauthCmd::Keys { cmd },
+        } => admin_cmd(&merged(admin), Admin::OauthKeys(cmd)),
         Cmd::AdminToken => {
             let token = portcullis::server::new_admin_token();
             let h = portcullis::keys::hash_key(&token);
@@ -325,6 +429,8 @@ fn explain(
 enum Admin {
     Keys(KeysCmd),
     Tokens(TokensCmd),
+    Clients(ClientsCmd),
+    OauthKeys(OauthKeysCmd),
 }
 
 fn admin_cmd(args: &AdminArgs, cmd: Admin) -> ExitCode {
@@ -421,6 +527,66 @@ fn request_of(cmd: &Admin) -> Result<Call, (u8, String)> {
         Admin::Tokens(TokensCmd::Unrevoke { jti }) => {
             (Method::DELETE, format!("/admin/revocations/{jti}"), None)
         }
+        Admin::Clients(c) => client_request(c)?,
+        Admin::OauthKeys(OauthKeysCmd::List) => (Method::GET, "/admin/oauth/keys".into(), None),
+        Admin::OauthKeys(OauthKeysCmd::Rotate) => {
+            (Method::POST, "/admin/oauth/keys/rotate".into(), None)
+        }
+    })
+}
+
+fn client_request(cmd: &ClientsCmd) -> Result<Call, (u8, String)> {
+    use http::Method;
+    use serde_json::json as j;
+    Ok(match cmd {
+        ClientsCmd::Create {
+            name,
+            grants,
+            scopes,
+            audiences,
+            redirect_uris,
+            public,
+            first_party,
+            auth_method,
+            cert,
+            token_ttl,
+        } => {
+            let mut b = j!({"name": name, "audiences": audiences, "redirect_uris": redirect_uris,
+                "first_party": first_party});
+            if !grants.is_empty() {
+                b["grants"] = j!(grants);
+            }
+            if let Some(s) = scopes {
+                b["scopes"] = j!(portcullis::admin_client::scopes(s));
+            }
+            match (public, auth_method) {
+                (true, Some(_)) => {
+                    return Err((1, "--public and --auth-method exclude each other".into()))
+                }
+                (true, None) => b["auth_method"] = j!("none"),
+                (false, Some(m)) => b["auth_method"] = j!(m),
+                (false, None) if cert.is_some() => b["auth_method"] = j!("tls_client_auth"),
+                (false, None) => {}
+            }
+            if let Some(c) = cert {
+                let der =
+                    portcullis::tls::load_certs(c).map_err(|e| (1, format!("--cert: {e}")))?;
+                let h = portcullis::digest::sha256(der[0].as_ref());
+                b["cert_sha256"] = j!(format!("sha256:{}", portcullis::digest::hex_lower(&h)));
+            }
+            if let Some(t) = token_ttl {
+                b["token_ttl"] = j!(t);
+            }
+            (Method::POST, "/admin/clients".into(), Some(b))
+        }
+        ClientsCmd::List => (Method::GET, "/admin/clients".into(), None),
+        ClientsCmd::Show { id } => (Method::GET, format!("/admin/clients/{id}"), None),
+        ClientsCmd::Rotate { id, grace } => (
+            Method::POST,
+            format!("/admin/clients/{id}/rotate"),
+            Some(j!({"grace": grace})),
+        ),
+        ClientsCmd::Delete { id } => (Method::DELETE, format!("/admin/clients/{id}"), None),
     })
 }
 
@@ -517,5 +683,28 @@ async fn admin_cmd_async(base: &str, json: bool, cmd: Admin) -> Result<String, (
             table(&rows, &[("jti", "JTI"), ("until", "UNTIL")])
         }
         Admin::Tokens(TokensCmd::Unrevoke { jti }) => format!("lifted the revocation of {jti}\n"),
+        Admin::Clients(c) => portcullis::admin_client::client_output(
+            match c {
+                ClientsCmd::Create { .. } => "create",
+                ClientsCmd::List => "list",
+                ClientsCmd::Show { .. } => "show",
+                ClientsCmd::Rotate { .. } => "rotate",
+                ClientsCmd::Delete { .. } => "delete",
+            },
+            &a.body,
+        ),
+        Admin::OauthKeys(OauthKeysCmd::List) => {
+            let rows = a.body["keys"].as_array().cloned().unwrap_or_default();
+            table(
+                &rows,
+                &[
+                    ("kid", "KID"),
+                    ("alg", "ALG"),
+                    ("state", "STATE"),
+                    ("activates_at", "SIGNS FROM"),
+                ],
+            )
+        }
+        Admin::OauthKeys(OauthKeysCmd::Rotate) => fields(&a.body, &["kid", "alg", "activates_at"]),
     })
 }

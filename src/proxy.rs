@@ -18,6 +18,7 @@ use crate::conn::{canonical_ip, ConnInfo};
 use crate::error::{Reason, Reject};
 use crate::gateway::Gateway;
 use crate::headers::{self, ForwardCtx, X_REQUEST_ID};
+use crate::oauth_server;
 use crate::route::{resolve, Route, Routed};
 use crate::telemetry::{log_request, Decision, RequestLog};
 use crate::upstream::{Exchange, Outbound};
@@ -41,6 +42,9 @@ struct Outcome {
     authenticator: Option<Arc<str>>,
     /// From sending the request upstream to its response head.
     upstream_us: Option<u64>,
+    /// What an authorization server endpoint did (`token_issued`, ...), and the token's `jti`.
+    event: Option<&'static str>,
+    token_id: Option<String>,
     response_headers: Vec<(header::HeaderName, HeaderValue)>,
 }
 
@@ -57,7 +61,33 @@ pub async fn handle(
     let client_ip = snap.trusted_proxies.client_ip(&conn, req.headers());
     let version = req.version();
     let mut out = Outcome::default();
-    let result = route_and_forward(&snap, &conn, req, &request_id, client_ip, &mut out).await;
+    // The authorization server's endpoints come before the routes of its listener.
+    let oauth = snap
+        .oauth
+        .as_ref()
+        .filter(|o| *o.listener == *conn.listener)
+        .and_then(|o| oauth_server::endpoint(uri.path()).map(|ep| (o.clone(), ep)));
+    let result = match oauth {
+        None => route_and_forward(&snap, &conn, req, &request_id, client_ip, &mut out).await,
+        Some((cfg, ep)) => {
+            static ROUTE: std::sync::LazyLock<Arc<str>> =
+                std::sync::LazyLock::new(|| Arc::from("oauth_server"));
+            out.route = Some(ROUTE.clone());
+            let answer = match check_head_size(&req, snap.limits.max_header_bytes) {
+                Err(e) => oauth_server::Answer::refused(e),
+                Ok(()) => {
+                    let store = gw.store();
+                    oauth_server::serve(&snap, &cfg, &conn, req, ep, client_ip, store).await
+                }
+            };
+            out.allowed = answer.result.is_ok();
+            out.authenticator = answer.client.as_ref().and_then(|c| c.authenticator.clone());
+            out.identity = answer.client;
+            out.event = answer.event;
+            out.token_id = answer.token_id;
+            answer.result
+        }
+    };
     let (mut resp, refused, close) = match result {
         Ok(r) => (r, None, false),
         Err(rej) => {
@@ -92,6 +122,8 @@ pub async fn handle(
             status: resp.status().as_u16(),
             latency_us: started.elapsed().as_micros() as u64,
             upstream_us: out.upstream_us,
+            event: out.event,
+            token_id: out.token_id.as_deref(),
         },
     );
     resp

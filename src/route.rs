@@ -159,7 +159,7 @@ pub fn resolve<B>(
 }
 
 /// `/a;x=1/b;y` -> `/a/b` (borrowed when there is no `;`).
-fn without_segment_params(path: &str) -> std::borrow::Cow<'_, str> {
+pub fn without_segment_params(path: &str) -> std::borrow::Cow<'_, str> {
     if !path.contains(';') {
         return std::borrow::Cow::Borrowed(path);
     }

@@ -93,23 +93,6 @@ pub fn admin_token_file(snap: &Snapshot) -> std::path::PathBuf {
     dir.unwrap_or_else(|| Path::new(".")).join("admin-token")
 }
 
-/// Writes `token` to `file`, readable by the owner only (0600), replacing an older one.
-fn write_token_file(file: &Path, token: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
-    }
-    let _ = std::fs::remove_file(file);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(file)
-        .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", file.display())))?;
-    writeln!(f, "{token}")
-}
-
 /// A new admin token: 40 random base62 characters after `pca_`.
 pub fn new_admin_token() -> String {
     format!("pca_{}", crate::keys::random_base62(40))
@@ -130,13 +113,14 @@ pub async fn start(config_path: &Path, snap: Snapshot) -> std::io::Result<Runnin
         .as_ref()
         .map(|p| (p.url.clone(), p.tls.clone(), p.resync));
     let feed_shared = snap.shared.clone();
+    let oauth = snap.oauth.clone();
     let (store, stored_token, n_keys, feed) = tokio::task::spawn_blocking(move || {
         let (store, pg, from): (Arc<dyn Store>, _, _) = match &pg_cfg {
             Some((url, tls, _)) => {
                 let pg = crate::store::postgres::Postgres::open(url, tls).map_err(io_err)?;
                 let pg = Arc::new(pg);
                 // Read before the load: a change committed meanwhile is applied twice, not lost.
-                let from = crate::store::postgres::start_seq(&pg).map_err(io_err)?;
+                let from = crate::store::pg_feed::start_seq(&pg).map_err(io_err)?;
                 (pg.clone() as Arc<dyn Store>, Some(pg), from)
             }
             None => (
@@ -152,6 +136,9 @@ pub async fn start(config_path: &Path, snap: Snapshot) -> std::io::Result<Runnin
         for (jti, until) in store.load_revocations(now).map_err(io_err)? {
             shared.revocations.revoke(&jti, until as f64);
         }
+        if let Some(o) = &oauth {
+            crate::oauth_server::lifecycle::load(o, &store_path, &*store, &shared.oauth)?;
+        }
         shared.keys.loaded.store(true, Ordering::Release);
         let mut stored = None;
         if need_token {
@@ -162,7 +149,7 @@ pub async fn start(config_path: &Path, snap: Snapshot) -> std::io::Result<Runnin
                     let h = crate::keys::hash_key(&token);
                     // The file first: a token whose hash is stored but that nobody can read
                     // would lock the admin API.
-                    write_token_file(&token_file, &token)?;
+                    crate::devpki::write_secret_file(&token_file, &token)?;
                     store
                         .set_setting(
                             "admin_token_sha256",
@@ -176,7 +163,7 @@ pub async fn start(config_path: &Path, snap: Snapshot) -> std::io::Result<Runnin
             };
         }
         let feed = match (pg, &pg_cfg) {
-            (Some(pg), Some((_, _, resync))) => Some(crate::store::postgres::Feed::spawn(
+            (Some(pg), Some((_, _, resync))) => Some(crate::store::pg_feed::Feed::spawn(
                 pg,
                 feed_shared,
                 from,
@@ -266,8 +253,23 @@ pub async fn start(config_path: &Path, snap: Snapshot) -> std::io::Result<Runnin
             // All of it off the serving threads: sweeping a million tracked rate-limit clients
             // takes ~50 ms (benches/limiter_memory.rs), a stall for every request on a worker.
             let _ = tokio::task::spawn_blocking(move || {
-                sweep(&gw.snapshot());
+                let snap = gw.snapshot();
+                sweep(&snap);
                 flush_key_use(&gw);
+                if let Some(o) = &snap.oauth {
+                    let now = crate::clock::now_secs();
+                    let store = gw.store();
+                    let r = crate::oauth_server::lifecycle::rotate(
+                        o,
+                        &*store,
+                        &snap.shared.oauth,
+                        now,
+                        false,
+                    );
+                    if let Err(e) = r {
+                        tracing::warn!(error = %e, "signing key rotation failed; retrying");
+                    }
+                }
                 if purge {
                     let _ = gw.store().purge_revocations(crate::clock::now_secs());
                 }

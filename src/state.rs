@@ -1,12 +1,15 @@
-//! State that outlives every config snapshot: the API keys and the JWT denylist. The store fills
-//! it at start and on every change; reloads keep it.
+//! State that outlives every config snapshot: the API keys, the JWT denylist and the
+//! authorization server's clients and signing keys. The store fills it at start and on every
+//! change; reloads keep it.
 
 use crate::auth::revocation::Revocations;
 use crate::keys::KeyRing;
+use crate::oauth::OauthState;
 use std::sync::Arc;
 
 #[derive(Debug, Default)]
 pub struct Shared {
     pub keys: Arc<KeyRing>,
     pub revocations: Arc<Revocations>,
+    pub oauth: Arc<OauthState>,
 }

@@ -32,14 +32,14 @@ pub fn meta(rec: &KeyRecord, now: i64) -> Value {
     })
 }
 
-fn valid_id(id: &str) -> bool {
+pub(super) fn valid_id(id: &str) -> bool {
     (1..=64).contains(&id.len())
         && id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
-fn check_scopes(scopes: &[String]) -> Result<(), ApiError> {
+pub(super) fn check_scopes(scopes: &[String]) -> Result<(), ApiError> {
     for s in scopes {
         if s.is_empty() || s.len() > 128 || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(bad(format!("scope `{s}`: 1-128 characters, no spaces")));
@@ -59,7 +59,7 @@ fn canonical_rate(r: Option<String>) -> Result<Option<String>, ApiError> {
     .transpose()
 }
 
-fn check_text(field: &str, v: &Option<String>, max: usize) -> Result<(), ApiError> {
+pub(super) fn check_text(field: &str, v: &Option<String>, max: usize) -> Result<(), ApiError> {
     if let Some(v) = v {
         if v.is_empty() || v.len() > max || v.chars().any(char::is_control) {
             return Err(bad(format!(

@@ -3,6 +3,7 @@
 //! endpoints are in [`keys`] and [`status`], their shared answers in [`api`].
 
 pub mod api;
+pub mod clients;
 pub mod keys;
 pub mod status;
 
@@ -219,6 +220,20 @@ async fn route(gw: Arc<Gateway>, req: Request<Incoming>) -> Result<Response<GwBo
         (Method::GET, ["admin", "config"]) => {
             Ok(json_response(StatusCode::OK, &gw.snapshot().effective))
         }
+        (Method::POST, ["admin", "clients"]) => clients::create(&gw, &body, now, actor).await,
+        (Method::GET, ["admin", "clients"]) => clients::list(&gw, now),
+        (Method::GET, ["admin", "clients", id]) => clients::show(&gw, id, now),
+        (Method::PATCH, ["admin", "clients", id]) => {
+            clients::patch(&gw, id, &body, now, actor).await
+        }
+        (Method::DELETE, ["admin", "clients", id]) => clients::delete(&gw, id, now, actor).await,
+        (Method::POST, ["admin", "clients", id, "rotate"]) => {
+            clients::rotate_secret(&gw, id, &body, now, actor).await
+        }
+        (Method::GET, ["admin", "oauth", "keys"]) => clients::list_keys(&gw, now),
+        (Method::POST, ["admin", "oauth", "keys", "rotate"]) => {
+            clients::rotate_keys(&gw, now, actor).await
+        }
         (
             _,
             ["admin", "keys"]
@@ -227,7 +242,12 @@ async fn route(gw: Arc<Gateway>, req: Request<Incoming>) -> Result<Response<GwBo
             | ["admin", "revocations"]
             | ["admin", "revocations", _]
             | ["admin", "reload"]
-            | ["admin", "config"],
+            | ["admin", "config"]
+            | ["admin", "clients"]
+            | ["admin", "clients", _]
+            | ["admin", "clients", _, "rotate"]
+            | ["admin", "oauth", "keys"]
+            | ["admin", "oauth", "keys", "rotate"],
         ) => Err(err(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",

@@ -4,7 +4,7 @@
 use crate::auth::api_key::ApiKeyAuthn;
 use crate::auth::identity::Identity;
 use crate::auth::jwt::jwks::JwksPool;
-use crate::auth::jwt::{JwtAuthn, RouteJwt};
+use crate::auth::jwt::{IssuerInfo, JwtAuthn, RouteJwt};
 use crate::auth::mtls::MtlsAuthn;
 use crate::auth::request::{AuthRequest, Authenticate, CredentialSource};
 use crate::config::issues::Issues;
@@ -59,6 +59,7 @@ impl Authenticator {
         raw: &RawAuthenticator,
         base: &Path,
         shared: &Shared,
+        issuer: Option<&IssuerInfo>,
         jwks: &mut JwksPool<'_>,
         issues: &mut Issues,
     ) -> Option<Authenticator> {
@@ -67,7 +68,7 @@ impl Authenticator {
                 ApiKeyAuthn::compile(name, envs.as_deref(), &shared.keys, issues),
             )),
             RawAuthenticator::Jwt(j) => {
-                let authn = JwtAuthn::compile(name, j, base, &shared.revocations, jwks, issues)?;
+                let authn = JwtAuthn::compile(name, j, base, shared, issuer, jwks, issues)?;
                 Authenticator::Jwt(RouteJwt::alone(Arc::new(authn)))
             }
             RawAuthenticator::Mtls {} => Authenticator::Mtls(Arc::new(MtlsAuthn::compile(name))),

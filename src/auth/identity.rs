@@ -13,6 +13,8 @@ pub enum AuthMethod {
     ApiKey,
     Jwt,
     Mtls,
+    /// A client of the built-in authorization server, at its endpoints.
+    OauthClient,
 }
 
 impl AuthMethod {
@@ -25,11 +27,13 @@ impl AuthMethod {
         static API_KEY: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("api_key"));
         static JWT: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("jwt"));
         static MTLS: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("mtls"));
+        static OAUTH: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("oauth_client"));
         match self {
             AuthMethod::None => &NONE,
             AuthMethod::ApiKey => &API_KEY,
             AuthMethod::Jwt => &JWT,
             AuthMethod::Mtls => &MTLS,
+            AuthMethod::OauthClient => &OAUTH,
         }
     }
 
@@ -39,6 +43,7 @@ impl AuthMethod {
             AuthMethod::ApiKey => "api_key",
             AuthMethod::Jwt => "jwt",
             AuthMethod::Mtls => "mtls",
+            AuthMethod::OauthClient => "oauth_client",
         }
     }
 }

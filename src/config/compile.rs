@@ -4,12 +4,14 @@
 
 use super::issues::{ConfigIssue, Defined, Issues};
 use super::listeners::{check_admin_bind, check_upstream_loops, compile_admin, compile_listeners};
+use super::oauth::compile_oauth;
 use super::raw::RawConfig;
 use super::snapshot::{compile_workers, Limits, LoggingCfg, Snapshot};
 use super::store::compile_store;
 use crate::auth::authenticator::{Authenticator, AuthnDef};
 use crate::auth::chain::ChainTables;
 use crate::auth::jwt::jwks::JwksPool;
+use crate::auth::jwt::IssuerInfo;
 use crate::auth::rate_limit::RateLimit;
 use crate::conn::TrustedProxies;
 use crate::route::{Route, RouteTables};
@@ -47,8 +49,24 @@ pub fn compile(raw: &RawConfig, ctx: &Ctx<'_>) -> Result<Snapshot, Vec<ConfigIss
     let prev_redis = ctx.prev.and_then(|p| p.store.redis.as_ref());
     let store = compile_store(&raw.store, ctx.base, prev_redis, i);
     let rate_limits = compile_rate_limits(raw, ctx, i);
+    let prev_oauth = ctx.prev.and_then(|p| p.oauth.as_deref());
+    let cluster = store.postgres.is_some();
+    let oauth = compile_oauth(
+        raw,
+        &ctx.shared.oauth,
+        &listeners,
+        &rate_limits,
+        prev_oauth,
+        cluster,
+        i,
+    )
+    .map(Arc::new);
     let mut jwks = JwksPool::new(ctx.prev.map_or(&[], |p| &p.remote_jwks[..]));
-    let authenticators = compile_authenticators(raw, ctx, &mut jwks, i);
+    let issuer = oauth.as_ref().map(|o| IssuerInfo {
+        issuer: o.issuer.clone(),
+        algorithm: o.algorithm,
+    });
+    let authenticators = compile_authenticators(raw, ctx, issuer.as_ref(), &mut jwks, i);
     let tables = RouteTables {
         upstreams: Defined {
             kind: "upstream",
@@ -109,6 +127,7 @@ pub fn compile(raw: &RawConfig, ctx: &Ctx<'_>) -> Result<Snapshot, Vec<ConfigIss
         jwts,
         remote_jwks: jwks.made,
         audit: Arc::new(Audit::off()),
+        oauth,
     })
 }
 
@@ -154,12 +173,14 @@ fn compile_rate_limits(
 fn compile_authenticators(
     raw: &RawConfig,
     ctx: &Ctx<'_>,
+    issuer: Option<&IssuerInfo>,
     jwks: &mut JwksPool<'_>,
     issues: &mut Issues,
 ) -> BTreeMap<String, AuthnDef> {
     let mut out = BTreeMap::new();
     for (name, a) in &raw.authenticators {
-        if let Some(kind) = Authenticator::compile(name, a, ctx.base, ctx.shared, jwks, issues) {
+        let built = Authenticator::compile(name, a, ctx.base, ctx.shared, issuer, jwks, issues);
+        if let Some(kind) = built {
             let def = AuthnDef {
                 name: Arc::from(name.as_str()),
                 kind,

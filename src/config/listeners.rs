@@ -19,6 +19,16 @@ pub struct ListenerCfg {
     pub raw_tls: Option<RawTls>,
 }
 
+impl ListenerCfg {
+    /// Whether clients can present a certificate here (mutual TLS, optional or required).
+    pub fn client_auth_possible(&self) -> bool {
+        self.raw_tls
+            .as_ref()
+            .and_then(|t| t.client_auth.as_ref())
+            .is_some_and(|c| c.mode != super::raw::ClientAuthMode::None)
+    }
+}
+
 pub struct AdminCfg {
     pub bind: SocketAddr,
     /// SHA-256 of the admin token, when the config gives one.

@@ -13,6 +13,7 @@ pub mod issues;
 pub mod listeners;
 pub mod load;
 pub mod locate;
+pub mod oauth;
 pub mod raw;
 pub mod snapshot;
 pub mod start;

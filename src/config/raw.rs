@@ -39,6 +39,83 @@ pub struct RawConfig {
     #[serde(default)]
     pub routes: Vec<RawRoute>,
     pub workers: Option<Num>,
+    pub oauth_server: Option<RawOauthServer>,
+    /// External OpenID providers users sign in with (the authorization code flow; refused until
+    /// it is built).
+    pub identity_providers: Option<BTreeMap<String, RawIdentityProvider>>,
+}
+
+/// `oauth_server` (SPEC section 7): the built-in authorization server.
+#[derive(Serialize, Deserialize, Debug)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "the oauth_server section: a mapping such as `{ issuer: https://localhost:8443, listener: public }`"
+)]
+pub struct RawOauthServer {
+    pub issuer: S,
+    pub listener: S,
+    #[serde(default)]
+    pub signing: RawSigning,
+    pub access_token_ttl: Option<Dur>,
+    /// Names a `rate_limits` entry: the token, revocation and introspection endpoints' limit per
+    /// client address, before any secret is checked (default 50/s, burst 100).
+    pub pre_auth_rate_limit: Option<S>,
+    /// Names a `rate_limits` entry: failed client authentications per client and address
+    /// (default 10/min, burst 10); past it, that client is refused from that address.
+    pub failed_auth_limit: Option<S>,
+    // The authorization code flow (refused until it is built):
+    pub authorization_code_ttl: Option<Dur>,
+    pub refresh_token: Option<RawRefreshToken>,
+    pub login: Option<RawLogin>,
+    pub consent: Option<S>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Default)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a signing block: a mapping such as `{ algorithm: ES256, rotate_every: 30d }`"
+)]
+pub struct RawSigning {
+    pub algorithm: Option<S>,
+    pub rotate_every: Option<Dur>,
+    pub publish_ahead: Option<Dur>,
+    pub secrets_key: Option<S>,
+}
+
+#[derive(Serialize, Deserialize, Debug)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a refresh_token block: a mapping such as `{ ttl: 30d, idle: 7d }`"
+)]
+pub struct RawRefreshToken {
+    pub ttl: Option<Dur>,
+    pub idle: Option<Dur>,
+    pub reuse_grace: Option<Dur>,
+}
+
+#[derive(Serialize, Deserialize, Debug)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a login block: a mapping such as `{ users: true, providers: [corp_sso] }`"
+)]
+pub struct RawLogin {
+    pub users: Option<bool>,
+    #[serde(default)]
+    pub providers: Vec<S>,
+}
+
+#[derive(Serialize, Deserialize, Debug)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "an identity provider: a mapping such as `{ issuer: https://sso.example.com, client_id: ... }`"
+)]
+pub struct RawIdentityProvider {
+    pub issuer: S,
+    pub client_id: S,
+    pub client_secret: Option<S>,
+    #[serde(default)]
+    pub scopes: Vec<S>,
+    pub subject_claim: Option<S>,
 }
 
 #[derive(Serialize, Deserialize, Debug)]
@@ -253,7 +330,11 @@ pub enum RawAuthenticator {
     expecting = "a jwt authenticator: a mapping such as `{ type: jwt, issuer: ..., audiences: [...] }`"
 )]
 pub struct RawJwt {
+    /// Required, except with `oauth_server: true` (the server's issuer then).
+    #[serde(default)]
     pub issuer: S,
+    /// Verify the built-in authorization server's tokens, from its keys in memory.
+    pub oauth_server: Option<bool>,
     #[serde(default)]
     pub audiences: Vec<S>,
     #[serde(default)]

@@ -40,6 +40,8 @@ pub struct Snapshot {
     pub remote_jwks: Vec<Arc<RemoteJwks>>,
     /// Opened by the start step (`config::start`); off in `check`.
     pub audit: Arc<Audit>,
+    /// The built-in authorization server, when configured.
+    pub oauth: Option<Arc<super::oauth::OauthServerCfg>>,
 }
 
 impl Snapshot {
@@ -103,6 +105,15 @@ impl Snapshot {
         }
         if self.store.raw != next.store.raw {
             restart("store".into(), "changed".into());
+        }
+        let oauth = |s: &Snapshot| s.oauth.as_ref().map(|o| o.secrets_key_text.clone());
+        if oauth(self) != oauth(next) {
+            let what = match (&self.oauth, &next.oauth) {
+                (None, Some(_)) => "added",
+                (Some(_), None) => "removed",
+                _ => "signing.secrets_key changed",
+            };
+            restart("oauth_server".into(), what.into());
         }
         if self.workers != next.workers {
             restart(

@@ -1,11 +1,15 @@
-//! The key store behind a trait: keys (hashes and metadata), JWT revocations, the admin audit
-//! trail and settings. The embedded default is SQLite; the request path never touches it (all
+//! The key store behind a trait: keys (hashes and metadata), JWT revocations, the authorization
+//! server's clients and signing keys, the admin audit trail and settings. The embedded default is SQLite; the request path never touches it (all
 //! keys live in memory), only start-up and the admin path do.
+pub mod pg_feed;
+pub mod pg_oauth;
 pub mod pg_tls;
 pub mod postgres;
 pub mod sqlite;
 
 use crate::keys::{Hash, KeyRow};
+use crate::oauth::clients::{ClientAuth, ClientRow, Grant};
+use crate::oauth::signing::SigningKeyRow;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -18,6 +22,17 @@ pub enum StoreError {
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A PostgreSQL error as a store error: a unique violation is a `Conflict`, the rest
+/// `Unavailable`.
+pub(crate) fn pg_err(e: ::postgres::Error) -> StoreError {
+    if let Some(db) = e.as_db_error() {
+        if db.code() == &::postgres::error::SqlState::UNIQUE_VIOLATION {
+            return StoreError::Conflict(db.message().to_owned());
+        }
+    }
+    StoreError::Unavailable(e.to_string())
+}
 
 pub trait Store: Send + Sync + std::fmt::Debug {
     /// Streams every key to `f` (start-up: a million keys must not be held twice).
@@ -40,6 +55,20 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn lift_revocation(&self, jti: &str, now: i64) -> StoreResult<bool>;
     fn purge_revocations(&self, now: i64) -> StoreResult<usize>;
     fn audit(&self, actor: &str, action: &str, target: &str, detail: &str) -> StoreResult<()>;
+    /// Every OAuth client, deleted ones included (their tokens must stay refused).
+    fn load_clients(&self) -> StoreResult<Vec<ClientRow>>;
+    /// A new client; a duplicate id or secret is a `Conflict`.
+    fn insert_client(&self, row: &ClientRow) -> StoreResult<()>;
+    /// Replaces a client's registration and secrets (edits, rotations, deletion).
+    fn update_client(&self, row: &ClientRow) -> StoreResult<()>;
+    fn load_signing_keys(&self) -> StoreResult<Vec<SigningKeyRow>>;
+    /// Adds a signing key unless a stored key activates after `unless_activating_after` (another
+    /// replica, or an earlier call, made the next key already): whether it was added.
+    fn insert_signing_key(
+        &self,
+        row: &SigningKeyRow,
+        unless_activating_after: i64,
+    ) -> StoreResult<bool>;
     fn setting(&self, name: &str) -> StoreResult<Option<String>>;
     fn set_setting(&self, name: &str, value: &str) -> StoreResult<()>;
     /// False while the store cannot be reached (reported by `/readyz` and `/metrics`).
@@ -116,6 +145,84 @@ pub(crate) fn parse_scopes(s: &str) -> Vec<String> {
         Vec::new()
     } else {
         serde_json::from_str(s).unwrap_or_default()
+    }
+}
+
+/// A client's lists and enums as stored (JSON arrays of strings, and names).
+pub(crate) struct ClientText {
+    pub grants: String,
+    pub scopes: String,
+    pub audiences: String,
+    pub redirect_uris: String,
+    pub auth: &'static str,
+}
+
+impl ClientText {
+    pub(crate) fn of(row: &ClientRow) -> ClientText {
+        let json = |v: &[String]| serde_json::to_string(v).unwrap_or_else(|_| "[]".into());
+        let grants: Vec<String> = row.grants.iter().map(|g| g.as_str().to_owned()).collect();
+        ClientText {
+            grants: json(&grants),
+            scopes: json(&row.scopes),
+            audiences: json(&row.audiences),
+            redirect_uris: json(&row.redirect_uris),
+            auth: row.auth.as_str(),
+        }
+    }
+}
+
+/// A client row from its stored columns (lists as JSON text; secrets added afterwards).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn client_row(
+    id: String,
+    name: String,
+    text: [String; 5],
+    cert_sha256: Option<Vec<u8>>,
+    token_ttl: Option<i64>,
+    first_party: bool,
+    times: [Option<i64>; 4],
+) -> ClientRow {
+    let [grants, scopes, audiences, redirect_uris, auth] = text;
+    let [created_at, deleted_at, revoke_before, revoke_from] = times;
+    ClientRow {
+        id,
+        name,
+        grants: parse_scopes(&grants)
+            .iter()
+            .filter_map(|g| Grant::parse(g))
+            .collect(),
+        scopes: parse_scopes(&scopes),
+        audiences: parse_scopes(&audiences),
+        redirect_uris: parse_scopes(&redirect_uris),
+        auth: ClientAuth::parse(&auth).unwrap_or(ClientAuth::ClientSecretBasic),
+        cert_sha256: cert_sha256.map(to_hash),
+        token_ttl,
+        first_party,
+        created_at: created_at.unwrap_or(0),
+        deleted_at,
+        revoke_before,
+        revoke_from,
+        current: None,
+        previous: Vec::new(),
+    }
+}
+
+/// Puts each `(client id, hash, valid_until)` secret on its client.
+pub(crate) fn attach_secrets(rows: &mut [ClientRow], secrets: Vec<(String, Hash, Option<i64>)>) {
+    let mut at: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for (i, r) in rows.iter().enumerate() {
+        at.insert(r.id.clone(), i);
+    }
+    for (id, hash, until) in secrets {
+        if let Some(&i) = at.get(&id) {
+            match until {
+                None => rows[i].current = Some(hash),
+                Some(u) => rows[i].previous.push((hash, u)),
+            }
+        }
+    }
+    for r in rows.iter_mut() {
+        r.previous.sort_by_key(|(_, u)| *u);
     }
 }
 
@@ -201,5 +308,57 @@ pub fn conformance(s: &dyn Store) {
     );
     s.audit("admin-token", "create_key", "key_1", "conformance")
         .unwrap();
+    conformance_oauth(s);
     assert!(s.is_up());
+}
+
+#[allow(clippy::unwrap_used)]
+fn conformance_oauth(s: &dyn Store) {
+    use crate::oauth::clients::generate_secret;
+    use crate::oauth::signing::{generate, SecretsKey, SigAlg};
+    assert!(s.load_clients().unwrap().is_empty());
+    let mut c = ClientRow::new("cl_1", "svc");
+    c.grants = vec![Grant::ClientCredentials, Grant::RefreshToken];
+    c.scopes = vec!["read:users".into(), "write".into()];
+    c.audiences = vec!["https://api.test".into()];
+    c.auth = ClientAuth::ClientSecretPost;
+    c.token_ttl = Some(300);
+    c.created_at = 5;
+    c.current = Some(crate::keys::hash_key(&generate_secret()));
+    s.insert_client(&c).unwrap();
+    assert!(matches!(s.insert_client(&c), Err(StoreError::Conflict(_))));
+    // another client with the same secret: a conflict too
+    let mut twin = c.clone();
+    twin.id = "cl_2".into();
+    assert!(matches!(
+        s.insert_client(&twin),
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(s.load_clients().unwrap(), vec![c.clone()]);
+    // a rotation with grace, then deletion: the row follows
+    let old = c.current.unwrap();
+    c.current = Some(crate::keys::hash_key("new"));
+    c.previous = vec![(old, 99)];
+    c.revoke_before = Some(50);
+    c.revoke_from = Some(99);
+    s.update_client(&c).unwrap();
+    c.deleted_at = Some(70);
+    c.cert_sha256 = Some([9u8; 32]);
+    s.update_client(&c).unwrap();
+    assert_eq!(s.load_clients().unwrap(), vec![c.clone()]);
+    let mut ghost = c.clone();
+    ghost.id = "cl_none".into();
+    ghost.current = None;
+    ghost.previous.clear();
+    assert!(matches!(s.update_client(&ghost), Err(StoreError::NotFound)));
+    // signing keys: the first goes in; a second only while no key activates after the bound
+    let key = SecretsKey::generate().unwrap().0;
+    let a = generate(SigAlg::ES256, &key, 10, 10).unwrap();
+    assert!(s.insert_signing_key(&a, i64::MIN).unwrap());
+    let b = generate(SigAlg::ES256, &key, 20, 100).unwrap();
+    assert!(!s.insert_signing_key(&b, 0).unwrap());
+    assert!(s.insert_signing_key(&b, 10).unwrap());
+    let c2 = generate(SigAlg::ES256, &key, 30, 200).unwrap();
+    assert!(!s.insert_signing_key(&c2, 30).unwrap());
+    assert_eq!(s.load_signing_keys().unwrap(), vec![a, b]);
 }

@@ -15,17 +15,20 @@
 
 use super::pg_tls::PgTls;
 use super::{parse_scopes, to_hash, KeyGrouper, Store, StoreError, StoreResult};
+use super::{pg_err as db_err, pg_oauth};
 use crate::keys::{Env, Hash, KeyRow};
+use crate::oauth::clients::ClientRow;
+use crate::oauth::signing::SigningKeyRow;
 use postgres::{Client, NoTls};
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 use std::time::Duration;
 
 /// Serializes writers (`pg_advisory_xact_lock`), so change numbers are committed in order.
-const WRITE_LOCK: i64 = 0x706f_7274_6375_6c6c; // "portcull"
+pub(super) const WRITE_LOCK: i64 = 0x706f_7274_6375_6c6c; // "portcull"
 /// Held while migrating, so replicas starting together don't race on `CREATE`.
 const MIGRATE_LOCK: i64 = 0x706f_7274_6d69_6772; // "portmigr"
-const CHANNEL: &str = "portcullis_changes";
+pub(super) const CHANNEL: &str = "portcullis_changes";
 /// Most idle connections kept for the admin path.
 const POOL_MAX: usize = 4;
 
@@ -79,7 +82,7 @@ pub struct Postgres {
     pub display: String,
     pool: Mutex<Vec<Client>>,
     /// False from the first failed call until a call succeeds again (`/readyz`, metrics).
-    up: AtomicBool,
+    pub(super) up: AtomicBool,
 }
 
 impl std::fmt::Debug for Postgres {
@@ -88,15 +91,6 @@ impl std::fmt::Debug for Postgres {
             .field("url", &self.display)
             .finish_non_exhaustive()
     }
-}
-
-fn db_err(e: postgres::Error) -> StoreError {
-    if let Some(db) = e.as_db_error() {
-        if db.code() == &postgres::error::SqlState::UNIQUE_VIOLATION {
-            return StoreError::Conflict(db.message().to_owned());
-        }
-    }
-    StoreError::Unavailable(e.to_string())
 }
 
 impl Postgres {
@@ -154,7 +148,7 @@ impl Postgres {
         Ok(pg)
     }
 
-    fn connect(&self) -> StoreResult<Client> {
+    pub(super) fn connect(&self) -> StoreResult<Client> {
         let c = match self.tls.connector() {
             Some(tls) => self.config.connect(tls),
             None => self.config.connect(NoTls),
@@ -180,11 +174,15 @@ impl Postgres {
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATE_LOCK])
             .map_err(db_err)?;
         tx.batch_execute(SCHEMA).map_err(db_err)?;
+        tx.batch_execute(super::pg_oauth::SCHEMA).map_err(db_err)?;
         tx.commit().map_err(db_err)
     }
 
     /// Runs `f` on a pooled connection; a connection that failed is dropped, not pooled.
-    fn with<T>(&self, f: impl FnOnce(&mut Client) -> Result<T, StoreError>) -> StoreResult<T> {
+    pub(super) fn with<T>(
+        &self,
+        f: impl FnOnce(&mut Client) -> Result<T, StoreError>,
+    ) -> StoreResult<T> {
         let pooled = self.pool.lock().unwrap_or_else(|p| p.into_inner()).pop();
         let mut c = match pooled {
             Some(c) if !c.is_closed() => c,
@@ -230,7 +228,7 @@ impl Postgres {
 
 /// Streams the keys changed after `after` (every key for `i64::MIN`), grouped per key; returns
 /// how many and the highest change number seen.
-fn keys_since<C: postgres::GenericClient>(
+pub(super) fn keys_since<C: postgres::GenericClient>(
     c: &mut C,
     after: i64,
     f: &mut dyn FnMut(KeyRow),
@@ -279,7 +277,7 @@ fn keys_since<C: postgres::GenericClient>(
 
 /// Revocation changes after `after`, ended ones included: a lifted revocation is a change to an
 /// `until` in the past, which every replica must apply.
-fn revocations_since<C: postgres::GenericClient>(
+pub(super) fn revocations_since<C: postgres::GenericClient>(
     c: &mut C,
     after: i64,
 ) -> StoreResult<(Vec<(String, i64)>, i64)> {
@@ -302,7 +300,7 @@ fn revocations_since<C: postgres::GenericClient>(
     Ok((out, max_seq))
 }
 
-fn current_seq<C: postgres::GenericClient>(c: &mut C) -> StoreResult<i64> {
+pub(super) fn current_seq<C: postgres::GenericClient>(c: &mut C) -> StoreResult<i64> {
     // `last_value` of a never-used sequence is its start (1) with is_called false: report 0.
     let r = c
         .query_one(
@@ -507,6 +505,30 @@ impl Store for Postgres {
         })
     }
 
+    fn load_clients(&self) -> StoreResult<Vec<ClientRow>> {
+        self.with(|c| pg_oauth::clients_since(c, i64::MIN).map(|(rows, _)| rows))
+    }
+
+    fn insert_client(&self, row: &ClientRow) -> StoreResult<()> {
+        self.write(|tx| pg_oauth::insert_client(tx, row))
+    }
+
+    fn update_client(&self, row: &ClientRow) -> StoreResult<()> {
+        self.write(|tx| pg_oauth::update_client(tx, row))
+    }
+
+    fn load_signing_keys(&self) -> StoreResult<Vec<SigningKeyRow>> {
+        self.with(|c| pg_oauth::signing_keys_since(c, i64::MIN).map(|(rows, _)| rows))
+    }
+
+    fn insert_signing_key(
+        &self,
+        row: &SigningKeyRow,
+        unless_activating_after: i64,
+    ) -> StoreResult<bool> {
+        self.write(|tx| pg_oauth::insert_signing_key(tx, row, unless_activating_after))
+    }
+
     fn setting(&self, name: &str) -> StoreResult<Option<String>> {
         self.with(|c| {
             c.query_opt(
@@ -534,144 +556,4 @@ impl Store for Postgres {
     fn is_up(&self) -> bool {
         self.up.load(Ordering::Relaxed)
     }
-}
-
-/// Follows the database for one replica: applies every key and revocation change to memory.
-#[derive(Debug)]
-pub struct Feed {
-    /// The highest change number applied.
-    pub applied: AtomicI64,
-    /// True while the feed's connection is up and caught up.
-    pub connected: AtomicBool,
-}
-
-impl Feed {
-    /// Starts following from `from` (the change number current when the keys were loaded) on a
-    /// thread of its own (the sync client blocks).
-    pub fn spawn(
-        pg: Arc<Postgres>,
-        shared: Arc<crate::state::Shared>,
-        from: i64,
-        resync: Duration,
-    ) -> std::io::Result<Arc<Feed>> {
-        let feed = Arc::new(Feed {
-            applied: AtomicI64::new(from),
-            connected: AtomicBool::new(true),
-        });
-        // The first connection is made here, before the gateway serves: a replica that answers
-        // requests is already listening, so no change made after its start can be missed.
-        let first = feed
-            .listen(&pg, &shared)
-            .map_err(|e| std::io::Error::other(e.to_string()))?;
-        let f = feed.clone();
-        std::thread::Builder::new()
-            .name("pg-feed".into())
-            .spawn(move || f.run(&pg, &shared, resync, first))?;
-        Ok(feed)
-    }
-
-    fn run(&self, pg: &Postgres, shared: &crate::state::Shared, resync: Duration, first: Client) {
-        let mut backoff = Duration::from_millis(250);
-        let mut client = Some(first);
-        loop {
-            let r = match client.take() {
-                Some(c) => self.follow(c, shared, resync),
-                None => self
-                    .listen(pg, shared)
-                    .and_then(|c| self.follow(c, shared, resync)),
-            };
-            match r {
-                Ok(()) => return,
-                Err(e) => {
-                    if self.connected.swap(false, Ordering::Relaxed) {
-                        backoff = Duration::from_millis(250);
-                        tracing::error!(store = %pg.display, error = %e, "store change feed lost; serving from memory, reconnecting");
-                    }
-                    std::thread::sleep(backoff);
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
-                }
-            }
-        }
-    }
-
-    /// Connects, LISTENs, and catches up.
-    fn listen(&self, pg: &Postgres, shared: &crate::state::Shared) -> StoreResult<Client> {
-        let mut c = pg.connect()?;
-        c.batch_execute(&format!("LISTEN {CHANNEL}"))
-            .map_err(db_err)?;
-        self.catch_up(&mut c, shared)?;
-        if !self.connected.swap(true, Ordering::Relaxed) {
-            tracing::info!(store = %pg.display, applied = self.applied.load(Ordering::Relaxed), "store change feed reconnected and caught up");
-        }
-        pg.up.store(true, Ordering::Relaxed);
-        Ok(c)
-    }
-
-    /// Applies changes as they are announced, until the connection fails.
-    fn follow(
-        &self,
-        mut c: Client,
-        shared: &crate::state::Shared,
-        resync: Duration,
-    ) -> StoreResult<()> {
-        loop {
-            // Wait for an announcement (or the resync interval), then drain any that queued:
-            // one catch-up covers them all.
-            {
-                use postgres::fallible_iterator::FallibleIterator;
-                let mut n = c.notifications();
-                n.timeout_iter(resync).next().map_err(db_err)?;
-                let mut pending = n.iter();
-                while pending.next().map_err(db_err)?.is_some() {}
-            }
-            if c.is_closed() {
-                return Err(StoreError::Unavailable("connection closed".into()));
-            }
-            self.catch_up(&mut c, shared)?;
-        }
-    }
-
-    fn catch_up(&self, c: &mut Client, shared: &crate::state::Shared) -> StoreResult<()> {
-        let after = self.applied.load(Ordering::Relaxed);
-        // Both reads in one snapshot: `applied` may only move to a number below which this
-        // snapshot saw every committed change, keys and revocations alike.
-        let mut tx = c
-            .build_transaction()
-            .isolation_level(postgres::IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
-            .map_err(db_err)?;
-        let (n, kmax) = keys_since(&mut tx, after, &mut |row| shared.keys.put(row))?;
-        let (revs, rmax) = revocations_since(&mut tx, after)?;
-        tx.commit().map_err(db_err)?;
-        for (jti, until) in &revs {
-            shared.revocations.revoke(jti, *until as f64);
-        }
-        let max = kmax.max(rmax);
-        if max > after {
-            self.applied.store(max, Ordering::Relaxed);
-            tracing::debug!(
-                keys = n,
-                revocations = revs.len(),
-                applied = max,
-                "store changes applied"
-            );
-        }
-        Ok(())
-    }
-}
-
-/// The change number to start following from: read before the initial load, so a change that
-/// commits during the load is applied again (harmless) rather than missed.
-pub fn start_seq(pg: &Postgres) -> StoreResult<i64> {
-    pg.with(|c| {
-        // Under the write lock no writer holds a drawn number it has not committed, so every
-        // change numbered up to the value read is visible to the load that follows.
-        let mut tx = c.transaction().map_err(db_err)?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])
-            .map_err(db_err)?;
-        let n = current_seq(&mut tx)?;
-        tx.commit().map_err(db_err)?;
-        Ok(n)
-    })
 }

@@ -1,8 +1,13 @@
 //! The embedded store: SQLite (bundled), WAL, `synchronous=FULL` (an answered admin write
 //! survives a crash), created on first start.
 
-use super::{parse_scopes, to_hash, KeyGrouper, Store, StoreError, StoreResult};
+use super::{
+    attach_secrets, client_row, parse_scopes, to_hash, ClientText, KeyGrouper, Store, StoreError,
+    StoreResult,
+};
 use crate::keys::{Env, Hash, KeyRow};
+use crate::oauth::clients::ClientRow;
+use crate::oauth::signing::{SigAlg, SigningKeyRow};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::Path;
 use std::sync::Mutex;
@@ -42,7 +47,87 @@ CREATE TABLE IF NOT EXISTS admin_audit (
     detail TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS oauth_clients (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    grants TEXT NOT NULL,
+    scopes TEXT NOT NULL,
+    audiences TEXT NOT NULL,
+    redirect_uris TEXT NOT NULL,
+    auth TEXT NOT NULL,
+    cert_sha256 BLOB,
+    token_ttl INTEGER,
+    first_party INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    deleted_at INTEGER,
+    revoke_before INTEGER,
+    revoke_from INTEGER
+);
+CREATE TABLE IF NOT EXISTS oauth_client_secrets (
+    hash BLOB PRIMARY KEY,
+    client_id TEXT NOT NULL REFERENCES oauth_clients(id),
+    valid_until INTEGER          -- NULL: the current secret
+);
+CREATE INDEX IF NOT EXISTS oauth_client_secrets_by_client ON oauth_client_secrets(client_id);
+CREATE TABLE IF NOT EXISTS oauth_signing_keys (
+    kid TEXT PRIMARY KEY,
+    alg TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    activates_at INTEGER NOT NULL,
+    private_sealed BLOB NOT NULL,
+    public_jwk TEXT NOT NULL
+);
 ";
+
+const CLIENT_COLUMNS: &str =
+    "id, name, grants, scopes, audiences, redirect_uris, auth, cert_sha256, \
+     token_ttl, first_party, created_at, deleted_at, revoke_before, revoke_from";
+
+/// The client's columns in `CLIENT_COLUMNS` order, from `?1`.
+fn client_params(r: &ClientRow) -> rusqlite::ParamsFromIter<Vec<rusqlite::types::Value>> {
+    use rusqlite::types::Value as V;
+    let t = ClientText::of(r);
+    let opt = |v: Option<i64>| v.map_or(V::Null, V::Integer);
+    rusqlite::params_from_iter(vec![
+        V::Text(r.id.clone()),
+        V::Text(r.name.clone()),
+        V::Text(t.grants),
+        V::Text(t.scopes),
+        V::Text(t.audiences),
+        V::Text(t.redirect_uris),
+        V::Text(t.auth.to_owned()),
+        r.cert_sha256.map_or(V::Null, |h| V::Blob(h.to_vec())),
+        opt(r.token_ttl),
+        V::Integer(i64::from(r.first_party)),
+        V::Integer(r.created_at),
+        opt(r.deleted_at),
+        opt(r.revoke_before),
+        opt(r.revoke_from),
+    ])
+}
+
+fn put_client_secrets(tx: &rusqlite::Transaction<'_>, r: &ClientRow) -> StoreResult<()> {
+    let mut st = tx
+        .prepare_cached(
+            "INSERT INTO oauth_client_secrets (hash, client_id, valid_until) VALUES (?1, ?2, ?3)",
+        )
+        .map_err(unavailable)?;
+    let conflict = |e| match unavailable(e) {
+        StoreError::Conflict(_) => {
+            StoreError::Conflict(format!("a secret of client `{}` is already stored", r.id))
+        }
+        other => other,
+    };
+    if let Some(h) = &r.current {
+        st.execute(params![h.as_slice(), r.id, Option::<i64>::None])
+            .map_err(conflict)?;
+    }
+    for (h, until) in &r.previous {
+        st.execute(params![h.as_slice(), r.id, until])
+            .map_err(conflict)?;
+    }
+    Ok(())
+}
 
 fn unavailable(e: rusqlite::Error) -> StoreError {
     match &e {
@@ -299,6 +384,145 @@ impl Store for Sqlite {
             )
             .map_err(unavailable)?;
         Ok(())
+    }
+
+    fn load_clients(&self) -> StoreResult<Vec<ClientRow>> {
+        let conn = self.conn();
+        let mut st = conn
+            .prepare(&format!(
+                "SELECT {CLIENT_COLUMNS} FROM oauth_clients ORDER BY created_at, id"
+            ))
+            .map_err(unavailable)?;
+        let mut rows: Vec<ClientRow> = st
+            .query_map([], |r| {
+                Ok(client_row(
+                    r.get(0)?,
+                    r.get(1)?,
+                    [r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?],
+                    r.get(7)?,
+                    r.get(8)?,
+                    r.get(9)?,
+                    [r.get(10)?, r.get(11)?, r.get(12)?, r.get(13)?],
+                ))
+            })
+            .map_err(unavailable)?
+            .collect::<Result<_, _>>()
+            .map_err(unavailable)?;
+        let mut st = conn
+            .prepare("SELECT client_id, hash, valid_until FROM oauth_client_secrets")
+            .map_err(unavailable)?;
+        let secrets = st
+            .query_map([], |r| {
+                Ok((r.get(0)?, to_hash(r.get::<_, Vec<u8>>(1)?), r.get(2)?))
+            })
+            .map_err(unavailable)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(unavailable)?;
+        attach_secrets(&mut rows, secrets);
+        Ok(rows)
+    }
+
+    fn insert_client(&self, row: &ClientRow) -> StoreResult<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(unavailable)?;
+        tx.execute(
+            &format!(
+                "INSERT INTO oauth_clients ({CLIENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+            ),
+            client_params(row),
+        )
+        .map_err(|e| match unavailable(e) {
+            StoreError::Conflict(_) => {
+                StoreError::Conflict(format!("client id `{}` already exists", row.id))
+            }
+            other => other,
+        })?;
+        put_client_secrets(&tx, row)?;
+        tx.commit().map_err(unavailable)
+    }
+
+    fn update_client(&self, row: &ClientRow) -> StoreResult<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(unavailable)?;
+        let n = tx
+            .execute(
+                "UPDATE oauth_clients SET name = ?2, grants = ?3, scopes = ?4, audiences = ?5, \
+                 redirect_uris = ?6, auth = ?7, cert_sha256 = ?8, token_ttl = ?9, first_party = ?10, \
+                 created_at = ?11, deleted_at = ?12, revoke_before = ?13, revoke_from = ?14 WHERE id = ?1",
+                client_params(row),
+            )
+            .map_err(unavailable)?;
+        if n == 0 {
+            return Err(StoreError::NotFound);
+        }
+        tx.execute(
+            "DELETE FROM oauth_client_secrets WHERE client_id = ?1",
+            params![row.id],
+        )
+        .map_err(unavailable)?;
+        put_client_secrets(&tx, row)?;
+        tx.commit().map_err(unavailable)
+    }
+
+    fn load_signing_keys(&self) -> StoreResult<Vec<SigningKeyRow>> {
+        let conn = self.conn();
+        let mut st = conn
+            .prepare(
+                "SELECT kid, alg, created_at, activates_at, private_sealed, public_jwk \
+                 FROM oauth_signing_keys ORDER BY activates_at, kid",
+            )
+            .map_err(unavailable)?;
+        let rows = st
+            .query_map([], |r| {
+                let alg: String = r.get(1)?;
+                Ok(SigningKeyRow {
+                    kid: r.get(0)?,
+                    alg: SigAlg::parse(&alg).unwrap_or(SigAlg::ES256),
+                    created_at: r.get(2)?,
+                    activates_at: r.get(3)?,
+                    private_sealed: r.get(4)?,
+                    public_jwk: r.get(5)?,
+                })
+            })
+            .map_err(unavailable)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(unavailable)
+    }
+
+    fn insert_signing_key(
+        &self,
+        row: &SigningKeyRow,
+        unless_activating_after: i64,
+    ) -> StoreResult<bool> {
+        let mut conn = self.conn();
+        // IMMEDIATE: the check and the insert under one write lock, for every process on the file
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(unavailable)?;
+        let later: i64 = tx
+            .query_row(
+                "SELECT count(*) FROM oauth_signing_keys WHERE activates_at > ?1",
+                params![unless_activating_after],
+                |r| r.get(0),
+            )
+            .map_err(unavailable)?;
+        if later > 0 {
+            return Ok(false);
+        }
+        tx.execute(
+            "INSERT INTO oauth_signing_keys (kid, alg, created_at, activates_at, private_sealed, public_jwk) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                row.kid,
+                row.alg.as_str(),
+                row.created_at,
+                row.activates_at,
+                row.private_sealed,
+                row.public_jwk
+            ],
+        )
+        .map_err(unavailable)?;
+        tx.commit().map_err(unavailable)?;
+        Ok(true)
     }
 
     fn setting(&self, name: &str) -> StoreResult<Option<String>> {

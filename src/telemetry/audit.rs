@@ -65,6 +65,10 @@ pub struct AuditRecord<'a> {
     pub failure: Option<&'a str>,
     pub status: u16,
     pub latency_us: u64,
+    /// An authorization server event (`token_issued`, `token_revoked`, `client_auth_failed`,
+    /// ...); written with `jti` only when set.
+    pub event: Option<&'a str>,
+    pub token_id: Option<&'a str>,
 }
 
 /// What the request path and the writer share.
@@ -224,6 +228,12 @@ fn write_line(buf: &mut Vec<u8>, r: &AuditRecord<'_>) {
     json_opt(buf, r.reason);
     buf.extend_from_slice(b",\"failure\":");
     json_opt(buf, r.failure);
+    if let Some(e) = r.event {
+        buf.extend_from_slice(b",\"event\":");
+        json_str(buf, e);
+        buf.extend_from_slice(b",\"jti\":");
+        json_opt(buf, r.token_id);
+    }
     let _ = writeln!(
         buf,
         ",\"status\":{},\"latency_us\":{}}}",
@@ -290,6 +300,8 @@ mod tests {
                 failure: None,
                 status: 403,
                 latency_us: 12,
+                event: None,
+                token_id: None,
             },
         );
         assert_eq!(buf.last(), Some(&b'\n'));

@@ -44,6 +44,10 @@ pub struct RequestLog<'a> {
     pub latency_us: u64,
     /// From sending the request upstream to its response head, when it was sent.
     pub upstream_us: Option<u64>,
+    /// An authorization server event (`token_issued`, `client_auth_failed`, ...).
+    pub event: Option<&'static str>,
+    /// The `jti` of the token the event is about (never the token).
+    pub token_id: Option<&'a str>,
 }
 
 /// The logging phase (pingora's `logging` hook): the metrics and the audit line of one request,
@@ -112,6 +116,8 @@ pub fn log_request(metrics: &Metrics, audit: &Audit, r: &RequestLog<'_>) {
             failure: failure.map(Reason::name),
             status: r.status,
             latency_us: r.latency_us,
+            event: r.event,
+            token_id: r.token_id,
         });
     }
 }

@@ -484,7 +484,7 @@ proptest! {
 fn jwt_authn_keys(j: &JwtAuthn) -> Option<&KeySet> {
     match &j.keys {
         Keys::Static(k) => Some(k),
-        Keys::Remote(_) => None,
+        Keys::Remote(_) | Keys::Issuer(_) => None,
     }
 }
 

@@ -273,6 +273,7 @@ pub fn jwt_authn(
         scopes_claim: "scp".into(),
         claims_to_headers: vec![(HeaderName::from_static("x-auth-role"), "role".into())],
         revocations: revocations(),
+        oauth: None,
     })
 }
 

@@ -10,6 +10,9 @@ use std::sync::Arc;
 pub struct CachedIdentity {
     pub identity: Arc<Identity>,
     pub jti: Option<Box<str>>,
+    /// A built-in server's token: its `client_id` and `iat` (the client is checked again on
+    /// every hit).
+    pub client: Option<(Box<str>, f64)>,
 }
 
 struct Entry {

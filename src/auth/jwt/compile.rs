@@ -4,11 +4,11 @@
 use super::cache::VerifyCache;
 use super::jwks::{check_fetch_url, JwksLocation, JwksPool, JwksTiming};
 use super::keyset::KeySet;
-use super::{JwtAuthn, Keys};
+use super::{IssuerInfo, IssuerKeys, JwtAuthn, Keys};
 use crate::auth::request::CredentialSource;
-use crate::auth::revocation::Revocations;
 use crate::config::issues::Issues;
 use crate::config::raw::RawJwt;
+use crate::state::Shared;
 use crate::values::{resolve, Dur};
 use jsonwebtoken::Algorithm;
 use std::path::Path;
@@ -27,29 +27,44 @@ impl JwtAuthn {
         name: &str,
         j: &RawJwt,
         base: &Path,
-        revocations: &Arc<Revocations>,
+        shared: &Shared,
+        server: Option<&IssuerInfo>,
         jwks: &mut JwksPool<'_>,
         issues: &mut Issues,
     ) -> Option<JwtAuthn> {
         let p = format!("authenticators.{name}");
         let before = issues.len();
-        if j.issuer.0.is_empty() {
-            issues.add(format!("{p}.issuer"), "must not be empty");
-        }
+        let own = j.oauth_server == Some(true);
+        let server = if own {
+            check_own_server(j, &p, server, issues)
+        } else {
+            if j.issuer.0.is_empty() {
+                issues.add(format!("{p}.issuer"), "must not be empty");
+            }
+            None
+        };
+        let default_algs: Vec<crate::values::S> = server
+            .map(|s| vec![crate::values::S(s.algorithm.as_str().to_owned())])
+            .unwrap_or_default();
+        let raw_algs = if j.algorithms.is_empty() {
+            &default_algs
+        } else {
+            &j.algorithms
+        };
         if j.audiences.is_empty() {
             issues.add(
                 format!("{p}.audiences"),
                 "list the audiences this gateway accepts (the token's `aud` must name one)",
             );
         }
-        if j.algorithms.is_empty() {
+        if raw_algs.is_empty() && !own {
             issues.add(
                 format!("{p}.algorithms"),
                 "required: the only algorithms accepted (never taken from the token)",
             );
         }
         let mut algorithms = Vec::new();
-        for (i, a) in j.algorithms.iter().enumerate() {
+        for (i, a) in raw_algs.iter().enumerate() {
             match Algorithm::from_str(a.as_str()) {
                 Ok(alg) => algorithms.push(alg),
                 Err(_) => issues.add(
@@ -67,7 +82,11 @@ impl JwtAuthn {
         if timing.refresh.is_zero() {
             issues.add(format!("{p}.jwks_refresh"), "must be greater than 0");
         }
-        let keys = compile_keys(name, j, &algorithms, timing, base, jwks, issues);
+        let keys = match server {
+            Some(_) => Some(Keys::Issuer(IssuerKeys::new(shared.oauth.clone()))),
+            None if own => None,
+            None => compile_keys(name, j, &algorithms, timing, base, jwks, issues),
+        };
         let mut token_from = Vec::new();
         for (i, t) in j.token_from.iter().flatten().enumerate() {
             match CredentialSource::parse(t.as_str()) {
@@ -89,15 +108,20 @@ impl JwtAuthn {
         };
         Some(JwtAuthn {
             name: Arc::from(name),
-            issuer: j.issuer.0.clone(),
+            issuer: server.map_or_else(|| j.issuer.0.clone(), |s| s.issuer.clone()),
             audiences: j.audiences.iter().map(|a| a.0.clone()).collect(),
             algorithms,
             keys,
             leeway: dur(j.leeway, 30).as_secs_f64(),
-            require_typ: j.require_typ.as_ref().map(|t| {
-                let t = t.as_str();
-                t.strip_prefix("application/").unwrap_or(t).to_owned()
-            }),
+            // RFC 9068: the server's access tokens are `at+jwt`, and only those pass
+            require_typ: if own {
+                Some("at+jwt".to_owned())
+            } else {
+                j.require_typ.as_ref().map(|t| {
+                    let t = t.as_str();
+                    t.strip_prefix("application/").unwrap_or(t).to_owned()
+                })
+            },
             token_from,
             cache: (cache_entries > 0).then(|| VerifyCache::new(cache_entries as usize)),
             scopes_claim: j
@@ -105,9 +129,58 @@ impl JwtAuthn {
                 .as_ref()
                 .map_or_else(|| "scope".to_owned(), |s| s.0.clone()),
             claims_to_headers,
-            revocations: revocations.clone(),
+            revocations: shared.revocations.clone(),
+            oauth: own.then(|| shared.oauth.clone()),
         })
     }
+}
+
+/// `oauth_server: true`: the issuer and keys come from the `oauth_server` section, so none may
+/// be given here, and the section must exist.
+fn check_own_server<'a>(
+    j: &RawJwt,
+    p: &str,
+    server: Option<&'a IssuerInfo>,
+    issues: &mut Issues,
+) -> Option<&'a IssuerInfo> {
+    for (set, field) in [
+        (!j.issuer.0.is_empty(), "issuer"),
+        (j.jwks_url.is_some(), "jwks_url"),
+        (j.discovery.is_some(), "discovery"),
+        (j.jwks_file.is_some(), "jwks_file"),
+        (j.public_key.is_some(), "public_key"),
+        (j.secret.is_some(), "secret"),
+        (j.jwks_refresh.is_some(), "jwks_refresh"),
+        (j.jwks_cooldown.is_some(), "jwks_cooldown"),
+        (j.jwks_max_stale.is_some(), "jwks_max_stale"),
+    ] {
+        if set {
+            issues.add(
+                format!("{p}.{field}"),
+                "not with oauth_server: true (the issuer and its keys come from the oauth_server section)",
+            );
+        }
+    }
+    if let Some(t) = &j.require_typ {
+        let t = t.as_str();
+        if !t
+            .strip_prefix("application/")
+            .unwrap_or(t)
+            .eq_ignore_ascii_case("at+jwt")
+        {
+            issues.add(
+                format!("{p}.require_typ"),
+                "the server's access tokens are `at+jwt` (RFC 9068); leave it out",
+            );
+        }
+    }
+    if server.is_none() {
+        issues.add(
+            format!("{p}.oauth_server"),
+            "there is no oauth_server section whose tokens this could verify",
+        );
+    }
+    server
 }
 
 /// Exactly one of `jwks_url`, `discovery: true`, `jwks_file`, `public_key`, `secret`, and keys

@@ -25,6 +25,9 @@ use crate::auth::identity::{AuthMethod, Identity};
 use crate::auth::request::{AuthRequest, Authenticate, CredentialSource};
 use crate::auth::revocation::Revocations;
 use crate::error::{Reason, Reject};
+use crate::oauth::signing::SigAlg;
+use crate::oauth::OauthState;
+use arc_swap::ArcSwap;
 use http::header::{HeaderName, HeaderValue};
 use jsonwebtoken::Algorithm;
 use serde_json::{Map, Value};
@@ -38,6 +41,54 @@ const I64_SECONDS: f64 = 9_223_372_036_854_775_808.0;
 pub enum Keys {
     Static(Arc<KeySet>),
     Remote(Arc<RemoteJwks>),
+    /// The built-in authorization server's keys, from memory.
+    Issuer(IssuerKeys),
+}
+
+/// What an `oauth_server: true` authenticator takes from the server's section.
+#[derive(Debug, Clone)]
+pub struct IssuerInfo {
+    pub issuer: String,
+    pub algorithm: SigAlg,
+}
+
+/// The authorization server's public keys as a key set, rebuilt when its keys change (a new key,
+/// from this replica or through the store's change feed).
+#[derive(Debug)]
+pub struct IssuerKeys {
+    state: Arc<OauthState>,
+    built: ArcSwap<(u64, Arc<KeySet>)>,
+}
+
+impl IssuerKeys {
+    pub fn new(state: Arc<OauthState>) -> IssuerKeys {
+        IssuerKeys {
+            state,
+            built: ArcSwap::from_pointee((u64::MAX, Arc::new(KeySet::default()))),
+        }
+    }
+
+    fn generation(&self) -> u64 {
+        self.state.keys.generation()
+    }
+
+    /// The key set of every key the server holds.
+    pub fn current(&self) -> Arc<KeySet> {
+        let generation = self.generation();
+        let built = self.built.load();
+        if built.0 == generation {
+            return built.1.clone();
+        }
+        // Every key the server holds, retired ones too: a token whose key has left the JWKS
+        // has expired anyway, and `exp` refuses it.
+        let jwks = self.state.keys.timeline().jwks(0, i64::MAX / 4);
+        let set = Arc::new(
+            KeySet::from_jwks(jwks.as_bytes(), false)
+                .map_or_else(|_| KeySet::default(), |(set, _)| set),
+        );
+        self.built.store(Arc::new((generation, set.clone())));
+        set
+    }
 }
 
 pub struct JwtAuthn {
@@ -53,6 +104,9 @@ pub struct JwtAuthn {
     pub scopes_claim: String,
     pub claims_to_headers: Vec<(HeaderName, String)>,
     pub revocations: Arc<Revocations>,
+    /// `oauth_server: true`: the server's clients (a token of a deleted client, or one issued
+    /// before its client's revocation time, is refused).
+    pub oauth: Option<Arc<OauthState>>,
 }
 
 impl fmt::Debug for JwtAuthn {
@@ -141,6 +195,7 @@ impl JwtAuthn {
         match &self.keys {
             Keys::Static(_) => 0,
             Keys::Remote(r) => r.generation(),
+            Keys::Issuer(i) => i.generation(),
         }
     }
 
@@ -148,7 +203,19 @@ impl JwtAuthn {
         match &self.keys {
             Keys::Static(k) => Some(k.clone()),
             Keys::Remote(r) => r.current(),
+            Keys::Issuer(i) => Some(i.current()),
         }
+    }
+
+    /// A token of the built-in server whose client is gone, or was revoked since it was issued.
+    fn client_refused(&self, client: Option<&(Box<str>, f64)>, now: f64) -> bool {
+        let (Some(state), Some((id, iat))) = (&self.oauth, client) else {
+            return false;
+        };
+        !state
+            .clients
+            .get(id)
+            .is_some_and(|c| c.token_allowed(*iat, now))
     }
 
     /// Verifies `token` (already routed here by its unverified `iss`) at unix time `now`.
@@ -291,6 +358,19 @@ impl JwtAuthn {
                 "the token has been revoked",
             ));
         }
+        let client = match (&self.oauth, c.get("client_id")) {
+            (None, _) => None,
+            (Some(_), Some(Value::String(id))) => {
+                Some((Box::from(id.as_str()), num("iat")?.unwrap_or(0.0)))
+            }
+            (Some(_), _) => return Err(bad("the token has no client_id")),
+        };
+        if self.client_refused(client.as_ref(), now) {
+            return Err(invalid_token(
+                Reason::TokenRevoked,
+                "the token has been revoked",
+            ));
+        }
         let scopes = match c.get(&self.scopes_claim) {
             None => Vec::new(),
             Some(Value::String(s)) => s
@@ -341,6 +421,7 @@ impl JwtAuthn {
                 own_limit: None,
             }),
             jti: jti.map(Box::from),
+            client,
         })
     }
 
@@ -351,6 +432,7 @@ impl JwtAuthn {
             .jti
             .as_deref()
             .is_some_and(|j| self.revocations.is_revoked(j, now))
+            || self.client_refused(hit.client.as_ref(), now)
         {
             return Some(Err(invalid_token(
                 Reason::TokenRevoked,
