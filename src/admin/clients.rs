@@ -383,7 +383,8 @@ pub async fn rotate_secret(
         .map(|(h, u)| (*h, (*u).min(until)))
         .chain((grace.as_secs() > 0).then_some((old, until)))
         .collect();
-    row.revoke_before = Some(now);
+    // after any earlier rotation's second: tokens issued since that one are covered too
+    row.revoke_before = Some(row.revoke_before.map_or(now, |b| now.max(b + 1)));
     row.revoke_from = Some(until);
     save(gw, row).await?;
     gw.admin_audit(

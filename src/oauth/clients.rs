@@ -246,15 +246,23 @@ impl ClientRecord {
     }
 
     /// Whether a token issued to this client at `iat` may still be used at `now`: the client
-    /// exists and no revocation covers the token's issue time.
+    /// exists and no revocation covers the token's issue time (a rotation at second `before`
+    /// covers tokens issued up to that second; see [`ClientRecord::issue_time`]).
     pub fn token_allowed(&self, iat: f64, now: f64) -> bool {
         if self.row.deleted_at.is_some() {
             return false;
         }
         match (self.row.revoke_before, self.row.revoke_from) {
-            (Some(before), from) => now < from.unwrap_or(i64::MIN) as f64 || iat >= before as f64,
+            (Some(before), from) => now < from.unwrap_or(i64::MIN) as f64 || iat > before as f64,
             _ => true,
         }
+    }
+
+    /// The `iat` of a token issued at `now`: after the second of a rotation that revokes older
+    /// tokens, so a token issued in that same second, with the new secret, is not covered by it
+    /// (`iat` is at most a second ahead; verifiers allow clock skew).
+    pub fn issue_time(&self, now: i64) -> i64 {
+        self.row.revoke_before.map_or(now, |b| now.max(b + 1))
     }
 
     /// The lifetime of this client's access tokens.
@@ -338,7 +346,10 @@ mod tests {
         let rec = ClientRecord::new(row.clone());
         assert!(rec.token_allowed(140.0, 199.0));
         assert!(!rec.token_allowed(140.0, 200.0));
-        assert!(rec.token_allowed(150.0, 300.0));
+        assert!(!rec.token_allowed(150.0, 300.0));
+        assert!(rec.token_allowed(151.0, 300.0));
+        assert_eq!(rec.issue_time(150), 151);
+        assert_eq!(rec.issue_time(160), 160);
         row.deleted_at = Some(300);
         let rec = ClientRecord::new(row);
         assert!(!rec.token_allowed(400.0, 401.0));

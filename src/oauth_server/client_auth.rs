@@ -134,11 +134,15 @@ fn presented<'a>(headers: &HeaderMap, form: &'a Form) -> Result<Presented<'a>, R
     }
 }
 
-/// Checks what was presented against the client's registration.
+/// Checks what was presented against the client's registration. `registered_only`: the token
+/// endpoint, where a client uses its registered method (RFC 7591); at revocation and
+/// introspection a client with a secret may send it either way (RFC 7009 and 7662 ask only for
+/// RFC 6749 2.3 client authentication, and libraries use Basic there by default).
 fn check(
     client: &ClientRecord,
     p: &Presented<'_>,
     conn: &ConnInfo,
+    registered_only: bool,
     now: i64,
 ) -> Result<ClientAuth, ClientRefusal> {
     match p {
@@ -148,7 +152,8 @@ fn check(
             method,
             ..
         } => {
-            if client.row.auth != *method {
+            let either = !registered_only && client.row.auth.has_secret();
+            if client.row.auth != *method && !either {
                 return Err(ClientRefusal::WrongMethod);
             }
             match client.check_secret(secret, now) {
@@ -181,7 +186,8 @@ fn check(
     }
 }
 
-/// Authenticates the client of an endpoint request.
+/// Authenticates the client of an endpoint request (`registered_only`: see [`check`]).
+#[allow(clippy::too_many_arguments)]
 pub fn authenticate(
     cfg: &OauthServerCfg,
     state: &OauthState,
@@ -189,6 +195,7 @@ pub fn authenticate(
     headers: &HeaderMap,
     form: &Form,
     ip: IpAddr,
+    registered_only: bool,
     now: i64,
 ) -> Result<Authenticated, Refused> {
     let p = presented(headers, form)?;
@@ -214,9 +221,8 @@ pub fn authenticate(
         }
     }
     let outcome = match state.clients.get(id) {
-        Some(client) => {
-            check(&client, &p, conn, now).map(|method| Authenticated { client, method })
-        }
+        Some(client) => check(&client, &p, conn, registered_only, now)
+            .map(|method| Authenticated { client, method }),
         None => {
             // the same work as for a known client: no timing tells ids apart
             if let Presented::Secret { secret, .. } = &p {

@@ -206,6 +206,7 @@ fn issue(
         .signer(now)
         .ok_or_else(|| Reject::new(Reason::OauthUnavailable, "no signing key is active"))?;
     let ttl = c.ttl(cfg.ttl_secs());
+    let now = c.issue_time(now);
     let jti = new_jti();
     let mut claims = String::with_capacity(256 + scope.len());
     claims.push_str("{\"iss\":");

@@ -95,7 +95,9 @@ pub fn basic(value: &[u8]) -> Option<Basic> {
     let raw = base64::engine::general_purpose::STANDARD
         .decode(rest.trim())
         .ok()?;
-    let text = String::from_utf8(raw).ok()?;
+    // RFC 7617 leaves the charset open; not UTF-8 means ISO-8859-1 (what authlib sends)
+    let text = String::from_utf8(raw)
+        .unwrap_or_else(|e| e.into_bytes().iter().map(|&b| char::from(b)).collect());
     let (id, secret) = text.split_once(':')?;
     let dec_secret = form_decode(secret)?;
     let raw_secret = (dec_secret != secret).then(|| secret.to_owned());
@@ -143,6 +145,12 @@ mod tests {
         );
         // a colon in the secret: the first one separates
         assert_eq!(basic(enc("a:b:c").as_bytes()).unwrap().secret, "b:c");
+        // not UTF-8: ISO-8859-1
+        let latin1 = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(b"id:caf\xe9")
+        );
+        assert_eq!(basic(latin1.as_bytes()).unwrap().secret, "café");
         assert_eq!(basic(b"Bearer x"), None);
         assert_eq!(basic(b"Basic !!!"), None);
         assert_eq!(basic(enc("no-colon").as_bytes()), None);

@@ -117,9 +117,12 @@ pub fn rotate(
     if !force && !due {
         return Ok(None);
     }
+    // `now` is whole seconds, up to one behind the clock: a second more keeps the key published
+    // at least publish_ahead before it signs
+    let earliest = now + ahead + 1;
     let at = match (force, last) {
-        (false, Some(l)) => (l + every).max(now + ahead),
-        _ => now + ahead,
+        (false, Some(l)) => (l + every).max(earliest),
+        _ => earliest,
     };
     let row = new_key(cfg, state, now, at).map_err(|e| StoreError::Unavailable(e.to_string()))?;
     if !store.insert_signing_key(&row, now)? {

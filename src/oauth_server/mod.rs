@@ -157,8 +157,17 @@ pub async fn serve(
             };
             let state = &snap.shared.oauth;
             let now = crate::clock::now_secs();
-            let auth =
-                client_auth::authenticate(cfg, state, conn, &parts.headers, &form, client_ip, now);
+            let token_endpoint = ep == Endpoint::Token;
+            let auth = client_auth::authenticate(
+                cfg,
+                state,
+                conn,
+                &parts.headers,
+                &form,
+                client_ip,
+                token_endpoint,
+                now,
+            );
             let client = match auth {
                 Ok(c) => c,
                 Err(refused) => {
