@@ -25,6 +25,7 @@ static AUTHN: LazyLock<JwtAuthn> = LazyLock::new(|| JwtAuthn {
     scopes_claim: "scope".into(),
     claims_to_headers: vec![],
     revocations: Arc::new(Revocations::default()),
+    oauth: None,
 });
 
 static RT: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
