@@ -5,7 +5,10 @@
 //!   denylist check, well under 2 µs;
 //! - `scope/check`, `rate_limit/check`: the authorizers, tens of nanoseconds;
 //! - `chain/*`: the whole chain for one request (token extraction, dispatch by issuer, verify or
-//!   cache, scopes, rate limit).
+//!   cache, scopes, rate limit);
+//! - `chain/*/oauth-*`: the same for a token of the built-in authorization server, checked by a
+//!   `jwt` authenticator with `oauth_server: true` (keys from memory, plus the client check):
+//!   must cost what the same algorithm's `chain/*/ALG` costs.
 use criterion::{criterion_group, criterion_main, Criterion};
 use http::{HeaderMap, HeaderValue};
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
@@ -14,6 +17,8 @@ use portcullis::auth::rate_limit::{LimitKey, LimitSpec, RateLimit};
 use portcullis::auth::request::AuthRequest;
 use portcullis::auth::scope::ScopeRule;
 use portcullis::conn::{Activity, ConnInfo};
+use portcullis::oauth::clients::ClientRow;
+use portcullis::oauth::signing::{generate, SecretsKey, SigAlg};
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Duration;
@@ -68,18 +73,23 @@ fn setup() -> Setup {
             ));
         }
     }
-    let snap = portcullis::config::load_str(
-        std::path::Path::new("bench.yaml"),
-        &yaml,
-        None,
-        portcullis::config::Mode::Check,
-    )
-    .expect("bench config");
+    let snap = compile(&yaml);
     Setup {
         snap,
         tokens,
         _dir: dir,
     }
+}
+
+/// The bench's config, compiled as `check` does (nothing started).
+fn compile(yaml: &str) -> portcullis::config::Snapshot {
+    portcullis::config::load_str(
+        std::path::Path::new("bench.yaml"),
+        yaml,
+        None,
+        portcullis::config::Mode::Check,
+    )
+    .expect("bench config")
 }
 
 fn conn() -> ConnInfo {
@@ -95,42 +105,118 @@ fn conn() -> ConnInfo {
     }
 }
 
+/// Benches the whole chain of the route at `path` of `snap` for a request bearing `token`
+/// (which must pass), as `name`.
+fn bench_chain(
+    c: &mut Criterion,
+    rt: &tokio::runtime::Runtime,
+    snap: &portcullis::config::Snapshot,
+    path: &str,
+    token: &str,
+    name: &str,
+) {
+    let conn = conn();
+    let route = snap
+        .router
+        .lookup(None, path, &http::Method::GET)
+        .expect("route")
+        .clone();
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        "authorization",
+        HeaderValue::from_str(&format!("Bearer {token}")).expect("hv"),
+    );
+    let req = AuthRequest {
+        headers: &headers,
+        query: None,
+        conn: &conn,
+        client_ip: "127.0.0.1".parse().expect("ip"),
+    };
+    // sanity: the token passes
+    rt.block_on(evaluate(&route.auth, &req, None))
+        .result
+        .expect("token must pass");
+    c.bench_function(name, |b| {
+        b.iter(|| {
+            rt.block_on(evaluate(black_box(&route.auth), &req, None))
+                .result
+                .is_ok()
+        })
+    });
+}
+
+const CACHES: [(usize, &str); 2] = [(0, "chain/cache_off"), (100_000, "chain/cache_on")];
+
 fn jwt(c: &mut Criterion) {
     let s = setup();
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("rt");
-    let conn = conn();
     for (name, token) in &s.tokens {
-        for (cache, label) in [(0, "chain/cache_off"), (100_000, "chain/cache_on")] {
-            let route = s
-                .snap
-                .router
-                .lookup(None, &format!("/{name}/{cache}"), &http::Method::GET)
-                .expect("route")
-                .clone();
-            let mut headers = HeaderMap::new();
-            headers.insert(
-                "authorization",
-                HeaderValue::from_str(&format!("Bearer {token}")).expect("hv"),
-            );
-            let req = AuthRequest {
-                headers: &headers,
-                query: None,
-                conn: &conn,
-                client_ip: "127.0.0.1".parse().expect("ip"),
-            };
-            // sanity: the token passes
-            rt.block_on(evaluate(&route.auth, &req, None))
-                .result
-                .expect("token must pass");
-            c.bench_function(&format!("{label}/{name}"), |b| {
-                b.iter(|| {
-                    rt.block_on(evaluate(black_box(&route.auth), &req, None))
-                        .result
-                        .is_ok()
-                })
-            });
+        for (cache, label) in CACHES {
+            let path = format!("/{name}/{cache}");
+            bench_chain(c, &rt, &s.snap, &path, token, &format!("{label}/{name}"));
+        }
+    }
+}
+
+/// A config with the built-in server signing with `alg`, routes whose `oauth_server: true`
+/// authenticators have the verified-token cache off and on, a key and a client in memory (as
+/// the store would have loaded them), and a token the server signed for that client.
+fn oauth_setup(alg: SigAlg) -> (portcullis::config::Snapshot, String) {
+    let yaml = format!(
+        r#"
+listeners: [{{name: p, bind: 127.0.0.1:0}}]
+logging: {{audit: off}}
+upstreams: {{e: {{echo: true}}}}
+rate_limits: {{std: {{rate: 1000000/s, burst: 1000000}}}}
+authenticators:
+  own_0: {{ type: jwt, oauth_server: true, audiences: [gw], verify_cache: {{ max_entries: 0 }} }}
+  own_100000: {{ type: jwt, oauth_server: true, audiences: [gw] }}
+routes:
+  - {{ name: r0, match: {{ path_prefix: /0 }}, upstream: e, auth: {{ any_of: [own_0], scopes: [read:items], rate_limit: std }} }}
+  - {{ name: r1, match: {{ path_prefix: /100000 }}, upstream: e, auth: {{ any_of: [own_100000], scopes: [read:items], rate_limit: std }} }}
+oauth_server: {{ issuer: "https://i.test", listener: p, signing: {{ algorithm: {} }} }}
+"#,
+        alg.as_str()
+    );
+    let snap = compile(&yaml);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("time")
+        .as_secs() as i64;
+    let state = &snap.shared.oauth;
+    let (secrets, _) = SecretsKey::generate().expect("secrets key");
+    let row = generate(alg, &secrets, now - 60, now - 60).expect("signing key");
+    state.keys.set_secrets(secrets);
+    state.keys.put(&row).expect("key loads");
+    let mut client = ClientRow::new("cl_bench", "bench");
+    client.scopes = vec!["read:items".into(), "write:items".into()];
+    client.audiences = vec!["gw".into()];
+    client.created_at = now - 60;
+    state.clients.put(client);
+    let claims = serde_json::json!({"iss": "https://i.test", "sub": "cl_bench", "aud": "gw",
+        "exp": now + 3600, "iat": now, "jti": "bench-oauth-1", "client_id": "cl_bench",
+        "scope": "read:items write:items"});
+    let token = state
+        .keys
+        .signer(now)
+        .expect("an active key")
+        .sign(claims.to_string().as_bytes())
+        .expect("sign");
+    (snap, token)
+}
+
+/// `chain/cache_off/oauth-ALG`, `chain/cache_on/oauth-ALG`: see the module documentation.
+fn oauth(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("rt");
+    for alg in [SigAlg::RS256, SigAlg::ES256, SigAlg::EdDSA] {
+        let (snap, token) = oauth_setup(alg);
+        for (cache, label) in CACHES {
+            let name = format!("{label}/oauth-{}", alg.as_str());
+            bench_chain(c, &rt, &snap, &format!("/{cache}"), &token, &name);
         }
     }
 }
@@ -159,5 +245,5 @@ fn authorizers(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, jwt, authorizers);
+criterion_group!(benches, jwt, oauth, authorizers);
 criterion_main!(benches);

@@ -110,8 +110,8 @@ enum ClientsCmd {
         /// A name for people (shown in lists).
         #[arg(long)]
         name: String,
-        /// A grant it may use (repeatable): client_credentials (default), authorization_code,
-        /// refresh_token.
+        /// A grant it may use (repeatable): client_credentials (the default, and for now the
+        /// only one the server issues; authorization_code and refresh_token are refused).
         #[arg(long = "grant", value_name = "GRANT")]
         grants: Vec<String>,
         /// The scopes it may ask for, separated by spaces or commas.

@@ -39,6 +39,37 @@ fn the_shipped_config_passes() {
     );
 }
 
+/// The shipped config's commented `oauth_server` example, uncommented as its comment says
+/// (the section, the `own` authenticator, `own` on the api route), passes `check` too.
+#[test]
+fn the_shipped_oauth_example_passes_once_uncommented() {
+    let shipped =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/gateway.yaml")).unwrap();
+    let block = |first: &str| -> String {
+        let start = shipped
+            .find(first)
+            .unwrap_or_else(|| panic!("no `{first}` in gateway.yaml"));
+        shipped[start..]
+            .lines()
+            .take_while(|l| l.starts_with("# ") && l.trim() != "#")
+            .map(|l| format!("{}\n", &l[2..]))
+            .collect()
+    };
+    let section = block("# oauth_server:");
+    let own = block("#   own:");
+    assert!(section.contains("issuer:") && own.contains("oauth_server: true"));
+    let yaml = format!("{shipped}\n{section}")
+        .replacen("authenticators:\n", &format!("authenticators:\n{own}"), 1)
+        .replacen(
+            "any_of: [keys, client_cert]",
+            "any_of: [keys, client_cert, own]",
+            1,
+        );
+    assert!(yaml.contains("any_of: [keys, client_cert, own]"));
+    let (code, text) = check(&yaml, &[]);
+    assert_eq!(code, 0, "{text}\n---\n{yaml}");
+}
+
 #[test]
 fn broken_configs_name_file_line_and_field() {
     let cases: Vec<(String, &str)> = vec![

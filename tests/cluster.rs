@@ -630,3 +630,267 @@ async fn three_gateway_processes_follow_one_database_through_the_cli() {
     }
     assert_eq!(up.count(), seen, "a revoked key reached the upstream");
 }
+
+/// Two replicas of [`oauth_cluster_yaml`] on `db`.
+async fn oauth_pair(up: &Upstream, db: &Db) -> (Gw, Gw) {
+    use base64::Engine;
+    let key =
+        base64::engine::general_purpose::STANDARD.encode(*b"cluster-test-secrets-key-32bytes");
+    let yaml = oauth_cluster_yaml(up, &db.url, &key);
+    (Gw::start(&yaml).await, Gw::start(&yaml).await)
+}
+
+/// Two replicas on one database, both serving the authorization server (`oauth_server`) with the
+/// same issuer and `secrets_key`, as they would behind one load balancer.
+fn oauth_cluster_yaml(up: &Upstream, pg_url: &str, secrets_key: &str) -> String {
+    format!(
+        r#"
+listeners: [{{ name: plain, bind: 127.0.0.1:0 }}]
+logging: {{ format: json, audit: off }}
+store: {{ postgres: "{pg_url}", resync: 2s }}
+rate_limits:
+  generous: {{ rate: 100000/s, burst: 100000, key: ip }}
+upstreams: {{ rec: {{ url: "{url}" }} }}
+authenticators:
+  own: {{ type: jwt, oauth_server: true, audiences: [https://api.test] }}
+routes:
+  - {{ name: api, match: {{ path_prefix: / }}, upstream: rec, auth: {{ any_of: [own], scopes: [read] }} }}
+oauth_server:
+  issuer: http://127.0.0.1:8443
+  listener: plain
+  signing: {{ algorithm: ES256, publish_ahead: 2s, rotate_every: 1h, secrets_key: "{secrets_key}" }}
+  pre_auth_rate_limit: generous
+"#,
+        url = up.url()
+    )
+}
+
+/// Registers a client (scope `read`, the routes' audience) through `gw`: (id, secret).
+async fn oauth_client(c: &reqwest::Client, gw: &Gw) -> (String, String) {
+    let (st, v) = admin(
+        c,
+        gw,
+        reqwest::Method::POST,
+        "/admin/clients",
+        Some(json!({"name": "svc", "scopes": ["read"], "audiences": ["https://api.test"]})),
+    )
+    .await;
+    assert_eq!(st, 201, "{v}");
+    (
+        v["client_id"].as_str().unwrap().to_owned(),
+        v["client_secret"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// `(status, body)` of a client_credentials request to `gw`.
+async fn oauth_token(c: &reqwest::Client, gw: &Gw, id: &str, secret: &str) -> (u16, Value) {
+    let r = c
+        .post(format!("{}/oauth2/token", gw.http("plain")))
+        .basic_auth(id, Some(secret))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    let st = r.status().as_u16();
+    (st, r.json().await.unwrap_or(Value::Null))
+}
+
+async fn bearer_status(c: &reqwest::Client, gw: &Gw, token: &str) -> u16 {
+    c.get(format!("{}/x", gw.http("plain")))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+fn kid_of(token: &str) -> String {
+    use base64::Engine;
+    let h = token.split('.').next().unwrap();
+    let h: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(h)
+            .unwrap(),
+    )
+    .unwrap();
+    h["kid"].as_str().unwrap().to_owned()
+}
+
+/// (kid, state) of every signing key, as `gw`'s admin API lists them.
+async fn signing_keys(c: &reqwest::Client, gw: &Gw) -> Vec<(String, String)> {
+    let (st, v) = admin(c, gw, reqwest::Method::GET, "/admin/oauth/keys", None).await;
+    assert_eq!(st, 200, "{v}");
+    v["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            (
+                k["kid"].as_str().unwrap().to_owned(),
+                k["state"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oauth_clients_tokens_and_revocations_hold_on_every_replica() {
+    let (db, up) = (Db::new("oauth"), Upstream::start().await);
+    let (a, b) = oauth_pair(&up, &db).await;
+    let http = plain_client();
+    // both replicas publish the same key (the one the first replica made)
+    let keys_a = signing_keys(&http, &a).await;
+    assert_eq!(keys_a.len(), 1, "{keys_a:?}");
+    assert_eq!(signing_keys(&http, &b).await, keys_a);
+
+    // a client created on A gets tokens from B within a second
+    let (id, secret) = oauth_client(&http, &a).await;
+    let t0 = Instant::now();
+    let token = loop {
+        let (st, v) = oauth_token(&http, &b, &id, &secret).await;
+        if st == 200 {
+            break v["access_token"].as_str().unwrap().to_owned();
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(1),
+            "B still refuses A's new client after {:?}: {st} {v}",
+            t0.elapsed()
+        );
+        tokio::task::yield_now().await;
+    };
+    assert_eq!(kid_of(&token), keys_a[0].0);
+    // B's token passes on both replicas, with the client as the identity
+    for gw in [&a, &b] {
+        assert_eq!(bearer_status(&http, gw, &token).await, 200);
+        assert_eq!(up.last().header("x-auth-subject"), Some(id.as_str()));
+    }
+
+    // revoked on B (RFC 7009): refused on A within a second, and the upstream sees nothing
+    let r = http
+        .post(format!("{}/oauth2/revoke", b.http("plain")))
+        .basic_auth(&id, Some(&secret))
+        .form(&[("token", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let on_a = || bearer_status(&http, &a, &token);
+    let took = poll_until(on_a, 401, Duration::from_secs(1), "a revoked token on A").await;
+    println!("token revoked on B, refused on A after {took:?}");
+    let seen = up.count();
+    for gw in [&a, &b] {
+        assert_eq!(bearer_status(&http, gw, &token).await, 401);
+    }
+    assert_eq!(up.count(), seen, "a revoked token reached the upstream");
+    // introspection on A agrees
+    let r = http
+        .post(format!("{}/oauth2/introspect", a.http("plain")))
+        .basic_auth(&id, Some(&secret))
+        .form(&[("token", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap(), json!({"active": false}));
+
+    // deleted on B: A refuses the client and its other tokens within a second
+    let (_, v) = oauth_token(&http, &a, &id, &secret).await;
+    let other = v["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(bearer_status(&http, &a, &other).await, 200);
+    let (st, v) = admin(
+        &http,
+        &b,
+        reqwest::Method::DELETE,
+        &format!("/admin/clients/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(st, 204, "{v}");
+    let on_a = || bearer_status(&http, &a, &other);
+    poll_until(
+        on_a,
+        401,
+        Duration::from_secs(1),
+        "a deleted client's token on A",
+    )
+    .await;
+    assert_eq!(oauth_token(&http, &a, &id, &secret).await.0, 401);
+}
+
+/// Both replicas asked to rotate the signing key at the same moment: the store lets one add the
+/// next key and tells the other 409; both publish the same keys at once, and when the new key's
+/// time comes both sign with it and only it is active.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_rotating_at_once_end_with_one_active_key() {
+    let (db, up) = (Db::new("oauthrot"), Upstream::start().await);
+    let (a, b) = oauth_pair(&up, &db).await;
+    let http = plain_client();
+    let (id, secret) = oauth_client(&http, &a).await;
+    let first = signing_keys(&http, &a).await;
+
+    for round in 0..3 {
+        let rotate = |gw| {
+            admin(
+                &http,
+                gw,
+                reqwest::Method::POST,
+                "/admin/oauth/keys/rotate",
+                None,
+            )
+        };
+        let ((sa, va), (sb, vb)) = tokio::join!(rotate(&a), rotate(&b));
+        let mut got = [sa, sb];
+        got.sort();
+        assert_eq!(got, [201, 409], "round {round}: A {sa} {va}, B {sb} {vb}");
+        let new_kid = if sa == 201 { &va } else { &vb }["kid"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        // both list the same keys within a second: one active, the new one pending
+        let t0 = Instant::now();
+        loop {
+            let (ka, kb) = (signing_keys(&http, &a).await, signing_keys(&http, &b).await);
+            if ka == kb && ka.iter().any(|(k, _)| *k == new_kid) {
+                let active = ka.iter().filter(|(_, s)| s == "active").count();
+                let pending: Vec<_> = ka.iter().filter(|(_, s)| s == "pending").collect();
+                assert_eq!(active, 1, "round {round}: {ka:?}");
+                assert_eq!(pending.len(), 1, "round {round}: {ka:?}");
+                assert_eq!(pending[0].0, new_kid);
+                break;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(1),
+                "round {round}: the replicas disagree: A {ka:?} B {kb:?}"
+            );
+            tokio::task::yield_now().await;
+        }
+        // when it activates, both sign with the new key and nothing else is active
+        let t0 = Instant::now();
+        loop {
+            let (_, va) = oauth_token(&http, &a, &id, &secret).await;
+            let (_, vb) = oauth_token(&http, &b, &id, &secret).await;
+            let (ta, tb) = (
+                va["access_token"].as_str().unwrap().to_owned(),
+                vb["access_token"].as_str().unwrap().to_owned(),
+            );
+            // every token passes on the other replica, whichever key signed it
+            assert_eq!(bearer_status(&http, &b, &ta).await, 200);
+            assert_eq!(bearer_status(&http, &a, &tb).await, 200);
+            if kid_of(&ta) == new_kid && kid_of(&tb) == new_kid {
+                break;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "round {round}: {new_kid} does not sign on both after {:?}",
+                t0.elapsed()
+            );
+            tokio::task::yield_now().await;
+        }
+        let (ka, kb) = (signing_keys(&http, &a).await, signing_keys(&http, &b).await);
+        assert_eq!(ka, kb);
+        let active: Vec<_> = ka.iter().filter(|(_, s)| s == "active").collect();
+        assert_eq!(active.len(), 1, "round {round}: {ka:?}");
+        assert_eq!(active[0].0, new_kid);
+        assert_eq!(ka.len(), first.len() + round + 1, "{ka:?}");
+    }
+}

@@ -134,6 +134,19 @@ fn check_row(r: &ClientRow) -> Result<(), ApiError> {
     if r.grants.is_empty() {
         return Err(bad("grants: at least one"));
     }
+    // Until the authorization code flow is built, what only it would use is refused rather
+    // than stored and silently unused.
+    if let Some(g) = r.grants.iter().find(|g| **g != Grant::ClientCredentials) {
+        return Err(bad(format!(
+            "grants: `{}` is not available yet; this server issues client_credentials tokens",
+            g.as_str()
+        )));
+    }
+    if !r.redirect_uris.is_empty() || r.first_party {
+        return Err(bad(
+            "redirect_uris and first_party belong to the authorization code flow, which this server does not have yet",
+        ));
+    }
     if r.grants.contains(&Grant::ClientCredentials) {
         if r.auth == ClientAuth::None {
             return Err(bad(

@@ -287,6 +287,14 @@ impl ClientRing {
         self.by_id.get(id).map(|r| r.clone())
     }
 
+    /// [`ClientRecord::token_allowed`] of client `id` (false when there is none), without
+    /// taking a reference to it: the request path's check of every cached token.
+    pub fn token_allowed(&self, id: &str, iat: f64, now: f64) -> bool {
+        self.by_id
+            .get(id)
+            .is_some_and(|c| c.token_allowed(iat, now))
+    }
+
     pub fn all(&self) -> Vec<Arc<ClientRecord>> {
         let mut v: Vec<_> = self.by_id.iter().map(|r| r.clone()).collect();
         v.sort_by(|a, b| (a.row.created_at, &a.id).cmp(&(b.row.created_at, &b.id)));

@@ -212,10 +212,7 @@ impl JwtAuthn {
         let (Some(state), Some((id, iat))) = (&self.oauth, client) else {
             return false;
         };
-        !state
-            .clients
-            .get(id)
-            .is_some_and(|c| c.token_allowed(*iat, now))
+        !state.clients.token_allowed(id, *iat, now)
     }
 
     /// Verifies `token` (already routed here by its unverified `iss`) at unix time `now`.
