@@ -18,7 +18,8 @@ DEPLOY = os.path.join(ROOT, "deploy")
 
 # Top-level keys of RawConfig (src/config/raw.rs) and the store keys of cluster mode.
 CONFIG_KEYS = {"listeners", "limits", "logging", "trusted_proxies", "upstreams", "authenticators",
-               "rate_limits", "scopes", "admin", "store", "routes", "workers"}
+               "rate_limits", "scopes", "admin", "store", "routes", "workers", "oauth_server",
+               "identity_providers"}
 STORE_KEYS = {"sqlite", "postgres", "redis", "redis_ca", "on_redis_error", "redis_timeout", "resync"}
 ON_REDIS_ERROR = {"local", "deny", "allow"}
 

@@ -41,13 +41,20 @@ OP_SERVER = os.path.join(OP_DIR, "server.mjs")
 LUA = os.path.join(HERE, "token.lua")
 INTEROP_OP = os.path.join(ROOT, "tests", "interop", "op", "node_modules", "oidc-provider")
 OIDC_PROVIDER_VERSION = "8.8.1"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 CLIENT_ID = "bench"
 RESOURCE = "https://api.bench"   # oidc-provider's resource server; portcullis' --audience
 SCOPE = "read"
 TTL_S = 900                        # 15m on both
 ALGS = ("ES256", "RS256")
 UNRESERVED = re.compile(r"^[A-Za-z0-9._~-]+$")
+
+# benches/load/peerbench.py (same method) provides the process handling (Proc, STARTED, stop_all,
+# CPU and RSS of a session from /proc) and small helpers (sys_cpu, to_ms, med, fmt). Importing it
+# only defines them (and makes sure its BENCH_HOME folder exists); no .pyc is left in benches/load.
+sys.path.insert(0, os.path.join(ROOT, "benches", "load"))
+_dont_write_bytecode, sys.dont_write_bytecode = sys.dont_write_bytecode, True
+import peerbench as pb  # noqa: E402
+sys.dont_write_bytecode = _dont_write_bytecode
 
 
 def log(msg):
@@ -59,103 +66,33 @@ class BenchError(Exception):
 
 
 # --------------------------------------------------------------------------
-# processes: only ours, each in its own session, stopped by process group
+# processes: only ours, each in its own session, stopped by process group (pb.Proc); every
+# one is in pb.STARTED until stopped, which pb.stop_all (signals, errors, the end) stops
 # --------------------------------------------------------------------------
-STARTED = []
+class Proc(pb.Proc):
+    """pb.Proc, but stderr may go to a file of its own (oidc-provider's stdout carries the
+    issuer line), and tail() shows both files."""
 
-
-def proc_stat(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            s = f.read()
-    except OSError:
-        return None
-    rest = s[s.rindex(")") + 2:].split()
-    # rest[0]=state [1]=ppid [2]=pgrp [3]=session ... [11]=utime [12]=stime
-    return {"session": int(rest[3]), "utime": int(rest[11]), "stime": int(rest[12])}
-
-
-class Proc:
     def __init__(self, name, argv, cpus=None, env=None, stdout=None, stderr=None, cwd=None):
         self.name = name
         self.argv = (["taskset", "-c", cpus] if cpus else []) + list(argv)
-        self.stdout_path = stdout or os.devnull
-        self.stderr_path = stderr or self.stdout_path
-        self._out = open(self.stdout_path, "wb")
-        self._err = self._out if self.stderr_path == self.stdout_path else open(self.stderr_path, "wb")
-        self.p = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=self._out,
+        self.logpath = stdout or os.devnull          # pb.Proc's stdout file; its stop() closes logf
+        self.stderr_path = stderr or self.logpath
+        self.logf = open(self.logpath, "wb")
+        self._err = self.logf if self.stderr_path == self.logpath else open(self.stderr_path, "wb")
+        self.p = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=self.logf,
                                   stderr=self._err, start_new_session=True, env=env, cwd=cwd)
         self.sid = self.p.pid
-        STARTED.append(self)
-
-    def pids(self):
-        out = []
-        for d in os.listdir("/proc"):
-            if d.isdigit():
-                st = proc_stat(d)
-                if st and st["session"] == self.sid:
-                    out.append(int(d))
-        return out
-
-    def cpu_split(self):
-        """(user, system) CPU seconds summed over the session's processes (all their threads)."""
-        u = k = 0
-        for pid in self.pids():
-            st = proc_stat(pid)
-            if st:
-                u += st["utime"]
-                k += st["stime"]
-        return u / CLK_TCK, k / CLK_TCK
-
-    def rss_kb(self):
-        """(sum of VmHWM, sum of VmRSS) over the session's processes, in KiB."""
-        hwm = rss = 0
-        for pid in self.pids():
-            try:
-                with open(f"/proc/{pid}/status") as f:
-                    for line in f:
-                        if line.startswith("VmHWM:"):
-                            hwm += int(line.split()[1])
-                        elif line.startswith("VmRSS:"):
-                            rss += int(line.split()[1])
-            except OSError:
-                pass
-        return hwm, rss
-
-    def alive(self):
-        return self.p.poll() is None
+        pb.STARTED.append(self)
 
     def stop(self):
-        if self.p.poll() is None:
-            try:
-                os.killpg(self.sid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                self.p.wait(timeout=8)
-            except subprocess.TimeoutExpired:
-                pass
-        for pid in self.pids():          # anything of ours left in the session
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        try:
-            os.killpg(self.sid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        try:
-            self.p.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
-        for f in {self._out, self._err}:
-            f.close()
-        if self in STARTED:
-            STARTED.remove(self)
+        super().stop()
+        if self._err is not self.logf:
+            self._err.close()
 
     def tail(self, n=15):
         lines = []
-        for path in dict.fromkeys([self.stderr_path, self.stdout_path]):
+        for path in dict.fromkeys([self.stderr_path, self.logpath]):
             try:
                 with open(path, errors="replace") as f:
                     lines += f.readlines()[-n:]
@@ -164,22 +101,10 @@ class Proc:
         return "".join(lines[-n:]).strip()
 
 
-def stop_all():
-    for p in list(STARTED):
-        p.stop()
-
-
 def port_free(port):
     """True when nothing listens on 127.0.0.1:port and we could bind it ourselves."""
-    s = socket.socket()
-    s.settimeout(0.3)
-    try:
-        s.connect(("127.0.0.1", port))
+    if pb.port_busy(port):
         return False
-    except OSError:
-        pass
-    finally:
-        s.close()
     s = socket.socket()
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
@@ -302,11 +227,6 @@ def check_token(t, alg):
 # --------------------------------------------------------------------------
 # wrk
 # --------------------------------------------------------------------------
-def to_ms(v, unit):
-    v = float(v)
-    return {"us": v / 1000.0, "ms": v, "s": v * 1000.0, "m": v * 60000.0}[unit]
-
-
 def parse_wrk(out):
     r = {}
     m = re.search(r"^OAUTHBENCH ok=(\d+) bad=(\d+) requests=(\d+) duration_us=(\d+) connect=(\d+) "
@@ -320,7 +240,7 @@ def parse_wrk(out):
     if m:
         r["first_bad"] = m.group(1)[:240]
     for pct, v, u in re.findall(r"^\s+(50|75|90|99)%\s+([\d.]+)(us|ms|s|m)\s*$", out, re.M):
-        r[f"p{pct}_ms"] = to_ms(v, u)
+        r[f"p{pct}_ms"] = pb.to_ms(v, u)
     return r
 
 
@@ -351,24 +271,16 @@ def run_wrk(cfg, t, duration, latency=True):
     return r
 
 
-def sys_cpu():
-    """(busy, steal) jiffies summed over all CPUs, from /proc/stat."""
-    with open("/proc/stat") as f:
-        v = [int(x) for x in f.readline().split()[1:]]
-    user, nice, system, idle, iowait, irq, softirq, steal = (v + [0] * 8)[:8]
-    return user + nice + system + irq + softirq + steal, steal
-
-
 def wait_quiet(cfg, what):
     """Between measurements nothing of ours runs: wait (up to --quiet-wait s) until the box's
     busy CPU, sampled over 1 s, is at most --noise-threshold cores. Returns the last sample."""
     t0 = time.time()
     warned = False
     while True:
-        b0, _ = sys_cpu()
+        b0, _ = pb.sys_cpu()
         time.sleep(1.0)
-        b1, _ = sys_cpu()
-        busy = (b1 - b0) / CLK_TCK
+        b1, _ = pb.sys_cpu()
+        busy = (b1 - b0) / pb.CLK_TCK
         if busy <= cfg.noise_threshold:
             return busy
         if time.time() - t0 >= cfg.quiet_wait:
@@ -604,9 +516,9 @@ def measure(cfg, server, alg, rnd, workdir):
             rec["warmup_tokens"] = w["ok"]
         proc = t.proc
         (u0, k0), t0 = proc.cpu_split(), time.time()
-        b0, st0 = sys_cpu()
+        b0, st0 = pb.sys_cpu()
         r = run_wrk(cfg, t, cfg.duration)
-        b1, st1 = sys_cpu()
+        b1, st1 = pb.sys_cpu()
         (u1, k1), t1 = proc.cpu_split(), time.time()
         if not proc.alive():
             raise BenchError(f"server exited during the run: {proc.tail()}")
@@ -625,8 +537,8 @@ def measure(cfg, server, alg, rnd, workdir):
         rec["wrk_core_util"] = r["wrk_cpu_s"] / wall
         # CPU busy on the box that is neither the server nor wrk (other tenants, builds,
         # ksoftirqd, ...) and hypervisor steal, in cores
-        rec["foreign_cores"] = max(0.0, (b1 - b0) / CLK_TCK - cpu - r["wrk_cpu_s"]) / wall
-        rec["steal_cores"] = (st1 - st0) / CLK_TCK / wall
+        rec["foreign_cores"] = max(0.0, (b1 - b0) / pb.CLK_TCK - cpu - r["wrk_cpu_s"]) / wall
+        rec["steal_cores"] = (st1 - st0) / pb.CLK_TCK / wall
         hwm, rss = proc.rss_kb()
         rec["rss_peak_mib"] = hwm / 1024.0
         rec["rss_mib"] = rss / 1024.0
@@ -638,7 +550,7 @@ def measure(cfg, server, alg, rnd, workdir):
         if t is not None:
             t.proc.stop()
         else:
-            for p in list(STARTED):      # a start that failed half-way
+            for p in list(pb.STARTED):      # a start that failed half-way
                 p.stop()
     return rec
 
@@ -719,15 +631,6 @@ def awslc_floor(cfg):
 # --------------------------------------------------------------------------
 # report
 # --------------------------------------------------------------------------
-def med(vals):
-    vals = [v for v in vals if v is not None]
-    return statistics.median(vals) if vals else None
-
-
-def fmt(v, nd=0, suffix=""):
-    return "n/a" if v is None else f"{v:,.{nd}f}{suffix}"
-
-
 def aggregate(records, servers, algs):
     agg = {}
     for s in servers:
@@ -741,7 +644,7 @@ def aggregate(records, servers, algs):
             for k in ("tokens_per_s", "cpu_us_per_token", "user_us_per_token", "sys_us_per_token",
                       "server_core_util", "p50_ms", "p99_ms", "rss_peak_mib", "foreign_cores",
                       "steal_cores", "wrk_core_util"):
-                g[k] = med([r.get(k) for r in ok])
+                g[k] = pb.med([r.get(k) for r in ok])
             if ok:
                 tps = [r["tokens_per_s"] for r in ok]
                 cpu = [r["cpu_us_per_token"] for r in ok]
@@ -788,7 +691,7 @@ def markdown(meta, agg, servers, algs, checks, skipped):
 
             def ratio(x, y):
                 return f"{x / y:.2f}" if x and y else "n/a"
-            row = [s, a, fmt(g["tokens_per_s"]), fmt(g["cpu_us_per_token"], 1),
+            row = [s, a, pb.fmt(g["tokens_per_s"]), pb.fmt(g["cpu_us_per_token"], 1),
                    ratio(g["cpu_us_per_token"], fl.get(a, {}).get("sign_us"))]
             if al:
                 row.append(ratio(g["cpu_us_per_token"], al.get(a, {}).get("sign_us")))
@@ -798,12 +701,12 @@ def markdown(meta, agg, servers, algs, checks, skipped):
                 else:
                     row += [ratio(g["cpu_us_per_token"], base.get("cpu_us_per_token") if base.get("ok_runs") else None),
                             ratio(g["tokens_per_s"], base.get("tokens_per_s") if base.get("ok_runs") else None)]
-            row += [f"{fmt(g['user_us_per_token'], 1)} / {fmt(g['sys_us_per_token'], 1)}",
-                    fmt(g["server_core_util"], 2),
-                    f"{fmt(g['p50_ms'], 2)} / {fmt(g['p99_ms'], 2)}",
-                    fmt(g["rss_peak_mib"], 1),
-                    f"{fmt(g.get('tps_spread_pct'), 0, '%')} / {fmt(g.get('cpu_spread_pct'), 0, '%')}",
-                    fmt(g["foreign_cores"], 2)]
+            row += [f"{pb.fmt(g['user_us_per_token'], 1)} / {pb.fmt(g['sys_us_per_token'], 1)}",
+                    pb.fmt(g["server_core_util"], 2),
+                    f"{pb.fmt(g['p50_ms'], 2)} / {pb.fmt(g['p99_ms'], 2)}",
+                    pb.fmt(g["rss_peak_mib"], 1),
+                    f"{pb.fmt(g.get('tps_spread_pct'), 0, '%')} / {pb.fmt(g.get('cpu_spread_pct'), 0, '%')}",
+                    pb.fmt(g["foreign_cores"], 2)]
             if g["ok_runs"] < g["runs"]:
                 row[2] += f" ({g['ok_runs']}/{g['runs']} runs ok)"
             L.append("| " + " | ".join(row) + " |")
@@ -931,7 +834,7 @@ def main():
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, signal.SIG_IGN)    # one clean-up, even when signals repeat
         log(f"{signal.Signals(signum).name}: stopping every process this run started")
-        stop_all()
+        pb.stop_all()
         sys.exit(128 + signum)
     # SIGINT too: a shell without job control starts background jobs with SIGINT ignored
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
@@ -1007,7 +910,7 @@ def main():
                             f"p99 {rec.get('p99_ms', 0):.2f} ms  wrk-core {rec['wrk_core_util']:.2f}  "
                             f"foreign {rec['foreign_cores']:.2f}  rss {rec['rss_peak_mib']:.0f} MiB")
     finally:
-        stop_all()
+        pb.stop_all()
 
     agg = aggregate(records, names, algs)
     md = markdown(meta, agg, names, algs, checks, skipped)
@@ -1028,6 +931,6 @@ if __name__ == "__main__":
     try:
         sys.exit(main())
     except KeyboardInterrupt:
-        stop_all()
+        pb.stop_all()
         print("\noauthbench: interrupted; stopped every process it had started", file=sys.stderr)
         sys.exit(130)
