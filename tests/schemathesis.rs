@@ -1,5 +1,6 @@
 //! The admin API against its own OpenAPI document: schemathesis (PyPI) generates requests for
 //! every operation and checks that nothing answers 5xx and every answer matches the schema.
+//! The config has an `oauth_server`, so `/admin/clients` and `/admin/oauth/keys` answer too.
 
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
@@ -10,7 +11,8 @@ use common::*;
 async fn schemathesis_finds_no_server_error_and_no_schema_violation() {
     let up = Upstream::start().await;
     let gw = Gw::start(&format!(
-        "listeners: [{{ name: plain, bind: 127.0.0.1:0 }}]\nlogging: {{ audit: off }}\nupstreams: {{ rec: {{ url: \"{}\" }} }}\nauthenticators: {{ keys: {{ type: api_key }} }}\nroutes:\n  - {{ name: api, match: {{ path_prefix: / }}, upstream: rec, auth: {{ any_of: [keys] }} }}\n",
+        "listeners: [{{ name: plain, bind: 127.0.0.1:0 }}]\nlogging: {{ audit: off }}\nupstreams: {{ rec: {{ url: \"{}\" }} }}\nauthenticators: {{ keys: {{ type: api_key }} }}\nroutes:\n  - {{ name: api, match: {{ path_prefix: / }}, upstream: rec, auth: {{ any_of: [keys] }} }}\n\
+         oauth_server:\n  issuer: http://127.0.0.1:8443\n  listener: plain\n",
         up.url()
     ))
     .await;
