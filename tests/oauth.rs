@@ -699,6 +699,64 @@ async fn rotating_or_deleting_a_client_ends_its_tokens() {
     assert_eq!((st, v["status"].as_str()), (200, Some("deleted")));
 }
 
+/// A rotation's grace ends by time alone: a token issued before it, verified and cached by the
+/// route since, passes until the grace ends and is refused from then on, with no other change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cached_token_stops_passing_when_its_rotation_grace_ends() {
+    let s = Server::start("algorithm: ES256").await;
+    let (id, secret) = s
+        .client(json!({"name": "svc", "scopes": ["read"], "audiences": [AUD]}))
+        .await;
+    let t1 = s.token(&id, &secret, &[]).await;
+    assert_eq!(s.get("/api/read/x", &t1).await.status(), 200); // now in the route's cache
+    let (st, v) = s
+        .admin(
+            reqwest::Method::POST,
+            &format!("/admin/clients/{id}/rotate"),
+            Some(json!({"grace": "2s"})),
+        )
+        .await;
+    let rotated = Instant::now();
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(
+        s.get("/api/read/x", &t1).await.status(),
+        200,
+        "within the grace"
+    );
+    let new_secret = v["client_secret"].as_str().unwrap().to_owned();
+    let t2 = s.token(&id, &new_secret, &[]).await;
+    let seen = s.up.count();
+    loop {
+        let st = s.get("/api/read/x", &t1).await.status();
+        if st == 401 {
+            break;
+        }
+        assert_eq!(st, 200);
+        assert!(
+            rotated.elapsed() < Duration::from_secs(5),
+            "the old token still passes {:?} after a 2s grace",
+            rotated.elapsed()
+        );
+        tokio::task::yield_now().await;
+    }
+    // whole seconds: the grace ends between 1 and 2 s after the rotation
+    assert!(
+        rotated.elapsed() >= Duration::from_secs(1),
+        "{:?}",
+        rotated.elapsed()
+    );
+    let after = s.up.count();
+    assert_eq!(s.get("/api/read/x", &t1).await.status(), 401);
+    assert_eq!(
+        s.up.count(),
+        after,
+        "a token past its grace reached the upstream"
+    );
+    assert!(after > seen);
+    // the token issued with the new secret is not affected
+    assert_eq!(s.get("/api/read/x", &t2).await.status(), 200);
+}
+
 /// Keys rotate while tokens are used: no request with a valid token fails, and a verifier that
 /// caches the JWKS for `publish_ahead` always knows the key of every token issued.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,6 +6,7 @@
 
 use crate::keys::{checksum, hash_key, random_base62, Hash};
 use dashmap::DashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// The grants a client may use.
@@ -258,6 +259,15 @@ impl ClientRecord {
         }
     }
 
+    /// Until when a token issued at `iat` stays allowed, if it is now: the end of the grace of a
+    /// rotation that covers it, else never ends (`f64::INFINITY`).
+    pub fn token_allowed_until(&self, iat: f64) -> f64 {
+        match (self.row.revoke_before, self.row.revoke_from) {
+            (Some(before), Some(from)) if iat <= before as f64 => from as f64,
+            _ => f64::INFINITY,
+        }
+    }
+
     /// The `iat` of a token issued at `now`: after the second of a rotation that revokes older
     /// tokens, so a token issued in that same second, with the new secret, is not covered by it
     /// (`iat` is at most a second ahead; verifiers allow clock skew).
@@ -275,12 +285,30 @@ impl ClientRecord {
 #[derive(Debug, Default)]
 pub struct ClientRing {
     by_id: DashMap<Arc<str>, Arc<ClientRecord>>,
+    /// Bumped after every change: a verified-token cache entry made under another generation is
+    /// verified again (so a cache hit needs no client lookup).
+    generation: AtomicU64,
 }
 
 impl ClientRing {
     pub fn put(&self, row: ClientRow) {
         let rec = Arc::new(ClientRecord::new(row));
         self.by_id.insert(rec.id.clone(), rec);
+        // after the change: a verifier that read the old generation stored what it checked
+        // under it, and misses from now on
+        self.generation.fetch_add(1, Ordering::SeqCst);
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
+    /// Until when a token of client `id` issued at `iat`, allowed now, stays allowed: the end of
+    /// a rotation's grace that covers it, else never ends (`f64::INFINITY`).
+    pub fn token_allowed_until(&self, id: &str, iat: f64) -> f64 {
+        self.by_id
+            .get(id)
+            .map_or(f64::INFINITY, |c| c.token_allowed_until(iat))
     }
 
     pub fn get(&self, id: &str) -> Option<Arc<ClientRecord>> {

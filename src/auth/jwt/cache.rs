@@ -9,9 +9,10 @@ use std::sync::Arc;
 #[derive(Clone)]
 pub struct CachedIdentity {
     pub identity: Arc<Identity>,
-    pub jti: Option<Box<str>>,
-    /// A built-in server's token: its `client_id` and `iat` (the client is checked again on
-    /// every hit).
+    /// Shared, so that a hit copies no string.
+    pub jti: Option<Arc<str>>,
+    /// A built-in server's token: its `client_id` and `iat`, for the verification that caches
+    /// it (never stored in the cache: a hit needs no client lookup, see `JwtAuthn::cached`).
     pub client: Option<(Box<str>, f64)>,
 }
 

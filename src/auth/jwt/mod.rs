@@ -72,6 +72,13 @@ impl IssuerKeys {
         self.state.keys.generation()
     }
 
+    /// What a verified-token cache entry is valid under: the keys and the clients as they were
+    /// (both counters only grow, so their sum changes whenever either does).
+    fn cache_generation(&self) -> u64 {
+        self.generation()
+            .wrapping_add(self.state.clients.generation())
+    }
+
     /// The key set of every key the server holds.
     pub fn current(&self) -> Arc<KeySet> {
         let generation = self.generation();
@@ -195,7 +202,7 @@ impl JwtAuthn {
         match &self.keys {
             Keys::Static(_) => 0,
             Keys::Remote(r) => r.generation(),
-            Keys::Issuer(i) => i.generation(),
+            Keys::Issuer(i) => i.cache_generation(),
         }
     }
 
@@ -271,10 +278,21 @@ impl JwtAuthn {
         }
         let identity = self.check_claims(&token.claims, now)?;
         if let Some(cache) = &self.cache {
+            // a token of the built-in server leaves the cache when a rotation's grace that
+            // covers it ends; any other change to the clients changes the generation
+            let until = match (&self.oauth, &identity.client) {
+                (Some(state), Some((id, iat))) => state.clients.token_allowed_until(id, *iat),
+                _ => f64::INFINITY,
+            };
+            let entry = CachedIdentity {
+                identity: identity.identity.clone(),
+                jti: identity.jti.clone(),
+                client: None,
+            };
             cache.insert(
                 token.raw,
-                identity.clone(),
-                token.expires(self.leeway),
+                entry,
+                token.expires(self.leeway).min(until),
                 generation,
             );
         }
@@ -417,19 +435,20 @@ impl JwtAuthn {
                 extra_headers,
                 own_limit: None,
             }),
-            jti: jti.map(Box::from),
+            jti: jti.map(Arc::from),
             client,
         })
     }
 
     /// A cached verification of this exact token, still within its `exp` and not revoked since.
+    /// (A token of the built-in server is cached under the clients' generation and only until a
+    /// rotation's grace ends, so its client needs no second look here.)
     pub fn cached(&self, token: &str, now: f64) -> Option<Result<Arc<Identity>, Reject>> {
         let hit = self.cache.as_ref()?.get(token, now, self.generation())?;
         if hit
             .jti
             .as_deref()
             .is_some_and(|j| self.revocations.is_revoked(j, now))
-            || self.client_refused(hit.client.as_ref(), now)
         {
             return Some(Err(invalid_token(
                 Reason::TokenRevoked,
