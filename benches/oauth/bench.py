@@ -10,7 +10,9 @@ wrk run (token.lua POSTs grant_type=client_credentials with HTTP Basic client au
 counts the 200 answers that carry an access_token; any other answer or socket error fails the
 measurement). tokens/s = tokens / wrk's duration; CPU per token = (utime+stime of every process
 in the server's session, from /proc/PID/stat) / tokens. Rounds interleave the servers; medians
-are reported, with `openssl speed` signing cost on the server core as the floor.
+are reported. The floor is the signing cost on the server core (`openssl speed`, optionally the
+aws-lc-rs loop in awslc-floor/), measured at the start of every round since the machine's speed
+drifts during a run; "CPU / floor" is the median over rounds of CPU per token / its round's floor.
 
 Everything listens on 127.0.0.1. Only processes started here are stopped, by process group.
 See README.md.
@@ -556,14 +558,19 @@ def measure(cfg, server, alg, rnd, workdir):
 
 
 # --------------------------------------------------------------------------
-# signing floor
+# signing floors: measured at the start of every round (the machine's speed drifts by several
+# per cent over a run), each measurement's CPU per token is divided by its own round's floor
 # --------------------------------------------------------------------------
-def signing_floor(cpus, seconds):
-    """`openssl speed` sign cost on the server core (system OpenSSL), in µs per signature."""
-    cmd = (["taskset", "-c", cpus] if cpus else []) + ["openssl", "speed", "-seconds", str(seconds),
-                                                       "ecdsap256", "rsa2048"]
+OPENSSL_SPEED_ALG = {"ES256": "ecdsap256", "RS256": "rsa2048"}
+
+
+def signing_floor(cpus, seconds, algs=ALGS):
+    """`openssl speed` sign cost on the server core (system OpenSSL), in µs per signature, for
+    the run's algorithms (openssl speed spends `seconds` on signing and as long on verifying)."""
+    names = [OPENSSL_SPEED_ALG[a] for a in ALGS if a in algs]
+    cmd = (["taskset", "-c", cpus] if cpus else []) + ["openssl", "speed", "-seconds", str(seconds)] + names
     try:
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=60 + 8 * seconds)
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=60 + 4 * seconds * len(names))
     except (OSError, subprocess.TimeoutExpired) as e:
         log(f"openssl speed failed: {e}")
         return None
@@ -584,9 +591,10 @@ def signing_floor(cpus, seconds):
 AWSLC_DIR = os.path.join(HERE, "awslc-floor")
 
 
-def awslc_floor(cfg):
-    """The same floor with aws-lc-rs (what Portcullis links), from awslc-floor/: None when not
-    built (mode auto) or when the build fails."""
+def awslc_floor_exe(cfg):
+    """The aws-lc-rs floor program (awslc-floor/, what Portcullis links), built first with
+    --awslc-floor build: its path, or None when off, not built (mode auto) or the build fails.
+    Called once, before the rounds (a build must not run next to a measurement)."""
     target = os.path.join(cfg.out, "awslc-floor-target")
     exe = os.path.join(target, "release", "oauthbench-awslc-floor")
     if cfg.awslc_floor == "off":
@@ -612,6 +620,21 @@ def awslc_floor(cfg):
         else:
             log(f"aws-lc floor: cargo build failed; skipped: {p.stderr[-400:]}")
             return None
+    return exe
+
+
+def awslc_version():
+    try:
+        lock = open(os.path.join(AWSLC_DIR, "Cargo.lock")).read()
+        m = re.search(r'name = "aws-lc-rs"\nversion = "([^"]+)"', lock)
+        return f"aws-lc-rs {m.group(1)}" if m else "aws-lc-rs ?"
+    except OSError:
+        return "aws-lc-rs ?"
+
+
+def awslc_floor(cfg, exe):
+    """One run of the aws-lc-rs floor program on the server core: {alg: {sign_per_s, sign_us}}
+    (both algorithms, `--floor-seconds` each), or None when it fails."""
     cmd = (["taskset", "-c", cfg.server_cpus] if cfg.server_cpus else []) + [exe, str(cfg.floor_seconds)]
     try:
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=60 + 4 * cfg.floor_seconds)
@@ -619,13 +642,82 @@ def awslc_floor(cfg):
     except (OSError, subprocess.TimeoutExpired, ValueError, IndexError) as e:
         log(f"aws-lc floor: run failed: {e}")
         return None
-    try:
-        lock = open(os.path.join(AWSLC_DIR, "Cargo.lock")).read()
-        m = re.search(r'name = "aws-lc-rs"\nversion = "([^"]+)"', lock)
-        res["version"] = f"aws-lc-rs {m.group(1)}" if m else "aws-lc-rs ?"
-    except OSError:
-        res["version"] = "aws-lc-rs ?"
-    return res
+    return res if isinstance(res, dict) else None
+
+
+def timed_floor(cfg, what, fn):
+    """Wait for quiet as before a measurement, then run fn() (one floor program, a child of
+    ours). Returns (fn's result, {load_before_cores, foreign_cores}): foreign_cores is the
+    CPU that processes other than the floor program used meanwhile, in cores."""
+    info = {}
+    if cfg.quiet_wait > 0:
+        info["load_before_cores"] = wait_quiet(cfg, what)
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    (b0, _), t0 = pb.sys_cpu(), time.time()
+    res = fn()
+    (b1, _), t1 = pb.sys_cpu(), time.time()
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    own = (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime)
+    if t1 - t0 > 0:
+        info["foreign_cores"] = max(0.0, (b1 - b0) / pb.CLK_TCK - own) / (t1 - t0)
+    return res, info
+
+
+def round_floors(cfg, rnd, algs, awslc_exe):
+    """The floors of round rnd, measured at its start on the server core: {round, openssl,
+    openssl_load_before_cores, openssl_foreign_cores, awslc, awslc_...} (a floor that could
+    not be measured is None)."""
+    fr = {"round": rnd}
+    log(f"r{rnd} signing floor: openssl speed -seconds {cfg.floor_seconds} "
+        f"{' '.join(OPENSSL_SPEED_ALG[a] for a in ALGS if a in algs)} on CPU {cfg.server_cpus or 'any'}")
+    fr["openssl"], info = timed_floor(cfg, f"the r{rnd} signing floor",
+                                      lambda: signing_floor(cfg.server_cpus, cfg.floor_seconds, algs))
+    fr.update({f"openssl_{k}": v for k, v in info.items()})
+    if fr["openssl"]:
+        log(f"r{rnd} signing floor: " + ", ".join(f"{a} {fr['openssl'][a]['sign_us']:.1f} µs/sign"
+                                                  for a in ALGS if a in fr["openssl"])
+            + f"  foreign {info.get('foreign_cores', 0):.2f}")
+    if awslc_exe:
+        fr["awslc"], info = timed_floor(cfg, f"the r{rnd} aws-lc floor", lambda: awslc_floor(cfg, awslc_exe))
+        fr.update({f"awslc_{k}": v for k, v in info.items()})
+        if fr["awslc"]:
+            log(f"r{rnd} aws-lc floor: " + ", ".join(f"{a} {fr['awslc'][a]['sign_us']:.1f} µs/sign"
+                                                     for a in ALGS if a in fr["awslc"])
+                + f"  foreign {info.get('foreign_cores', 0):.2f}")
+    return fr
+
+
+def attach_floors(rec, fr):
+    """Put the floors of the record's own round, and its CPU per token divided by them, into
+    the record: floor_sign_us / cpu_per_floor (openssl), awslc_floor_sign_us /
+    cpu_per_awslc_floor (aws-lc-rs), when that floor was measured."""
+    if not fr:
+        return
+    for src, pre in (("openssl", ""), ("awslc", "awslc_")):
+        f = ((fr.get(src) or {}).get(rec["alg"]) or {}).get("sign_us")
+        if not f:
+            continue
+        rec[f"{pre}floor_sign_us"] = f
+        if not rec.get("error") and rec.get("cpu_us_per_token"):
+            rec[f"cpu_per_{pre}floor"] = rec["cpu_us_per_token"] / f
+
+
+def summarize_floors(per_round, src, algs):
+    """Median (and min, max) over rounds of one floor source: {alg: {sign_us, sign_us_min,
+    sign_us_max, sign_per_s, [verify_us,] rounds}}, or None when no round measured it."""
+    out = {}
+    for a in algs:
+        vs = [(fr.get(src) or {}).get(a) for fr in per_round]
+        vs = [v for v in vs if v and v.get("sign_us")]
+        if not vs:
+            continue
+        us = [v["sign_us"] for v in vs]
+        g = {"sign_us": statistics.median(us), "sign_us_min": min(us), "sign_us_max": max(us),
+             "sign_per_s": pb.med([v.get("sign_per_s") for v in vs]), "rounds": len(vs)}
+        if any("verify_us" in v for v in vs):
+            g["verify_us"] = pb.med([v.get("verify_us") for v in vs])
+        out[a] = g
+    return out or None
 
 
 # --------------------------------------------------------------------------
@@ -645,6 +737,11 @@ def aggregate(records, servers, algs):
                       "server_core_util", "p50_ms", "p99_ms", "rss_peak_mib", "foreign_cores",
                       "steal_cores", "wrk_core_util"):
                 g[k] = pb.med([r.get(k) for r in ok])
+            # each run's CPU per token over the floor of its own round, median over rounds
+            for k in ("cpu_per_floor", "cpu_per_awslc_floor"):
+                vals = [r[k] for r in ok if r.get(k) is not None]
+                g[k] = statistics.median(vals) if vals else None
+                g[f"{k}_runs"] = len(vals)
             if ok:
                 tps = [r["tokens_per_s"] for r in ok]
                 cpu = [r["cpu_us_per_token"] for r in ok]
@@ -660,13 +757,26 @@ def markdown(meta, agg, servers, algs, checks, skipped):
          f"(+{meta['warmup']}s warm-up) with token.lua; medians shown. Pinning: {meta['pinning']}.", ""]
     fl = meta.get("signing_floor") or {}
     al = meta.get("awslc_floor") or {}
-    if fl:
+
+    def floor_txt(d):
+        out = []
+        for a in algs:
+            v = d.get(a)
+            if not v:
+                continue
+            n = v["rounds"]
+            out.append(f"{a} {v['sign_us']:.1f} µs" + (
+                f" (min {v['sign_us_min']:.1f}, max {v['sign_us_max']:.1f} over {n} rounds)" if n > 1
+                else " (1 round)"))
+        return ", ".join(out)
+    if fl or al:
         ossl = " ".join(meta["versions"].get("openssl (system)", "OpenSSL").split()[:2])
-        L.append(f"Signing floor on the server core, one signature (`openssl speed`, system {ossl}): "
-                 + ", ".join(f"{a} {fl[a]['sign_us']:.1f} µs ({fl[a]['sign_per_s']:,.0f}/s)"
-                             for a in algs if a in fl) + "."
-                 + (f" With {al['version']}: " + ", ".join(f"{a} {al[a]['sign_us']:.1f} µs"
-                                                         for a in algs if a in al) + "." if al else ""))
+        parts = ([f"`openssl speed` (system {ossl}): {floor_txt(fl)}"] if fl else []) + (
+            [f"{al.get('version', 'aws-lc-rs')}: {floor_txt(al)}"] if al else [])
+        L.append("Signing floor on the server core, one signature, measured at the start of every round "
+                 "(median over rounds): " + "; ".join(parts) + "."
+                 + " \"CPU ÷ … floor\" = median over rounds of each run's CPU per token ÷ the floor "
+                   "measured at the start of its own round.")
         L.append("")
     cand = "portcullis" in servers
     head = ["server", "alg", "tokens/s", "CPU µs/token", "CPU ÷ signing floor (OpenSSL)"]
@@ -691,10 +801,16 @@ def markdown(meta, agg, servers, algs, checks, skipped):
 
             def ratio(x, y):
                 return f"{x / y:.2f}" if x and y else "n/a"
+
+            def per_floor(k):
+                n = g.get(f"{k}_runs") or 0
+                if g.get(k) is None:
+                    return "n/a"
+                return f"{g[k]:.2f}" + (f" ({n}/{g['ok_runs']} runs)" if n < g["ok_runs"] else "")
             row = [s, a, pb.fmt(g["tokens_per_s"]), pb.fmt(g["cpu_us_per_token"], 1),
-                   ratio(g["cpu_us_per_token"], fl.get(a, {}).get("sign_us"))]
+                   per_floor("cpu_per_floor")]
             if al:
-                row.append(ratio(g["cpu_us_per_token"], al.get(a, {}).get("sign_us")))
+                row.append(per_floor("cpu_per_awslc_floor"))
             if cand:
                 if s == "oidc-provider":
                     row += ["1.00", "1.00"]
@@ -715,6 +831,15 @@ def markdown(meta, agg, servers, algs, checks, skipped):
     if noisy:
         L.append(f"**Noisy:** other processes used more than {meta['noise_threshold']} cores during "
                  f"the median run of {', '.join(noisy)}; those figures are not reliable (re-run on a quiet machine).")
+        L.append("")
+    noisy_floors = [f"r{fr['round']} {name} ({fr[f'{src}_foreign_cores']:.2f})"
+                    for fr in meta.get("floors_by_round") or []
+                    for src, name in (("openssl", "OpenSSL"), ("awslc", "aws-lc"))
+                    if fr.get(src) and (fr.get(f"{src}_foreign_cores") or 0) > meta["noise_threshold"]]
+    if noisy_floors:
+        L.append(f"**Noisy floor:** other processes used more than {meta['noise_threshold']} cores while "
+                 f"these floors were measured: {', '.join(noisy_floors)}; the ratios of those rounds "
+                 "are not reliable.")
         L.append("")
     for s, why in skipped.items():
         L.append(f"**{s} skipped:** {why}")
@@ -761,7 +886,9 @@ def main():
     ap.add_argument("--server-cpus", default="1", help="CPU list (taskset) for the server under test")
     ap.add_argument("--load-cpus", default="0", help="CPU list (taskset) for wrk")
     ap.add_argument("--no-pin", action="store_true", help="do not taskset anything")
-    ap.add_argument("--floor-seconds", type=int, default=3, help="openssl speed -seconds")
+    ap.add_argument("--floor-seconds", type=int, default=3, help="seconds per algorithm of the "
+                    "signing floors measured at the start of every round (openssl speed -seconds; "
+                    "the aws-lc loop)")
     ap.add_argument("--no-floor", action="store_true", help="skip the signing floors")
     ap.add_argument("--awslc-floor", choices=("auto", "build", "off"), default="auto",
                     help="the aws-lc-rs signing floor (awslc-floor/): auto = run it when already "
@@ -866,23 +993,16 @@ def main():
                        "ttl_s": TTL_S}}
     log(f"servers={names} algs={algs} rounds={cfg.rounds} x {cfg.duration}s (+{cfg.warmup}s warm-up); pin: {pin}")
 
-    records, checks = [], {}
+    records, checks, floors = [], {}, []
     try:
-        if not cfg.no_floor:
-            log(f"signing floor: openssl speed -seconds {cfg.floor_seconds} ecdsap256 rsa2048 on CPU "
-                f"{cfg.server_cpus or 'any'}")
-            if cfg.quiet_wait > 0:
-                wait_quiet(cfg, "the signing floor")
-            meta["signing_floor"] = signing_floor(cfg.server_cpus, cfg.floor_seconds)
-            log("signing floor: " + ", ".join(f"{a} {v['sign_us']:.1f} µs/sign"
-                                              for a, v in (meta["signing_floor"] or {}).items()))
-            if cfg.quiet_wait > 0 and cfg.awslc_floor != "off":
-                wait_quiet(cfg, "the aws-lc floor")
-            meta["awslc_floor"] = awslc_floor(cfg)
-            if meta["awslc_floor"]:
-                log(f"aws-lc floor ({meta['awslc_floor']['version']}): "
-                    + ", ".join(f"{a} {meta['awslc_floor'][a]['sign_us']:.1f} µs/sign" for a in ALGS))
+        # the aws-lc floor program is built (if asked) once, here; the floors themselves are
+        # measured at the start of every round
+        awslc_exe = None if cfg.no_floor else awslc_floor_exe(cfg)
         for rnd in range(cfg.rounds):
+            fr = None
+            if not cfg.no_floor:
+                fr = round_floors(cfg, rnd, algs, awslc_exe)
+                floors.append(fr)
             for alg in algs:
                 order = servers[rnd % len(servers):] + servers[:rnd % len(servers)]
                 for s in order:
@@ -898,6 +1018,7 @@ def main():
                         if not again.get("error") and again["foreign_cores"] < rec["foreign_cores"]:
                             rec = again
                     rec["attempts"] = attempts
+                    attach_floors(rec, fr)
                     records.append(rec)
                     if rnd == 0 and rec.get("checks"):
                         checks[(s.name, alg)] = rec["checks"]
@@ -912,6 +1033,13 @@ def main():
     finally:
         pb.stop_all()
 
+    if not cfg.no_floor:
+        # per round (floors_by_round) and, in the former places, the median over rounds
+        meta["floors_by_round"] = floors
+        meta["signing_floor"] = summarize_floors(floors, "openssl", algs)
+        meta["awslc_floor"] = summarize_floors(floors, "awslc", ALGS)
+        if meta["awslc_floor"]:
+            meta["awslc_floor"]["version"] = awslc_version()
     agg = aggregate(records, names, algs)
     md = markdown(meta, agg, names, algs, checks, skipped)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
