@@ -87,6 +87,7 @@ fn headers(c: &mut Criterion) {
                     strip_credentials: true,
                     credential_cookies: &[],
                     upgrade: None,
+                    forward_client_cert: false,
                 };
                 upstream_request_headers(&mut h, &ctx);
                 h

@@ -92,6 +92,8 @@ impl Drop for InFlight {
 pub struct ClientCert {
     /// RFC 4514-style subject, e.g. `CN=alice,O=Example`.
     pub subject: String,
+    /// The subject's (first) common name, when it has one.
+    pub cn: Option<String>,
     /// Lowercase hex SHA-256 of the DER certificate.
     pub sha256: String,
     /// DNS, URI, email and IP subject alternative names.
@@ -102,11 +104,26 @@ pub struct ClientCert {
     pub control_chars: bool,
 }
 
+impl ClientCert {
+    /// The alternative names of one kind (`DNS`, `URI`, ...), without the prefix.
+    pub fn sans_of<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.sans
+            .iter()
+            .filter_map(move |s| s.strip_prefix(kind).and_then(|rest| rest.strip_prefix(':')))
+    }
+}
+
 pub fn client_cert_info(der: &CertificateDer<'_>) -> ClientCert {
     let sha256 = crate::digest::hex_lower(&crate::digest::sha256(der.as_ref()));
-    let (subject, sans) = match x509_parser::parse_x509_certificate(der.as_ref()) {
+    let (subject, cn, sans) = match x509_parser::parse_x509_certificate(der.as_ref()) {
         Ok((_, cert)) => {
             let subject = cert.subject().to_string();
+            let cn = cert
+                .subject()
+                .iter_common_name()
+                .next()
+                .and_then(|a| a.as_str().ok())
+                .map(str::to_owned);
             let mut sans = Vec::new();
             if let Ok(Some(ext)) = cert.subject_alternative_name() {
                 use x509_parser::extensions::GeneralName;
@@ -129,16 +146,18 @@ pub fn client_cert_info(der: &CertificateDer<'_>) -> ClientCert {
                     }
                 }
             }
-            (subject, sans)
+            (subject, cn, sans)
         }
         // rustls already verified the chain, so this cannot happen for a real certificate.
-        Err(_) => (String::new(), Vec::new()),
+        Err(_) => (String::new(), None, Vec::new()),
     };
     let control_chars = std::iter::once(&subject)
+        .chain(&cn)
         .chain(&sans)
         .any(|s| s.chars().any(char::is_control));
     ClientCert {
         subject,
+        cn,
         sha256,
         sans,
         control_chars,

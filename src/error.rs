@@ -176,6 +176,10 @@ reasons! {
     /// The connection's client certificate has a control character in its subject or an
     /// alternative name (it could not be forwarded unchanged).
     ClientCertInvalid = "client_cert_invalid", FORBIDDEN, "client_certificate_invalid", Credential;
+    /// The client certificate matches none of the `mtls` authenticator's `identities`.
+    ClientCertNotListed = "client_cert_not_listed", FORBIDDEN, "client_certificate_not_allowed", Credential;
+    /// The client certificate lacks the field `subject_from` names (no CN, DNS or URI name).
+    ClientCertNoSubject = "client_cert_no_subject", FORBIDDEN, "client_certificate_invalid", Credential;
 
     // After the chain allowed the request
     /// The upstream refused the connection or could not be reached.

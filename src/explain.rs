@@ -199,6 +199,7 @@ pub async fn explain(snap: &Snapshot, input: &ExplainInput) -> Result<(String, b
             identity: &identity,
             client_cert: conn.client_cert.as_ref(),
             strip_credentials: route.strip_credentials,
+            forward_client_cert: route.forward_client_cert,
             credential_cookies: route.auth.credential_sources().0,
             upgrade: None,
         },

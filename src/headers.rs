@@ -149,6 +149,40 @@ pub fn is_identity_header(lowercase_name: &str) -> bool {
 }
 const X_CLIENT_CERT_SUBJECT: HeaderName = HeaderName::from_static("x-client-cert-subject");
 const X_CLIENT_CERT_SHA256: HeaderName = HeaderName::from_static("x-client-cert-sha256");
+const X_CLIENT_CERT_SAN: HeaderName = HeaderName::from_static("x-client-cert-san");
+const X_FORWARDED_CLIENT_CERT: HeaderName = HeaderName::from_static("x-forwarded-client-cert");
+
+/// Envoy's `X-Forwarded-Client-Cert` element for `c`: `Hash=<sha256 hex>;Subject="<subject>"`,
+/// then `URI=...` and `DNS=...` for each such alternative name. Subject is always quoted; other
+/// values are quoted when they hold `,`, `;`, `=`, `"` or a space; inside quotes `"` and `\` are
+/// escaped with `\` (the certificate's values have no control characters: those are refused).
+pub fn xfcc(c: &ClientCert) -> String {
+    fn quoted(out: &mut String, v: &str) {
+        out.push('"');
+        for ch in v.chars() {
+            if ch == '"' || ch == '\\' {
+                out.push('\\');
+            }
+            out.push(ch);
+        }
+        out.push('"');
+    }
+    let mut out = format!("Hash={};Subject=", c.sha256);
+    quoted(&mut out, &c.subject);
+    for (key, kind) in [("URI", "URI"), ("DNS", "DNS")] {
+        for v in c.sans_of(kind) {
+            out.push(';');
+            out.push_str(key);
+            out.push('=');
+            if v.contains([',', ';', '=', '"', ' ', '\\']) {
+                quoted(&mut out, v);
+            } else {
+                out.push_str(v);
+            }
+        }
+    }
+    out
+}
 
 /// What the gateway knows about a request that the upstream should learn.
 pub struct ForwardCtx<'a> {
@@ -168,6 +202,8 @@ pub struct ForwardCtx<'a> {
     pub credential_cookies: &'a [String],
     /// The client's `Upgrade` value when it asked for a protocol upgrade.
     pub upgrade: Option<HeaderValue>,
+    /// Add `X-Forwarded-Client-Cert` for `client_cert` (the route's `forward_client_cert`).
+    pub forward_client_cert: bool,
 }
 
 /// Rewrites the client's request headers into what the upstream receives.
@@ -245,6 +281,13 @@ pub fn upstream_request_headers(h: &mut HeaderMap, ctx: &ForwardCtx<'_>) {
     if let Some(c) = ctx.client_cert {
         insert_str(h, X_CLIENT_CERT_SUBJECT, &c.subject);
         insert_str(h, X_CLIENT_CERT_SHA256, &c.sha256);
+        if !c.sans.is_empty() {
+            insert_str(h, X_CLIENT_CERT_SAN, &c.sans.join(", "));
+        }
+        if ctx.forward_client_cert {
+            // the gateway's word replaces anything a (trusted) peer sent
+            insert_str(h, X_FORWARDED_CLIENT_CERT, &xfcc(c));
+        }
     }
     if let Some(u) = &ctx.upgrade {
         h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
@@ -449,6 +492,26 @@ pub fn wants_upgrade(h: &http::HeaderMap) -> bool {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn xfcc_is_envoys_format_with_quoting() {
+        let c = crate::conn::ClientCert {
+            subject: r#"CN=a "b",O=Acme\, Inc"#.into(),
+            cn: Some("a \"b\"".into()),
+            sha256: "ab12".into(),
+            sans: vec![
+                "URI:spiffe://corp/billing".into(),
+                "DNS:a.svc.corp".into(),
+                "URI:https://x.test/p;q=1".into(),
+                "email:x@y".into(),
+            ],
+            control_chars: false,
+        };
+        assert_eq!(
+            xfcc(&c),
+            r#"Hash=ab12;Subject="CN=a \"b\",O=Acme\\, Inc";URI=spiffe://corp/billing;URI="https://x.test/p;q=1";DNS=a.svc.corp"#
+        );
+    }
     use super::*;
     use crate::auth::identity::Identity;
 
@@ -475,6 +538,7 @@ mod tests {
             strip_credentials: true,
             credential_cookies: &[],
             upgrade: None,
+            forward_client_cert: false,
         };
         upstream_request_headers(&mut h, &ctx);
         h

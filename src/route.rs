@@ -33,6 +33,8 @@ pub struct Route {
     pub strip_params: Vec<String>,
     /// Applied per client address before any signature check.
     pub pre_auth_rate_limit: Option<Arc<RateLimit>>,
+    /// Send `X-Forwarded-Client-Cert` (Envoy's format) for a client certificate.
+    pub forward_client_cert: bool,
 }
 
 /// What a route may refer to.
@@ -82,6 +84,7 @@ impl Route {
             strip_credentials,
             strip_params,
             pre_auth_rate_limit,
+            forward_client_cert: r.forward_client_cert.unwrap_or(false),
         };
         Some((matcher, route))
     }

@@ -158,6 +158,7 @@ fuzz_target!(|data: &[u8]| {
         strip_credentials: routed.route.strip_credentials,
         credential_cookies: cookies,
         upgrade: None,
+        forward_client_cert: false,
     };
     rules::upstream_request_headers(&mut up, &ctx);
     for (name, value) in &up {

@@ -71,7 +71,9 @@ impl Authenticator {
                 let authn = JwtAuthn::compile(name, j, base, shared, issuer, jwks, issues)?;
                 Authenticator::Jwt(RouteJwt::alone(Arc::new(authn)))
             }
-            RawAuthenticator::Mtls {} => Authenticator::Mtls(Arc::new(MtlsAuthn::compile(name))),
+            RawAuthenticator::Mtls(m) => {
+                Authenticator::Mtls(Arc::new(MtlsAuthn::compile(name, m, issues)))
+            }
         })
     }
 }

@@ -316,12 +316,38 @@ pub struct RawUpstream {
     expecting = "an authenticator: a mapping with a `type` (api_key, jwt or mtls)"
 )]
 pub enum RawAuthenticator {
-    Mtls {},
+    Mtls(Box<RawMtls>),
     Jwt(Box<RawJwt>),
     ApiKey {
         /// Accept only keys of these environments (`live`, `test`); default both.
         envs: Option<Vec<S>>,
     },
+}
+
+/// `type: mtls`: the verified client certificate.
+#[derive(Serialize, Deserialize, Debug, Default)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "an mtls authenticator: a mapping such as `{ type: mtls, subject_from: cn }`"
+)]
+pub struct RawMtls {
+    /// What `X-Auth-Subject` carries: `cn` (default), `san_dns`, `san_uri` or `dn`.
+    pub subject_from: Option<S>,
+    /// An allow-list: each entry names one field of the certificate and the scopes it holds.
+    pub identities: Option<Vec<RawCertIdentity>>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Default)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a certificate identity: a mapping such as `{ san_uri: \"spiffe://corp/billing\", scopes: [read] }`"
+)]
+pub struct RawCertIdentity {
+    pub san_uri: Option<S>,
+    pub san_dns: Option<S>,
+    pub subject_cn: Option<S>,
+    #[serde(default)]
+    pub scopes: Vec<S>,
 }
 
 #[derive(Serialize, Deserialize, Debug)]
@@ -378,6 +404,8 @@ pub struct RawRoute {
     pub max_body_bytes: Option<Num>,
     pub forward_credentials: Option<bool>,
     pub pre_auth_rate_limit: Option<S>,
+    /// Send the upstream `X-Forwarded-Client-Cert` (Envoy's format) for a client certificate.
+    pub forward_client_cert: Option<bool>,
 }
 
 #[derive(Serialize, Deserialize, Debug, Default)]

@@ -40,7 +40,10 @@ fn write(dir: &Path, name: &str, body: &str) {
 impl Pki {
     /// ca.crt, server.crt/key (localhost, 127.0.0.1), client.crt/key (CN=alice), other-client
     /// (another CA), expired-client (our CA, expired), revoked-client + ca.crl (revoking it),
-    /// server2.crt/key (a second server certificate for reload tests).
+    /// server2.crt/key (a second server certificate for reload tests), and for the mtls
+    /// identities: spiffe-client (URI SAN spiffe://corp/billing, no CN), dns-client (CN=svc-a, DNS
+    /// a.svc.corp.example and other.example), apex-client (CN=svc-apex, DNS svc.corp.example),
+    /// reporting-client (CN=reporting, no SAN).
     pub fn new() -> Pki {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
@@ -96,6 +99,40 @@ impl Pki {
         .signed_by(&issuer)
         .unwrap();
         write(d, "ca.crl", &crl.pem().unwrap());
+        // service certificates for the mtls identities tests: a SPIFFE ID without a CN, DNS
+        // names, and a plain CN
+        let svc = |cn: Option<&str>, sans: &[&str], issuer: &Issuer<'_, KeyPair>| {
+            let key = KeyPair::generate().unwrap();
+            let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+            p.distinguished_name = rcgen::DistinguishedName::new(); // no default CN
+            if let Some(cn) = cn {
+                p.distinguished_name.push(DnType::CommonName, cn);
+            }
+            p.distinguished_name.push(DnType::OrganizationName, "Corp");
+            for s in sans {
+                p.subject_alt_names.push(match s.strip_prefix("URI:") {
+                    Some(u) => rcgen::SanType::URI(u.try_into().unwrap()),
+                    None => rcgen::SanType::DnsName((*s).try_into().unwrap()),
+                });
+            }
+            p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+            let c = p.signed_by(&key, issuer).unwrap();
+            (c.pem(), key.serialize_pem())
+        };
+        for (name, cn, sans) in [
+            ("spiffe-client", None, &["URI:spiffe://corp/billing"][..]),
+            (
+                "dns-client",
+                Some("svc-a"),
+                &["a.svc.corp.example", "other.example"][..],
+            ),
+            ("apex-client", Some("svc-apex"), &["svc.corp.example"][..]),
+            ("reporting-client", Some("reporting"), &[][..]),
+        ] {
+            let (c, k) = svc(cn, sans, &issuer);
+            write(d, &format!("{name}.crt"), &c);
+            write(d, &format!("{name}.key"), &k);
+        }
         let (other_params, other_key, _) = ca("Other CA");
         let other = Issuer::new(other_params, other_key);
         let (c, k) = client("eve", &other, false, 7);

@@ -198,6 +198,7 @@ fn run_rewrite(r: &Rewrite, trusted: bool) -> (HeaderMap, HeaderMap) {
         strip_credentials: r.strip_credentials,
         credential_cookies: &["tok".to_owned()],
         upgrade: None,
+        forward_client_cert: false,
     };
     portcullis::headers::upstream_request_headers(&mut out, &ctx);
     (input, out)
