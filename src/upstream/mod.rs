@@ -240,6 +240,10 @@ impl Upstream {
             });
         }
         crate::headers::downstream_response_headers(resp.headers_mut(), switching);
+        // What the upstream speaks stays on the upstream side: an HTTP/1.0 answer (which ends
+        // that connection) must not end the client's keep-alive connection, which hyper would
+        // do for a response marked HTTP/1.0.
+        *resp.version_mut() = http::Version::HTTP_11;
         Ok(resp)
     }
 }
