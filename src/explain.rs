@@ -136,11 +136,16 @@ pub async fn explain(snap: &Snapshot, input: &ExplainInput) -> Result<(String, b
         let _ = writeln!(out, "path: {} -> {}", uri.path(), routed.path);
     }
     let route = &routed.route;
+    let rewritten = route.rewrite.apply(&routed.path);
+    if let Some(p) = &rewritten {
+        let _ = writeln!(out, "rewrite: {} -> {p}", routed.path);
+    }
+    let upstream_path = rewritten.as_deref().unwrap_or(&routed.path);
     let target = match &route.upstream.kind {
         UpstreamKind::Echo => "built-in echo".to_owned(),
         UpstreamKind::Http(u) => format!(
             "{}://{}{}{}",
-            u.scheme, u.authority, u.base_path, routed.path
+            u.scheme, u.authority, u.base_path, upstream_path
         ),
     };
     let _ = writeln!(

@@ -35,6 +35,125 @@ pub struct Route {
     pub pre_auth_rate_limit: Option<Arc<RateLimit>>,
     /// Send `X-Forwarded-Client-Cert` (Envoy's format) for a client certificate.
     pub forward_client_cert: bool,
+    /// `strip_prefix` and `rewrite_prefix`: how the path the route matched becomes the path the
+    /// upstream receives.
+    pub rewrite: Rewrite,
+    /// `host`: the `Host` the upstream receives (plain-http upstreams).
+    pub host: HostMode,
+}
+
+/// `strip_prefix` / `rewrite_prefix`, checked at compile time to be normalized paths without a
+/// trailing slash, so a rewritten path never holds `//` or a dot segment.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Rewrite {
+    pub strip: Option<String>,
+    pub prefix: Option<String>,
+}
+
+impl Rewrite {
+    /// The upstream's path for the normalized `path`, when it differs: `strip` removed when the
+    /// path is it or continues below it (`/files` strips `/files` and `/files/a`, not
+    /// `/filesX`), then `prefix` put in front.
+    pub fn apply(&self, path: &str) -> Option<String> {
+        if self.strip.is_none() && self.prefix.is_none() {
+            return None;
+        }
+        // what follows the stripped prefix: empty (the prefix itself) or from a `/` on
+        let rest = match self.strip.as_deref() {
+            Some(s) => match path.strip_prefix(s) {
+                Some(r) if r.is_empty() || r.starts_with('/') => r,
+                _ => path,
+            },
+            None => path,
+        };
+        let out = match self.prefix.as_deref() {
+            None if rest.is_empty() => "/".to_owned(),
+            None => rest.to_owned(),
+            Some(p) => format!("{p}{rest}"),
+        };
+        (out != path).then_some(out)
+    }
+
+    fn compile(r: &RawRoute, at: &str, issues: &mut Issues) -> Rewrite {
+        let mut one = |field: &str, v: Option<&crate::values::S>| -> Option<String> {
+            let v = v?.as_str();
+            let ok = v.starts_with('/')
+                && v.len() > 1
+                && !v.ends_with('/')
+                && normalize(v).is_ok_and(|n| n == v)
+                && !v.contains(['?', '#', '%', ';'])
+                && !v.contains("//");
+            if !ok {
+                issues.add(
+                    format!("{at}.{field}"),
+                    format!("`{v}`: a normalized path such as /files or /v2/api (starting with /, no trailing /, no `..`, `//`, `%`, `;`, `?` or `#`)"),
+                );
+                return None;
+            }
+            Some(v.to_owned())
+        };
+        Rewrite {
+            strip: one("strip_prefix", r.strip_prefix.as_ref()),
+            prefix: one("rewrite_prefix", r.rewrite_prefix.as_ref()),
+        }
+    }
+}
+
+/// The `Host` a plain-http upstream receives.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub enum HostMode {
+    /// The client's (the default).
+    #[default]
+    Preserve,
+    /// The upstream URL's authority.
+    Upstream,
+    /// This name.
+    Literal(http::HeaderValue),
+}
+
+impl HostMode {
+    fn compile(
+        r: &RawRoute,
+        upstream: Option<&Upstream>,
+        at: &str,
+        issues: &mut Issues,
+    ) -> HostMode {
+        let Some(v) = r.host.as_ref().map(|h| h.as_str()) else {
+            return HostMode::Preserve;
+        };
+        let mode = match v {
+            "preserve" => HostMode::Preserve,
+            "upstream" => HostMode::Upstream,
+            name => {
+                let ok = !name.is_empty()
+                    && name.len() <= 253
+                    && name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b));
+                match http::HeaderValue::from_str(name) {
+                    Ok(h) if ok => HostMode::Literal(h),
+                    _ => {
+                        issues.add(
+                            format!("{at}.host"),
+                            format!("`{name}`: preserve, upstream, or a host name (with an optional :port)"),
+                        );
+                        return HostMode::Preserve;
+                    }
+                }
+            }
+        };
+        let plain = upstream.is_some_and(|u| {
+            matches!(&u.kind, crate::upstream::UpstreamKind::Http(h)
+                if matches!(h.transport, crate::upstream::Transport::Pool { .. }))
+        });
+        if mode != HostMode::Preserve && upstream.is_some() && !plain {
+            issues.add(
+                format!("{at}.host"),
+                "only for plain-http upstreams: https and h2c upstreams always get their own authority (their TLS name and :authority must name them), and the built-in echo has none",
+            );
+        }
+        mode
+    }
 }
 
 /// What a route may refer to.
@@ -59,6 +178,8 @@ impl Route {
             .get(r.upstream.as_str(), || format!("{at}.upstream"), issues)
             .cloned();
         let matcher = Matcher::compile(&r.matcher, &at, issues);
+        let rewrite = Rewrite::compile(r, &at, issues);
+        let host = HostMode::compile(r, upstream.as_deref(), &at, issues);
         let auth = AuthPolicy::compile(&r.auth, &t.chain, &at, issues);
         let strip_credentials = !r.forward_credentials.unwrap_or(false)
             && matches!(&auth, AuthPolicy::Chain(c) if !c.any_of.is_empty());
@@ -85,6 +206,8 @@ impl Route {
             strip_params,
             pre_auth_rate_limit,
             forward_client_cert: r.forward_client_cert.unwrap_or(false),
+            rewrite,
+            host,
         };
         Some((matcher, route))
     }

@@ -176,3 +176,17 @@ fn explain_reads_the_keys_and_revocations_of_the_store() {
     // read only: the store file is as it was
     assert_eq!(std::fs::read(&db).unwrap(), before);
 }
+
+#[test]
+fn explain_shows_the_rewritten_target() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("gw.yaml"),
+        "listeners: [{ name: p, bind: 127.0.0.1:0 }]\nupstreams: { files: { url: \"http://127.0.0.1:9/store\" } }\nroutes:\n  - { name: files, match: { path_prefix: /files }, upstream: files, strip_prefix: /files, rewrite_prefix: /v2, auth: none }\n",
+    )
+    .unwrap();
+    let (code, text) = run(dir.path(), &["--url", "http://api.test/files/a/./b"]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("rewrite: /files/a/b -> /v2/a/b"), "{text}");
+    assert!(text.contains("(http://127.0.0.1:9/store/v2/a/b)"), "{text}");
+}

@@ -226,8 +226,6 @@ async fn the_forwarded_client_cert_header_is_the_gateways_word() {
 #[test]
 fn bad_identities_are_config_errors_at_their_field() {
     let pki = Pki::new();
-    let dir = tempfile::tempdir().unwrap();
-    let f = dir.path().join("gw.yaml");
     let yaml = format!(
         r#"listeners:
   - name: public
@@ -250,21 +248,14 @@ routes:
         key = pki.path("server.key"),
         ca = pki.path("ca.crt"),
     );
-    std::fs::write(&f, yaml).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
-        .args(["check", "-c"])
-        .arg(&f)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{text}");
-    for want in [
-        "authenticators.m.subject_from: `email`: one of cn, san_dns, san_uri, dn",
-        "authenticators.m.identities[0]: give exactly one of san_uri, san_dns, subject_cn",
-        "authenticators.m.identities[1].san_dns: `a.*.example`",
-        "authenticators.m.identities[2].scopes[0]: a scope is one word",
-        "authenticators.empty.identities: an empty allow-list refuses every certificate",
-    ] {
-        assert!(text.contains(want), "missing `{want}` in:\n{text}");
-    }
+    assert_check_fails_with(
+        &yaml,
+        &[
+            "authenticators.m.subject_from: `email`: one of cn, san_dns, san_uri, dn",
+            "authenticators.m.identities[0]: give exactly one of san_uri, san_dns, subject_cn",
+            "authenticators.m.identities[1].san_dns: `a.*.example`",
+            "authenticators.m.identities[2].scopes[0]: a scope is one word",
+            "authenticators.empty.identities: an empty allow-list refuses every certificate",
+        ],
+    );
 }

@@ -406,6 +406,13 @@ pub struct RawRoute {
     pub pre_auth_rate_limit: Option<S>,
     /// Send the upstream `X-Forwarded-Client-Cert` (Envoy's format) for a client certificate.
     pub forward_client_cert: Option<bool>,
+    /// Removed from the front of the path (at a segment boundary) before forwarding.
+    pub strip_prefix: Option<S>,
+    /// Put in front of the path (after `strip_prefix`) before forwarding.
+    pub rewrite_prefix: Option<S>,
+    /// The upstream's `Host`: `preserve` (the client's, default), `upstream` (the upstream URL's
+    /// authority) or a literal host name.
+    pub host: Option<S>,
 }
 
 #[derive(Serialize, Deserialize, Debug, Default)]

@@ -973,3 +973,21 @@ pub async fn audit_lines(
         std::thread::yield_now();
     }
 }
+
+/// `portcullis check` on `yaml` must fail (exit 1) and print each of `wanted` (field paths and
+/// their messages).
+pub fn assert_check_fails_with(yaml: &str, wanted: &[&str]) {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("gw.yaml");
+    std::fs::write(&f, yaml).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["check", "-c"])
+        .arg(&f)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    for want in wanted {
+        assert!(text.contains(want), "missing `{want}` in:\n{text}");
+    }
+}
