@@ -115,6 +115,9 @@ reasons! {
     BodyReadFailed = "body_read_failed", BAD_REQUEST, "invalid_request", Client;
     /// A rate limit (or `pre_auth_rate_limit`) is exhausted.
     RateLimited = "rate_limited", TOO_MANY_REQUESTS, "rate_limited", Client;
+    /// A CORS preflight from an origin, for a method or with headers the route's `cors` does
+    /// not allow.
+    CorsPreflightRefused = "cors_preflight_refused", FORBIDDEN, "cors_refused", Client;
 
     // The auth chain
     /// A route with authenticators, and no credential of any of them.

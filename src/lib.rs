@@ -18,6 +18,7 @@ pub mod body;
 pub mod clock;
 pub mod config;
 pub mod conn;
+pub mod cors;
 pub mod devpki;
 pub mod digest;
 pub mod error;

@@ -23,7 +23,7 @@ use crate::route::{resolve, HostMode, Route, Routed};
 use crate::telemetry::{log_request, Decision, RequestLog};
 use crate::upstream::{Exchange, Outbound};
 use http::header::{self, HeaderValue};
-use http::{Request, Response, Version};
+use http::{Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -141,6 +141,19 @@ async fn route_and_forward(
     let routed = resolve(&snap.router, conn, &req)?;
     let route = &routed.route;
     out.route = Some(route.name.clone());
+    if let Some(cors) = &route.cors {
+        if routed.preflight {
+            // answered here, before the chain: a preflight carries no credentials
+            let headers = cors.preflight(req.headers())?;
+            out.allowed = true;
+            let mut resp = Response::new(GwBody::empty());
+            *resp.status_mut() = StatusCode::NO_CONTENT;
+            *resp.headers_mut() = headers;
+            return Ok(resp);
+        }
+        // on every answer of this route, the upstream's or a refusal
+        out.response_headers.extend(cors.actual(req.headers()));
+    }
     conn.check_client_cert()?;
     if let Some(pre) = &route.pre_auth_rate_limit {
         // Per address, before any signature check: a flood of bad tokens costs no crypto.
@@ -153,7 +166,7 @@ async fn route_and_forward(
         client_ip,
     };
     let verdict = evaluate(&route.auth, &auth_req, None).await;
-    out.response_headers = verdict.response_headers;
+    out.response_headers.extend(verdict.response_headers);
     out.authenticator = verdict.authenticator;
     let identity = match verdict.result {
         Ok(id) => id,
@@ -173,8 +186,16 @@ async fn route_and_forward(
         conn,
     };
     let sent = Instant::now();
-    let resp = route.upstream.send(outbound, &exchange).await;
+    let mut resp = route.upstream.send(outbound, &exchange).await;
     out.upstream_us = Some(sent.elapsed().as_micros() as u64);
+    if let (Some(cors), Ok(r)) = (&route.cors, resp.as_mut()) {
+        // the gateway owns this route's CORS: the upstream's own headers could contradict it
+        crate::cors::strip_upstream(r.headers_mut());
+        if cors.varies() {
+            r.headers_mut()
+                .append(header::VARY, HeaderValue::from_static("Origin"));
+        }
+    }
     resp
 }
 
@@ -226,7 +247,9 @@ fn outbound(
     client_ip: IpAddr,
     identity: &Identity,
 ) -> Result<(Outbound, Arc<Route>), Reject> {
-    let Routed { host, path, route } = routed;
+    let Routed {
+        host, path, route, ..
+    } = routed;
     if let Some(len) = req.headers().get(header::CONTENT_LENGTH) {
         let len: u64 = len
             .to_str()

@@ -40,6 +40,8 @@ pub struct Route {
     pub rewrite: Rewrite,
     /// `host`: the `Host` the upstream receives (plain-http upstreams).
     pub host: HostMode,
+    /// `cors`: preflights answered here; CORS headers on answers to listed origins.
+    pub cors: Option<crate::cors::Cors>,
 }
 
 /// `strip_prefix` / `rewrite_prefix`, checked at compile time to be normalized paths without a
@@ -208,6 +210,10 @@ impl Route {
             forward_client_cert: r.forward_client_cert.unwrap_or(false),
             rewrite,
             host,
+            cors: r
+                .cors
+                .as_ref()
+                .and_then(|c| crate::cors::Cors::compile(c, &at, issues)),
         };
         Some((matcher, route))
     }
@@ -220,6 +226,8 @@ pub struct Routed {
     /// The normalized path: what routing used and what the upstream receives.
     pub path: String,
     pub route: Arc<Route>,
+    /// A CORS preflight for a route with `cors`: the gateway answers it.
+    pub preflight: bool,
 }
 
 /// RFC 9112 section 3: a request target longer than the server will read is 414. nginx answers
@@ -277,11 +285,31 @@ pub fn resolve<B>(
     // must not be sidestepped with a `;` (docs/attack-cases.md PATH-13). The upstream still gets
     // the path as the client wrote it (normalized).
     let route_path = without_segment_params(&path);
+    // A CORS preflight asks whether the method it names may be sent here: it goes to the route
+    // that method would reach, when that route has `cors` (else it is an OPTIONS like any other).
+    if crate::cors::is_preflight(req.method(), req.headers()) {
+        let asked = crate::cors::requested_method(req.headers());
+        let hit = asked.and_then(|m| router.lookup(host.as_deref(), &route_path, &m));
+        if let Some(route) = hit.filter(|r| r.cors.is_some()) {
+            let route = route.clone();
+            return Ok(Routed {
+                host,
+                path,
+                route,
+                preflight: true,
+            });
+        }
+    }
     let route = router
         .lookup(host.as_deref(), &route_path, req.method())
         .ok_or_else(Reject::not_found)?
         .clone();
-    Ok(Routed { host, path, route })
+    Ok(Routed {
+        host,
+        path,
+        route,
+        preflight: false,
+    })
 }
 
 /// `/a;x=1/b;y` -> `/a/b` (borrowed when there is no `;`).

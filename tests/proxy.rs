@@ -555,57 +555,13 @@ async fn h2c_prior_knowledge_on_plain_listeners() {
     assert!(seen.header("host").is_some());
 }
 
-/// `python3 -m http.server` on an ephemeral loopback port: a real HTTP/1.0 server (it answers
-/// `HTTP/1.0` and closes after each response). Stopped when dropped.
-struct Http10Server {
-    child: std::process::Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Http10Server {
-    fn start() -> Http10Server {
-        use std::io::BufRead;
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("hello.txt"), "hello from HTTP/1.0\n").unwrap();
-        let mut child = std::process::Command::new("python3")
-            .args(["-u", "-m", "http.server", "0", "--bind", "127.0.0.1"])
-            .current_dir(dir.path())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("python3 (http.server)");
-        // "Serving HTTP on 127.0.0.1 port 41234 (http://127.0.0.1:41234/) ..."
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line
-            .split("port ")
-            .nth(1)
-            .and_then(|r| r.split_whitespace().next())
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("no port in {line:?}"));
-        Http10Server {
-            child,
-            port,
-            _dir: dir,
-        }
-    }
-}
-
-impl Drop for Http10Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// An HTTP/1.0 upstream closes its own connection after each answer; the client's keep-alive
 /// connection to the gateway stays open for the next request all the same.
 #[tokio::test]
 async fn an_http_1_0_upstream_does_not_end_the_clients_keep_alive() {
-    let old = Http10Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("hello.txt"), "hello from HTTP/1.0\n").unwrap();
+    let old = PyHttpServer::start(dir.path());
     let gw = Gw::start(&format!(
         "listeners: [{{ name: plain, bind: 127.0.0.1:0 }}]\nupstreams: {{ old: {{ url: \"http://127.0.0.1:{}\" }} }}\nroutes:\n  - {{ name: r, match: {{ path_prefix: / }}, upstream: old, auth: none }}\n",
         old.port

@@ -413,6 +413,22 @@ pub struct RawRoute {
     /// The upstream's `Host`: `preserve` (the client's, default), `upstream` (the upstream URL's
     /// authority) or a literal host name.
     pub host: Option<S>,
+    /// Cross-origin requests from browsers: preflights answered here, before the auth chain.
+    pub cors: Option<RawCors>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Default)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a cors block: a mapping such as `{ origins: [https://app.example.com] }`"
+)]
+pub struct RawCors {
+    pub origins: Vec<S>,
+    pub methods: Option<Vec<S>>,
+    pub headers: Option<Vec<S>>,
+    pub credentials: Option<bool>,
+    /// Seconds a browser may cache a preflight's answer.
+    pub max_age: Option<Num>,
 }
 
 #[derive(Serialize, Deserialize, Debug, Default)]

@@ -991,3 +991,42 @@ pub fn assert_check_fails_with(yaml: &str, wanted: &[&str]) {
         assert!(text.contains(want), "missing `{want}` in:\n{text}");
     }
 }
+
+/// `python3 -m http.server` serving `dir` on an ephemeral loopback port: a real HTTP/1.0 server
+/// (it answers `HTTP/1.0` and closes after each response), and a static file server for pages a
+/// browser loads. Stopped when dropped.
+pub struct PyHttpServer {
+    child: Child,
+    pub port: u16,
+}
+
+impl PyHttpServer {
+    pub fn start(dir: &Path) -> PyHttpServer {
+        let mut child = Command::new("python3")
+            .args(["-u", "-m", "http.server", "0", "--bind", "127.0.0.1"])
+            .current_dir(dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 (http.server)");
+        // "Serving HTTP on 127.0.0.1 port 41234 (http://127.0.0.1:41234/) ..."
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line
+            .split("port ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no port in {line:?}"));
+        PyHttpServer { child, port }
+    }
+}
+
+impl Drop for PyHttpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
