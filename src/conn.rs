@@ -113,11 +113,56 @@ impl ClientCert {
     }
 }
 
+/// The subject as text: RDNs in certificate order joined by `, `, attributes of one RDN by `+`,
+/// each `TYPE=value` with RFC 4514's escapes (`\,`, `\+`, `\"`, `\\`, `\;`, `\<`, `\>`, `\=`,
+/// a leading `#` or space, a trailing space), so that no value can pass for a further
+/// attribute (`CN=alice\, O=Acme` is one CN). A value that is no string is `#` + its hex.
+pub fn subject_text(name: &x509_parser::x509::X509Name<'_>) -> String {
+    use x509_parser::objects::{oid2abbrev, oid_registry};
+    let mut out = String::new();
+    for (i, rdn) in name.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        for (j, attr) in rdn.iter().enumerate() {
+            if j > 0 {
+                out.push('+');
+            }
+            match oid2abbrev(attr.attr_type(), oid_registry()) {
+                Ok(abbrev) => out.push_str(abbrev),
+                Err(_) => out.push_str(&attr.attr_type().to_id_string()),
+            }
+            out.push('=');
+            match attr.as_str() {
+                Ok(v) => escape_dn_value(&mut out, v),
+                Err(_) => {
+                    out.push('#');
+                    out.push_str(&crate::digest::hex_lower(attr.attr_value().as_bytes()));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn escape_dn_value(out: &mut String, v: &str) {
+    let last = v.chars().count().saturating_sub(1);
+    for (i, c) in v.chars().enumerate() {
+        let special = matches!(c, '"' | '+' | ',' | ';' | '<' | '>' | '\\' | '=')
+            || (i == 0 && (c == '#' || c == ' '))
+            || (i == last && c == ' ');
+        if special {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+}
+
 pub fn client_cert_info(der: &CertificateDer<'_>) -> ClientCert {
     let sha256 = crate::digest::hex_lower(&crate::digest::sha256(der.as_ref()));
     let (subject, cn, sans) = match x509_parser::parse_x509_certificate(der.as_ref()) {
         Ok((_, cert)) => {
-            let subject = cert.subject().to_string();
+            let subject = subject_text(cert.subject());
             let cn = cert
                 .subject()
                 .iter_common_name()
@@ -232,5 +277,34 @@ impl TrustedProxies {
             }
         }
         client
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cert(attrs: &[(rcgen::DnType, &str)]) -> ClientCert {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        p.distinguished_name = rcgen::DistinguishedName::new();
+        for (t, v) in attrs {
+            p.distinguished_name.push(t.clone(), *v);
+        }
+        let c = p.self_signed(&key).expect("cert");
+        client_cert_info(c.der())
+    }
+
+    #[test]
+    fn a_value_cannot_pass_for_another_attribute() {
+        use rcgen::DnType::{CommonName, OrganizationName};
+        let forged = cert(&[(CommonName, "alice, O=Acme")]);
+        let real = cert(&[(CommonName, "alice"), (OrganizationName, "Acme")]);
+        assert_eq!(real.subject, "CN=alice, O=Acme");
+        assert_eq!(forged.subject, "CN=alice\\, O\\=Acme");
+        assert_ne!(forged.subject, real.subject);
+        assert_eq!(forged.cn.as_deref(), Some("alice, O=Acme"));
+        let edges = cert(&[(CommonName, "#x "), (OrganizationName, "a+b\"c\\<>;")]);
+        assert_eq!(edges.subject, "CN=\\#x\\ , O=a\\+b\\\"c\\\\\\<\\>\\;");
     }
 }

@@ -24,6 +24,7 @@ pub struct Cors {
     max_age: Option<u64>,
     allow_methods: HeaderValue,
     allow_headers: Option<HeaderValue>,
+    expose_headers: Option<HeaderValue>,
 }
 
 /// Whether `req`'s head is a CORS preflight.
@@ -70,28 +71,45 @@ impl Cors {
                 "not with origins `*`: the Fetch standard refuses credentials for any origin; list the origins",
             );
         }
+        // methods compare as routes do: upper case
         let methods: Vec<String> = match &raw.methods {
             None => SAFELISTED_METHODS.iter().map(|m| (*m).to_owned()).collect(),
-            Some(list) => list.iter().map(|m| m.as_str().to_owned()).collect(),
+            Some(list) => list
+                .iter()
+                .map(|m| m.as_str().to_ascii_uppercase())
+                .collect(),
         };
         for (i, m) in methods.iter().enumerate() {
-            if Method::from_bytes(m.as_bytes()).is_err() || m.is_empty() {
+            if m == "*" {
+                issues.add(
+                    format!("{p}.methods[{i}]"),
+                    "`*` is not supported here: list the methods",
+                );
+            } else if Method::from_bytes(m.as_bytes()).is_err() || m.is_empty() {
                 issues.add(
                     format!("{p}.methods[{i}]"),
                     format!("`{m}` is not a method"),
                 );
             }
         }
-        let mut headers = Vec::new();
-        for (i, h) in raw.headers.iter().flatten().enumerate() {
-            match HeaderName::from_bytes(h.as_str().as_bytes()) {
-                Ok(n) => headers.push(n.as_str().to_owned()),
-                Err(_) => issues.add(
-                    format!("{p}.headers[{i}]"),
-                    format!("`{}` is not a header name", h.as_str()),
-                ),
+        let mut names = |field: &str, list: &Option<Vec<crate::values::S>>| {
+            let mut out = Vec::new();
+            for (i, h) in list.iter().flatten().enumerate() {
+                match HeaderName::from_bytes(h.as_str().as_bytes()) {
+                    Ok(n) if n.as_str() != "*" => out.push(n.as_str().to_owned()),
+                    _ => issues.add(
+                        format!("{p}.{field}[{i}]"),
+                        format!(
+                            "`{}` is not a header name (`*` is not supported: list them)",
+                            h.as_str()
+                        ),
+                    ),
+                }
             }
-        }
+            out
+        };
+        let headers = names("headers", &raw.headers);
+        let expose = names("expose_headers", &raw.expose_headers);
         let max_age = raw.max_age.as_ref().map(|n| n.0);
         if max_age.is_some_and(|a| a > 86_400) {
             issues.add(
@@ -106,6 +124,9 @@ impl Cors {
             allow_methods: HeaderValue::from_str(&methods.join(", ")).ok()?,
             allow_headers: (!headers.is_empty())
                 .then(|| HeaderValue::from_str(&headers.join(", ")).ok())
+                .flatten(),
+            expose_headers: (!expose.is_empty())
+                .then(|| HeaderValue::from_str(&expose.join(", ")).ok())
                 .flatten(),
             origins,
             methods,
@@ -183,6 +204,9 @@ impl Cors {
             return Vec::new();
         };
         let mut out = vec![(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin)];
+        if let Some(e) = &self.expose_headers {
+            out.push((header::ACCESS_CONTROL_EXPOSE_HEADERS, e.clone()));
+        }
         if self.credentials {
             out.push((
                 header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
@@ -190,11 +214,6 @@ impl Cors {
             ));
         }
         out
-    }
-
-    /// Whether the answer depends on `Origin` (for `Vary`): always, unless it is `*` for all.
-    pub fn varies(&self) -> bool {
-        self.origins.is_some()
     }
 }
 

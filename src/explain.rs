@@ -153,6 +153,28 @@ pub async fn explain(snap: &Snapshot, input: &ExplainInput) -> Result<(String, b
         "route: {} -> upstream {} ({target})",
         route.name, route.upstream.name
     );
+    if let (true, Some(cors)) = (routed.preflight, &route.cors) {
+        // as the proxy does: answered here, before the chain, never sent upstream
+        return Ok(match cors.preflight(req.headers()) {
+            Ok(h) => {
+                let _ = writeln!(out, "cors preflight: ALLOW 204, answered by the gateway");
+                for (k, v) in &h {
+                    let _ = writeln!(out, "  {k}: {}", String::from_utf8_lossy(v.as_bytes()));
+                }
+                (out, true)
+            }
+            Err(e) => {
+                let _ = writeln!(
+                    out,
+                    "cors preflight: DENY {} {} ({})",
+                    e.status().as_u16(),
+                    e.reason.name(),
+                    e.description
+                );
+                (out, false)
+            }
+        });
+    }
     if let Err(e) = conn.check_client_cert() {
         let _ = writeln!(
             out,

@@ -152,6 +152,19 @@ const X_CLIENT_CERT_SHA256: HeaderName = HeaderName::from_static("x-client-cert-
 const X_CLIENT_CERT_SAN: HeaderName = HeaderName::from_static("x-client-cert-san");
 const X_FORWARDED_CLIENT_CERT: HeaderName = HeaderName::from_static("x-forwarded-client-cert");
 
+/// `X-Client-Cert-San`: the names joined with `, `; a `,` inside a name (a URI may hold one) is
+/// written `%2C`, so splitting the list on commas never yields a name the certificate lacks.
+pub fn san_list(sans: &[String]) -> String {
+    let mut out = String::new();
+    for (i, s) in sans.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        out.push_str(&s.replace(',', "%2C"));
+    }
+    out
+}
+
 /// Envoy's `X-Forwarded-Client-Cert` element for `c`: `Hash=<sha256 hex>;Subject="<subject>"`,
 /// then `URI=...` and `DNS=...` for each such alternative name. Subject is always quoted; other
 /// values are quoted when they hold `,`, `;`, `=`, `"` or a space; inside quotes `"` and `\` are
@@ -278,14 +291,18 @@ pub fn upstream_request_headers(h: &mut HeaderMap, ctx: &ForwardCtx<'_>) {
     for (k, v) in &id.extra_headers {
         h.insert(k.clone(), v.clone());
     }
+    // The client's TLS ended here, so a (trusted) proxy's X-Forwarded-Client-Cert cannot be
+    // about this client; on a route that forwards certificates only the gateway's word passes.
+    if ctx.client_cert.is_some() || ctx.forward_client_cert {
+        h.remove(X_FORWARDED_CLIENT_CERT);
+    }
     if let Some(c) = ctx.client_cert {
         insert_str(h, X_CLIENT_CERT_SUBJECT, &c.subject);
         insert_str(h, X_CLIENT_CERT_SHA256, &c.sha256);
         if !c.sans.is_empty() {
-            insert_str(h, X_CLIENT_CERT_SAN, &c.sans.join(", "));
+            insert_str(h, X_CLIENT_CERT_SAN, &san_list(&c.sans));
         }
         if ctx.forward_client_cert {
-            // the gateway's word replaces anything a (trusted) peer sent
             insert_str(h, X_FORWARDED_CLIENT_CERT, &xfcc(c));
         }
     }
@@ -492,6 +509,20 @@ pub fn wants_upgrade(h: &http::HeaderMap) -> bool {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn san_lists_cannot_be_split_into_names_a_certificate_lacks() {
+        let sans = vec![
+            "URI:spiffe://corp/x, DNS:admin.svc.corp".to_owned(),
+            "DNS:a.example".to_owned(),
+        ];
+        let v = san_list(&sans);
+        assert_eq!(
+            v,
+            "URI:spiffe://corp/x%2C DNS:admin.svc.corp, DNS:a.example"
+        );
+        assert_eq!(v.split(", ").count(), 2);
+    }
 
     #[test]
     fn xfcc_is_envoys_format_with_quoting() {

@@ -188,13 +188,12 @@ async fn route_and_forward(
     let sent = Instant::now();
     let mut resp = route.upstream.send(outbound, &exchange).await;
     out.upstream_us = Some(sent.elapsed().as_micros() as u64);
-    if let (Some(cors), Ok(r)) = (&route.cors, resp.as_mut()) {
-        // the gateway owns this route's CORS: the upstream's own headers could contradict it
+    if let (Some(_), Ok(r)) = (&route.cors, resp.as_mut()) {
+        // the gateway owns this route's CORS: the upstream's own headers could contradict it;
+        // the answer depends on Origin (with `*` too: a request without one gets no header)
         crate::cors::strip_upstream(r.headers_mut());
-        if cors.varies() {
-            r.headers_mut()
-                .append(header::VARY, HeaderValue::from_static("Origin"));
-        }
+        r.headers_mut()
+            .append(header::VARY, HeaderValue::from_static("Origin"));
     }
     resp
 }

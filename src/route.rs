@@ -50,6 +50,43 @@ pub struct Route {
 pub struct Rewrite {
     pub strip: Option<String>,
     pub prefix: Option<String>,
+    /// The route matches paths ignoring ASCII case: so does `strip`.
+    pub case_insensitive: bool,
+}
+
+/// What follows `strip` in `path` when `path` is `strip` or continues below it, compared as
+/// routing compares: segment parameters (`/files;v=1/a`) and parameter-only segments are passed
+/// over, ASCII case ignored when `ci`. The stripped segments go with their parameters.
+fn after_prefix<'a>(path: &'a str, strip: &str, ci: bool) -> Option<&'a str> {
+    let mut pos = 0;
+    for want in strip.split('/').skip(1) {
+        loop {
+            let seg_start = pos + 1;
+            if !path[pos..].starts_with('/') {
+                return None;
+            }
+            let seg_end = path[seg_start..]
+                .find('/')
+                .map_or(path.len(), |e| seg_start + e);
+            let seg = &path[seg_start..seg_end];
+            let bare = seg.split(';').next().unwrap_or("");
+            pos = seg_end;
+            // `/;x/files`: routing drops a segment that is only parameters (unless it is last)
+            if bare.is_empty() && seg.starts_with(';') && seg_end < path.len() {
+                continue;
+            }
+            let same = if ci {
+                bare.eq_ignore_ascii_case(want)
+            } else {
+                bare == want
+            };
+            if !same {
+                return None;
+            }
+            break;
+        }
+    }
+    Some(&path[pos..])
 }
 
 impl Rewrite {
@@ -62,10 +99,7 @@ impl Rewrite {
         }
         // what follows the stripped prefix: empty (the prefix itself) or from a `/` on
         let rest = match self.strip.as_deref() {
-            Some(s) => match path.strip_prefix(s) {
-                Some(r) if r.is_empty() || r.starts_with('/') => r,
-                _ => path,
-            },
+            Some(s) => after_prefix(path, s, self.case_insensitive).unwrap_or(path),
             None => path,
         };
         let out = match self.prefix.as_deref() {
@@ -97,6 +131,7 @@ impl Rewrite {
         Rewrite {
             strip: one("strip_prefix", r.strip_prefix.as_ref()),
             prefix: one("rewrite_prefix", r.rewrite_prefix.as_ref()),
+            case_insensitive: r.matcher.case_insensitive.unwrap_or(false),
         }
     }
 }
@@ -481,5 +516,33 @@ mod tests {
         ] {
             assert_eq!(simple_host(slow.as_bytes()), None, "{slow}");
         }
+    }
+}
+
+#[cfg(test)]
+mod rewrite_tests {
+    use super::*;
+
+    #[test]
+    fn stripping_passes_over_segment_parameters_and_case_as_routing_does() {
+        let r = |strip: &str, prefix: Option<&str>, ci: bool| Rewrite {
+            strip: Some(strip.into()),
+            prefix: prefix.map(Into::into),
+            case_insensitive: ci,
+        };
+        let files = r("/files", Some("/v2"), false);
+        assert_eq!(files.apply("/files/a").as_deref(), Some("/v2/a"));
+        assert_eq!(
+            files.apply("/files;jsessionid=1/a").as_deref(),
+            Some("/v2/a")
+        );
+        assert_eq!(files.apply("/;x/files/a").as_deref(), Some("/v2/a"));
+        assert_eq!(files.apply("/files").as_deref(), Some("/v2"));
+        assert_eq!(files.apply("/FILES/a").as_deref(), Some("/v2/FILES/a"));
+        assert_eq!(files.apply("/filesX/a").as_deref(), Some("/v2/filesX/a"));
+        let ci = r("/api/v1", None, true);
+        assert_eq!(ci.apply("/API/V1/x").as_deref(), Some("/x"));
+        assert_eq!(ci.apply("/api;a/v1;b").as_deref(), Some("/"));
+        assert_eq!(ci.apply("/api/v2/x"), None);
     }
 }

@@ -19,7 +19,7 @@ routes:
   - name: api
     match: {{ path_prefix: /api, methods: [GET, PUT, PATCH] }}
     upstream: rec
-    cors: {{ origins: ["{origin}", "https://app.example.com"], methods: [GET, PUT], headers: [Authorization, X-Api-Key], credentials: true, max_age: 600 }}
+    cors: {{ origins: ["{origin}", "https://app.example.com"], methods: [get, PUT], headers: [Authorization, X-Api-Key], expose_headers: [X-Request-Id], credentials: true, max_age: 600 }}
     auth: {{ any_of: [keys] }}
   - {{ name: plain, match: {{ path_prefix: / }}, upstream: rec, auth: {{ any_of: [keys] }} }}
 "#,
@@ -110,6 +110,7 @@ async fn preflights_and_answers_follow_the_routes_cors() {
         "https://app.example.com"
     );
     assert_eq!(r.headers()["access-control-allow-credentials"], "true");
+    assert_eq!(r.headers()["access-control-expose-headers"], "x-request-id");
     assert!(r
         .headers()
         .get_all("vary")
@@ -227,6 +228,7 @@ routes:
   - { name: a, match: { path_prefix: /a }, upstream: e, auth: none, cors: { origins: ["*"], credentials: true } }
   - { name: b, match: { path_prefix: /b }, upstream: e, auth: none, cors: { origins: ["https://x.example/", "x.example"], methods: ["G ET"], max_age: 999999 } }
   - { name: c, match: { path_prefix: /c }, upstream: e, auth: none, cors: { origins: [] } }
+  - { name: d, match: { path_prefix: /d }, upstream: e, auth: none, cors: { origins: ["*"], methods: ["*"], headers: ["*"] } }
 "#,
         &[
             "routes[0].cors.credentials: not with origins `*`",
@@ -235,6 +237,8 @@ routes:
             "routes[1].cors.methods[0]: `G ET` is not a method",
             "routes[1].cors.max_age: at most 86400",
             "routes[2].cors.origins: list at least one origin",
+            "routes[3].cors.methods[0]: `*` is not supported here",
+            "routes[3].cors.headers[0]: `*` is not a header name (`*` is not supported",
         ],
     );
 }

@@ -190,3 +190,41 @@ fn explain_shows_the_rewritten_target() {
     assert!(text.contains("rewrite: /files/a/b -> /v2/a/b"), "{text}");
     assert!(text.contains("(http://127.0.0.1:9/store/v2/a/b)"), "{text}");
 }
+
+#[test]
+fn explain_answers_a_cors_preflight_as_the_gateway_does() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("gw.yaml"),
+        "listeners: [{ name: p, bind: 127.0.0.1:0 }]\nupstreams: { e: { echo: true } }\nauthenticators: { keys: { type: api_key } }\nroutes:\n  - { name: api, match: { path_prefix: /api, methods: [PUT] }, upstream: e, cors: { origins: [\"https://app.example.com\"], methods: [PUT] }, auth: { any_of: [keys] } }\n",
+    )
+    .unwrap();
+    let ask = |origin: &str| {
+        run(
+            dir.path(),
+            &[
+                "--method",
+                "OPTIONS",
+                "--url",
+                "http://api.test/api/x",
+                "-H",
+                &format!("Origin: {origin}"),
+                "-H",
+                "Access-Control-Request-Method: PUT",
+            ],
+        )
+    };
+    let (code, text) = ask("https://app.example.com");
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("cors preflight: ALLOW 204"), "{text}");
+    assert!(
+        text.contains("access-control-allow-origin: https://app.example.com"),
+        "{text}"
+    );
+    let (code, text) = ask("https://evil.example");
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains("cors preflight: DENY 403 cors_preflight_refused"),
+        "{text}"
+    );
+}

@@ -259,3 +259,32 @@ routes:
         ],
     );
 }
+
+/// Behind a trusted proxy: the proxy's own X-Forwarded-Client-Cert never reaches the upstream
+/// for a connection whose TLS ended here, nor on a route that forwards certificates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trusted_proxys_forwarded_client_cert_does_not_pass() {
+    let pki = Pki::new();
+    let up = Upstream::start().await;
+    let gw = Gw::start(&format!(
+        "{}trusted_proxies: [127.0.0.1/32]\n",
+        config(&pki, &up).replace(
+            "  - { name: plain,",
+            "  - { name: open-xfcc, match: { path_prefix: /open-xfcc }, upstream: rec, forward_client_cert: true, auth: none }\n  - { name: plain,"
+        )
+    ))
+    .await;
+    let forged = "Hash=00;Subject=\"CN=root\"";
+    // with a client certificate on a route without forward_client_cert, and without one on a
+    // route with it
+    for (ident, path) in [(Some("client"), "/anything"), (None, "/open-xfcc")] {
+        let r = tls_client(&pki, ident, false)
+            .get(format!("{}{path}", gw.https("public")))
+            .header("x-forwarded-client-cert", forged)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        assert_eq!(up.last().header("x-forwarded-client-cert"), None, "{path}");
+    }
+}

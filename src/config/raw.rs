@@ -426,6 +426,8 @@ pub struct RawCors {
     pub origins: Vec<S>,
     pub methods: Option<Vec<S>>,
     pub headers: Option<Vec<S>>,
+    /// Answer headers a page may read besides the safelisted ones.
+    pub expose_headers: Option<Vec<S>>,
     pub credentials: Option<bool>,
     /// Seconds a browser may cache a preflight's answer.
     pub max_age: Option<Num>,
