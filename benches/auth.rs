@@ -8,7 +8,9 @@
 //!   cache, scopes, rate limit);
 //! - `chain/*/oauth-*`: the same for a token of the built-in authorization server, checked by a
 //!   `jwt` authenticator with `oauth_server: true` (keys from memory, plus the client check):
-//!   must cost what the same algorithm's `chain/*/ALG` costs.
+//!   must cost what the same algorithm's `chain/*/ALG` costs;
+//! - `assertion/cached`, `assertion/signed`: a route's signed identity assertion for an identity
+//!   seen before (must stay well under 1 us) and a new one (one ES256 signature).
 use criterion::{criterion_group, criterion_main, Criterion};
 use http::{HeaderMap, HeaderValue};
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
@@ -221,6 +223,52 @@ fn oauth(c: &mut Criterion) {
     }
 }
 
+/// `assertion/cached`: a route's `identity_token` for an identity seen before (a lookup; must
+/// stay well under 1 us); `assertion/signed`: a new one (one ES256 signature).
+fn assertion(c: &mut Criterion) {
+    use portcullis::assertion::IdentityToken;
+    use portcullis::auth::identity::{AuthMethod, Identity};
+    use portcullis::config::raw::RawIdentityToken;
+    let raw = RawIdentityToken {
+        header: None,
+        ttl: None,
+        audience: portcullis::values::S("files".into()),
+    };
+    let mut issues = portcullis::config::issues::Issues::default();
+    let token = IdentityToken::compile(&raw, "routes[0]", &mut issues).expect("identity_token");
+    let keys = portcullis::oauth::signing::OwnKeys::default();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("time")
+        .as_secs() as i64;
+    let signer = keys.keys().signer(now).expect("own key");
+    let id = Identity {
+        method: AuthMethod::ApiKey,
+        subject: Some(Arc::from("billing")),
+        scopes: Arc::from(vec!["read:items".to_string(), "write:items".to_string()]),
+        key_id: Some(Arc::from("key_0123456789abcdef")),
+        ..Identity::anonymous()
+    };
+    assert!(token
+        .value(&id, &signer, "urn:portcullis:gateway", now)
+        .is_some());
+    c.bench_function("assertion/cached", |b| {
+        b.iter(|| token.value(black_box(&id), &signer, "urn:portcullis:gateway", now))
+    });
+    let mut n = 0u64;
+    c.bench_function("assertion/signed", |b| {
+        b.iter(|| {
+            // a new subject each time: never cached
+            n += 1;
+            let fresh = Identity {
+                subject: Some(Arc::from(format!("s{n}").as_str())),
+                ..id.clone()
+            };
+            token.value(black_box(&fresh), &signer, "urn:portcullis:gateway", now)
+        })
+    });
+}
+
 fn authorizers(c: &mut Criterion) {
     let rule = ScopeRule {
         all: vec!["read:items".into()],
@@ -245,5 +293,5 @@ fn authorizers(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, jwt, oauth, authorizers);
+criterion_group!(benches, jwt, oauth, assertion, authorizers);
 criterion_main!(benches);

@@ -219,6 +219,9 @@ reasons! {
     // The gateway
     /// Redis is down and `store.on_redis_error: deny`.
     RateLimitUnavailable = "rate_limit_unavailable", SERVICE_UNAVAILABLE, "temporarily_unavailable", Internal;
+    /// The route's `identity_token` could not be signed (no active signing key): the request is
+    /// not forwarded without it.
+    AssertionUnavailable = "assertion_unavailable", SERVICE_UNAVAILABLE, "temporarily_unavailable", Internal;
     /// The authorization server cannot answer now: the store is unreachable, or no signing key
     /// is active.
     OauthUnavailable = "oauth_unavailable", SERVICE_UNAVAILABLE, "temporarily_unavailable", Internal;

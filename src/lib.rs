@@ -13,6 +13,7 @@
 
 pub mod admin;
 pub mod admin_client;
+pub mod assertion;
 pub mod auth;
 pub mod body;
 pub mod clock;

@@ -18,6 +18,7 @@ use crate::conn::{canonical_ip, ConnInfo};
 use crate::error::{Reason, Reject};
 use crate::gateway::Gateway;
 use crate::headers::{self, ForwardCtx, X_REQUEST_ID};
+use crate::oauth::signing::Signer;
 use crate::oauth_server;
 use crate::route::{resolve, HostMode, Route, Routed};
 use crate::telemetry::{log_request, Decision, RequestLog};
@@ -67,9 +68,18 @@ pub async fn handle(
         .as_ref()
         .filter(|o| *o.listener == *conn.listener)
         .and_then(|o| oauth_server::endpoint(uri.path()).map(|ep| (o.clone(), ep)));
-    let result = match oauth {
-        None => route_and_forward(&snap, &conn, req, &request_id, client_ip, &mut out).await,
-        Some((cfg, ep)) => {
+    let jwks = (uri.path() == crate::assertion::JWKS_PATH)
+        .then(|| assertion_jwks(&snap))
+        .flatten();
+    let result = match (oauth, jwks) {
+        (_, Some(r)) => {
+            out.allowed = true;
+            Ok(r)
+        }
+        (None, None) => {
+            route_and_forward(&snap, &conn, req, &request_id, client_ip, &mut out).await
+        }
+        (Some((cfg, ep)), None) => {
             static ROUTE: std::sync::LazyLock<Arc<str>> =
                 std::sync::LazyLock::new(|| Arc::from("oauth_server"));
             out.route = Some(ROUTE.clone());
@@ -198,6 +208,59 @@ async fn route_and_forward(
     resp
 }
 
+/// The signer of identity assertions and the issuer they name: the authorization server's
+/// active key, or the gateway's own.
+fn assertion_signer(snap: &Snapshot, now: i64) -> Option<(Arc<Signer>, &str)> {
+    match &snap.oauth {
+        Some(o) => Some((snap.shared.oauth.keys.signer(now)?, o.issuer.as_str())),
+        None => Some((
+            snap.shared.own_keys.keys().signer(now)?,
+            crate::assertion::OWN_ISSUER,
+        )),
+    }
+}
+
+fn assertion(
+    snap: &Snapshot,
+    t: &crate::assertion::IdentityToken,
+    identity: &Identity,
+) -> Option<HeaderValue> {
+    let now = crate::clock::now_secs();
+    let (signer, issuer) = assertion_signer(snap, now)?;
+    t.value(identity, &signer, issuer, now)
+}
+
+/// `/.well-known/portcullis/jwks.json` on every listener, when a route signs assertions: the
+/// keys they are signed with.
+fn assertion_jwks(snap: &Snapshot) -> Option<Response<GwBody>> {
+    if !snap.router.routes().any(|r| r.identity_token.is_some()) {
+        return None;
+    }
+    let now = crate::clock::now_secs();
+    let body = match &snap.oauth {
+        Some(o) => {
+            let max_ttl = snap.shared.oauth.clients.max_ttl(o.ttl_secs());
+            snap.shared.oauth.keys.timeline().jwks(now, max_ttl)
+        }
+        None => snap
+            .shared
+            .own_keys
+            .keys()
+            .timeline()
+            .jwks(now, i64::MAX / 4),
+    };
+    let mut r = Response::new(GwBody::full(body));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/jwk-set+json"),
+    );
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
+    Some(r)
+}
+
 /// Most header fields a request may carry: hyper's HTTP/1 parser refuses more (its own bare 431,
 /// which [`crate::listener`] logs and counts); HTTP/2 is held to the same here.
 pub const MAX_HEADER_FIELDS: usize = 100;
@@ -303,6 +366,15 @@ fn outbound(
         HostMode::Literal(v) => {
             parts.headers.insert(header::HOST, v.clone());
         }
+    }
+    if let Some(t) = &route.identity_token {
+        let value = assertion(snap, t, identity).ok_or_else(|| {
+            Reject::new(
+                Reason::AssertionUnavailable,
+                "the identity assertion could not be signed",
+            )
+        })?;
+        parts.headers.insert(t.header.clone(), value);
     }
     let query = headers::strip_params(query, &route.strip_params);
     let path = route.rewrite.apply(&path).unwrap_or(path);

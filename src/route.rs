@@ -42,6 +42,8 @@ pub struct Route {
     pub host: HostMode,
     /// `cors`: preflights answered here; CORS headers on answers to listed origins.
     pub cors: Option<crate::cors::Cors>,
+    /// `identity_token`: a signed assertion of the identity for the upstream.
+    pub identity_token: Option<crate::assertion::IdentityToken>,
 }
 
 /// `strip_prefix` / `rewrite_prefix`, checked at compile time to be normalized paths without a
@@ -249,6 +251,10 @@ impl Route {
                 .cors
                 .as_ref()
                 .and_then(|c| crate::cors::Cors::compile(c, &at, issues)),
+            identity_token: r
+                .identity_token
+                .as_ref()
+                .and_then(|t| crate::assertion::IdentityToken::compile(t, &at, issues)),
         };
         Some((matcher, route))
     }

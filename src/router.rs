@@ -199,6 +199,11 @@ impl<T> Router<T> {
         }
     }
 
+    /// Every route, in config order.
+    pub fn routes(&self) -> impl Iterator<Item = &Arc<T>> {
+        self.routes.iter().map(|(_, r)| r)
+    }
+
     /// First match wins, in config order.
     pub fn lookup(&self, host: Option<&str>, path: &str, method: &Method) -> Option<&Arc<T>> {
         self.routes

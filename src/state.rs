@@ -12,4 +12,6 @@ pub struct Shared {
     pub keys: Arc<KeyRing>,
     pub revocations: Arc<Revocations>,
     pub oauth: Arc<OauthState>,
+    /// The gateway's own key for identity assertions when there is no `oauth_server`.
+    pub own_keys: Arc<crate::oauth::signing::OwnKeys>,
 }

@@ -268,7 +268,10 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("the trust boundary", &["headers.rs"]),
     ("authenticators and the chain", &["auth/"]),
     ("the upstream", &["upstream/", "body.rs"]),
-    ("routes", &["router.rs", "cors.rs", "route.rs"]),
+    (
+        "routes",
+        &["router.rs", "cors.rs", "assertion.rs", "route.rs"],
+    ),
     ("telemetry", &["telemetry/"]),
     ("the store", &["store/"]),
     ("config", &["config/"]),

@@ -95,6 +95,17 @@ pub fn compile(raw: &RawConfig, ctx: &Ctx<'_>) -> Result<Snapshot, Vec<ConfigIss
         max_body_bytes: limits.max_body_bytes,
     };
     let router = compile_routes(raw, &tables, i);
+    if cluster && oauth.is_none() {
+        // the gateway's own assertion key lives in one process's memory
+        for (n, r) in raw.routes.iter().enumerate() {
+            if r.identity_token.is_some() {
+                i.add(
+                    format!("routes[{n}].identity_token"),
+                    "in cluster mode assertions are signed with oauth_server's keys (every replica then signs with and publishes the same keys): configure oauth_server",
+                );
+            }
+        }
+    }
     let workers = compile_workers(raw.workers, ctx.workers_env, i);
     let logging = LoggingCfg::compile(&raw.logging, ctx.base, i);
     let admin = compile_admin(&raw.admin, ctx.base, i);

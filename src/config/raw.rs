@@ -415,6 +415,19 @@ pub struct RawRoute {
     pub host: Option<S>,
     /// Cross-origin requests from browsers: preflights answered here, before the auth chain.
     pub cors: Option<RawCors>,
+    /// A signed JWT of the identity for the upstream.
+    pub identity_token: Option<RawIdentityToken>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Default)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "an identity_token block: a mapping such as `{ audience: files, ttl: 60s }`"
+)]
+pub struct RawIdentityToken {
+    pub header: Option<S>,
+    pub ttl: Option<Dur>,
+    pub audience: S,
 }
 
 #[derive(Serialize, Deserialize, Debug, Default)]

@@ -282,8 +282,23 @@ impl Signer {
 
     /// A compact JWS of `claims` (a JSON object's bytes) with this key's access-token header.
     pub fn sign(&self, claims: &[u8]) -> Result<String, String> {
-        let mut out = String::with_capacity(self.header_b64.len() + claims.len() * 4 / 3 + 400);
-        out.push_str(&self.header_b64);
+        self.sign_with(&self.header_b64, claims)
+    }
+
+    /// A compact JWS of `claims` whose header names `typ` (not an access token's `at+jwt`, so
+    /// no verifier of access tokens can take it for one).
+    pub fn sign_typ(&self, typ: &str, claims: &[u8]) -> Result<String, String> {
+        let header = format!(
+            r#"{{"alg":"{}","typ":"{typ}","kid":"{}"}}"#,
+            self.alg.as_str(),
+            self.kid
+        );
+        self.sign_with(&b64(header.as_bytes()), claims)
+    }
+
+    fn sign_with(&self, header_b64: &str, claims: &[u8]) -> Result<String, String> {
+        let mut out = String::with_capacity(header_b64.len() + claims.len() * 4 / 3 + 400);
+        out.push_str(header_b64);
         out.push('.');
         URL_SAFE_NO_PAD.encode_string(claims, &mut out);
         let failed = |_| "signing failed".to_owned();
@@ -461,6 +476,31 @@ impl SigningKeys {
     /// The signer at `now`.
     pub fn signer(&self, now: i64) -> Option<Arc<Signer>> {
         self.timeline.load().active(now).map(|k| k.signer.clone())
+    }
+}
+
+/// The gateway's own signing key, for assertions when there is no `oauth_server`: one ES256 key
+/// made on first use and kept in memory for the life of the process.
+#[derive(Debug, Default)]
+pub struct OwnKeys {
+    keys: SigningKeys,
+    made: OnceLock<()>,
+}
+
+impl OwnKeys {
+    pub fn keys(&self) -> &SigningKeys {
+        self.made.get_or_init(|| {
+            let now = crate::clock::now_secs();
+            let made = SecretsKey::generate().and_then(|(secrets, _)| {
+                let row = generate(SigAlg::ES256, &secrets, now, now)?;
+                self.keys.set_secrets(secrets);
+                self.keys.put(&row)
+            });
+            if let Err(e) = made {
+                tracing::error!(error = %e, "no signing key for identity assertions");
+            }
+        });
+        &self.keys
     }
 }
 
