@@ -110,6 +110,25 @@ pub fn shape(key: &str) -> Shape {
 pub type Hash = [u8; 32];
 
 /// What the store and the key ring keep of a key: its SHA-256.
+/// A rotation's earlier secrets: each ends at the latest at `until` (the new grace's end),
+/// `current` joins them until then, and those already over at `now` are gone; soonest first.
+/// (Keys and the authorization server's clients rotate alike.)
+pub fn rotated_previous(
+    previous: &[(Hash, i64)],
+    current: Hash,
+    until: i64,
+    now: i64,
+) -> Vec<(Hash, i64)> {
+    let mut out: Vec<(Hash, i64)> = previous
+        .iter()
+        .map(|(h, u)| (*h, (*u).min(until)))
+        .chain(std::iter::once((current, until)))
+        .filter(|(_, u)| *u > now)
+        .collect();
+    out.sort_by_key(|p| p.1);
+    out
+}
+
 pub fn hash_key(key: &str) -> Hash {
     crate::digest::sha256(key.as_bytes())
 }

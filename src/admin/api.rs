@@ -79,6 +79,33 @@ pub fn error_response(e: ApiError) -> Response<GwBody> {
     r
 }
 
+/// The body of a rotation, `{"grace": "24h"}` (optional: absent or blank means 24h), as the
+/// grace it asks for, at most `max`.
+pub fn rotation_grace(
+    body: &[u8],
+    max: Option<std::time::Duration>,
+) -> Result<std::time::Duration, ApiError> {
+    #[derive(Deserialize, Default)]
+    #[serde(deny_unknown_fields)]
+    struct Rotate {
+        grace: Option<String>,
+    }
+    let r: Rotate = if body.iter().all(u8::is_ascii_whitespace) {
+        Rotate::default()
+    } else {
+        parse(body)?
+    };
+    let grace = crate::values::parse_duration(r.grace.as_deref().unwrap_or("24h"))
+        .map_err(|e| bad(format!("grace: {e}")))?;
+    match max {
+        Some(m) if grace > m => Err(bad(format!(
+            "grace: at most {}",
+            crate::values::format_duration(m)
+        ))),
+        _ => Ok(grace),
+    }
+}
+
 pub fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| bad(format!("invalid JSON body: {e}")))
 }

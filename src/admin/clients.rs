@@ -3,7 +3,7 @@
 //! first, then to memory, so an answered change is durable and in force; in cluster mode the
 //! change feed brings it to every other replica.
 
-use super::api::{bad, blocking, err, json_response, parse, ApiError};
+use super::api::{bad, blocking, err, json_response, parse, rotation_grace, ApiError};
 use super::keys::{check_scopes, check_text, valid_id};
 use crate::body::GwBody;
 use crate::clock::rfc3339;
@@ -350,12 +350,6 @@ pub async fn patch(
     show(gw, id, now)
 }
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct Rotate {
-    grace: Option<String>,
-}
-
 /// A new secret; the old one keeps working for `grace` (default 24h). Tokens issued before the
 /// rotation stop passing when the grace ends (at once with `grace: 0`, the answer to a leaked
 /// secret).
@@ -367,16 +361,7 @@ pub async fn rotate_secret(
     actor: &str,
 ) -> Result<Response<GwBody>, ApiError> {
     no_server(gw)?;
-    let r: Rotate = if body.is_empty() {
-        Rotate::default()
-    } else {
-        parse(body)?
-    };
-    let grace = crate::values::parse_duration(r.grace.as_deref().unwrap_or("24h"))
-        .map_err(|e| bad(format!("grace: {e}")))?;
-    if grace.as_secs() > 30 * 86_400 {
-        return Err(bad("grace: at most 30d"));
-    }
+    let grace = rotation_grace(body, Some(std::time::Duration::from_secs(30 * 86_400)))?;
     let cur = gw.oauth().clients.get(id).ok_or_else(not_found)?;
     if cur.row.deleted_at.is_some() {
         return Err(not_found());
@@ -388,14 +373,7 @@ pub async fn rotate_secret(
     let secret = generate_secret();
     let mut row = cur.row.clone();
     row.current = Some(hash_key(&secret));
-    // earlier secrets end at the latest when this grace ends
-    row.previous = row
-        .previous
-        .iter()
-        .filter(|(_, u)| *u > now)
-        .map(|(h, u)| (*h, (*u).min(until)))
-        .chain((grace.as_secs() > 0).then_some((old, until)))
-        .collect();
+    row.previous = crate::keys::rotated_previous(&row.previous, old, until, now);
     // after any earlier rotation's second: tokens issued since that one are covered too
     row.revoke_before = Some(row.revoke_before.map_or(now, |b| now.max(b + 1)));
     row.revoke_from = Some(until);

@@ -1,7 +1,7 @@
 //! `/admin/keys`: create, list, show, rotate, revoke and import API keys. Writes go to the store
 //! first, then to the in-memory key ring, so an answered change is both durable and in force.
 
-use super::api::{bad, blocking, err, json_response, not_found, parse, ApiError};
+use super::api::{bad, blocking, err, json_response, not_found, parse, rotation_grace, ApiError};
 use crate::body::GwBody;
 use crate::clock::{parse_rfc3339, rfc3339};
 use crate::gateway::Gateway;
@@ -83,12 +83,6 @@ struct CreateKey {
     expires_in: Option<String>,
 }
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct Rotate {
-    grace: Option<String>,
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ImportKey {
@@ -164,13 +158,7 @@ pub async fn rotate_key(
     now: i64,
     actor: &str,
 ) -> Result<Response<GwBody>, ApiError> {
-    let r: Rotate = if body.iter().all(u8::is_ascii_whitespace) {
-        Rotate::default()
-    } else {
-        parse(body)?
-    };
-    let grace = crate::values::parse_duration(r.grace.as_deref().unwrap_or("24h"))
-        .map_err(|e| bad(format!("grace: {e}")))?;
+    let grace = rotation_grace(body, None)?;
     let rec = gw.keys().get(id).ok_or_else(not_found)?;
     if rec.revoked_at().is_some() {
         return Err(err(StatusCode::CONFLICT, "conflict", "the key is revoked"));
@@ -178,16 +166,7 @@ pub async fn rotate_key(
     let until = now + grace.as_secs() as i64;
     let secret = keys::generate_secret(rec.env);
     let mut row = rec.to_row();
-    // Every earlier secret ends at the latest when this rotation's grace ends.
-    let mut previous: Vec<(keys::Hash, i64)> = row
-        .previous
-        .iter()
-        .map(|(h, u)| (*h, (*u).min(until)))
-        .chain(std::iter::once((row.current, until)))
-        .filter(|(_, u)| *u > now)
-        .collect();
-    previous.sort_by_key(|p| p.1);
-    row.previous = previous;
+    row.previous = keys::rotated_previous(&row.previous, row.current, until, now);
     row.current = keys::hash_key(&secret);
     row.prefix = keys::prefix_of(&secret);
     let store = gw.store();

@@ -246,26 +246,25 @@ impl ClientRecord {
         }
     }
 
-    /// Whether a token issued to this client at `iat` may still be used at `now`: the client
-    /// exists and no revocation covers the token's issue time (a rotation at second `before`
-    /// covers tokens issued up to that second; see [`ClientRecord::issue_time`]).
-    pub fn token_allowed(&self, iat: f64, now: f64) -> bool {
+    /// Until when a token issued to this client at `iat` may be used: never once the client is
+    /// deleted (`f64::NEG_INFINITY`); until a covering rotation's grace ends (a rotation at
+    /// second `before` covers tokens issued up to that second, see [`ClientRecord::issue_time`];
+    /// without grace it ends at once); else for good (`f64::INFINITY`).
+    pub fn token_allowed_until(&self, iat: f64) -> f64 {
         if self.row.deleted_at.is_some() {
-            return false;
+            return f64::NEG_INFINITY;
         }
         match (self.row.revoke_before, self.row.revoke_from) {
-            (Some(before), from) => now < from.unwrap_or(i64::MIN) as f64 || iat > before as f64,
-            _ => true,
+            (Some(before), from) if iat <= before as f64 => {
+                from.map_or(f64::NEG_INFINITY, |f| f as f64)
+            }
+            _ => f64::INFINITY,
         }
     }
 
-    /// Until when a token issued at `iat` stays allowed, if it is now: the end of the grace of a
-    /// rotation that covers it, else never ends (`f64::INFINITY`).
-    pub fn token_allowed_until(&self, iat: f64) -> f64 {
-        match (self.row.revoke_before, self.row.revoke_from) {
-            (Some(before), Some(from)) if iat <= before as f64 => from as f64,
-            _ => f64::INFINITY,
-        }
+    /// Whether a token issued to this client at `iat` may still be used at `now`.
+    pub fn token_allowed(&self, iat: f64, now: f64) -> bool {
+        now < self.token_allowed_until(iat)
     }
 
     /// The `iat` of a token issued at `now`: after the second of a rotation that revokes older
@@ -303,24 +302,16 @@ impl ClientRing {
         self.generation.load(Ordering::SeqCst)
     }
 
-    /// Until when a token of client `id` issued at `iat`, allowed now, stays allowed: the end of
-    /// a rotation's grace that covers it, else never ends (`f64::INFINITY`).
-    pub fn token_allowed_until(&self, id: &str, iat: f64) -> f64 {
-        self.by_id
-            .get(id)
-            .map_or(f64::INFINITY, |c| c.token_allowed_until(iat))
-    }
-
     pub fn get(&self, id: &str) -> Option<Arc<ClientRecord>> {
         self.by_id.get(id).map(|r| r.clone())
     }
 
-    /// [`ClientRecord::token_allowed`] of client `id` (false when there is none), without
-    /// taking a reference to it: the request path's check of every cached token.
-    pub fn token_allowed(&self, id: &str, iat: f64, now: f64) -> bool {
-        self.by_id
-            .get(id)
-            .is_some_and(|c| c.token_allowed(iat, now))
+    /// Whether a token of client `id` issued at `iat` passes at `now`, and until when it will:
+    /// `None` when the client is gone or a revocation covers the token; else the end of a
+    /// rotation's grace that will cover it, or `f64::INFINITY`. One lookup, no reference taken.
+    pub fn token_allowed_until(&self, id: &str, iat: f64, now: f64) -> Option<f64> {
+        let until = self.by_id.get(id)?.token_allowed_until(iat);
+        (now < until).then_some(until)
     }
 
     pub fn all(&self) -> Vec<Arc<ClientRecord>> {

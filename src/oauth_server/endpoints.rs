@@ -396,10 +396,8 @@ pub fn introspect(
             .str("jti")
             .is_some_and(|j| !snap.shared.revocations.is_revoked(j, nowf))
         && own.str("client_id").is_some_and(|id| {
-            state
-                .clients
-                .get(id)
-                .is_some_and(|c| c.token_allowed(own.num("iat").unwrap_or(0.0), nowf))
+            let iat = own.num("iat").unwrap_or(0.0);
+            state.clients.token_allowed_until(id, iat, nowf).is_some()
         });
     if !active {
         return inactive();

@@ -11,9 +11,10 @@ pub struct CachedIdentity {
     pub identity: Arc<Identity>,
     /// Shared, so that a hit copies no string.
     pub jti: Option<Arc<str>>,
-    /// A built-in server's token: its `client_id` and `iat`, for the verification that caches
-    /// it (never stored in the cache: a hit needs no client lookup, see `JwtAuthn::cached`).
-    pub client: Option<(Box<str>, f64)>,
+    /// Until when the verification holds apart from `exp`: for a built-in server's token, the
+    /// end of a client rotation's grace that covers it (`f64::INFINITY` otherwise). The cache
+    /// entry ends then, so a hit needs no client lookup (see `JwtAuthn::cached`).
+    pub valid_until: f64,
 }
 
 struct Entry {

@@ -214,14 +214,6 @@ impl JwtAuthn {
         }
     }
 
-    /// A token of the built-in server whose client is gone, or was revoked since it was issued.
-    fn client_refused(&self, client: Option<&(Box<str>, f64)>, now: f64) -> bool {
-        let (Some(state), Some((id, iat))) = (&self.oauth, client) else {
-            return false;
-        };
-        !state.clients.token_allowed(id, *iat, now)
-    }
-
     /// Verifies `token` (already routed here by its unverified `iss`) at unix time `now`.
     pub async fn verify(&self, token: &Parsed<'_>, now: f64) -> Result<Arc<Identity>, Reject> {
         let alg = self
@@ -280,21 +272,8 @@ impl JwtAuthn {
         if let Some(cache) = &self.cache {
             // a token of the built-in server leaves the cache when a rotation's grace that
             // covers it ends; any other change to the clients changes the generation
-            let until = match (&self.oauth, &identity.client) {
-                (Some(state), Some((id, iat))) => state.clients.token_allowed_until(id, *iat),
-                _ => f64::INFINITY,
-            };
-            let entry = CachedIdentity {
-                identity: identity.identity.clone(),
-                jti: identity.jti.clone(),
-                client: None,
-            };
-            cache.insert(
-                token.raw,
-                entry,
-                token.expires(self.leeway).min(until),
-                generation,
-            );
+            let until = token.expires(self.leeway).min(identity.valid_until);
+            cache.insert(token.raw, identity.clone(), until, generation);
         }
         Ok(identity.identity)
     }
@@ -373,19 +352,15 @@ impl JwtAuthn {
                 "the token has been revoked",
             ));
         }
-        let client = match (&self.oauth, c.get("client_id")) {
-            (None, _) => None,
-            (Some(_), Some(Value::String(id))) => {
-                Some((Box::from(id.as_str()), num("iat")?.unwrap_or(0.0)))
-            }
+        // a token of the built-in server: its client must exist and not have revoked it
+        let valid_until = match (&self.oauth, c.get("client_id")) {
+            (None, _) => f64::INFINITY,
+            (Some(state), Some(Value::String(id))) => state
+                .clients
+                .token_allowed_until(id, num("iat")?.unwrap_or(0.0), now)
+                .ok_or_else(|| invalid_token(Reason::TokenRevoked, "the token has been revoked"))?,
             (Some(_), _) => return Err(bad("the token has no client_id")),
         };
-        if self.client_refused(client.as_ref(), now) {
-            return Err(invalid_token(
-                Reason::TokenRevoked,
-                "the token has been revoked",
-            ));
-        }
         let scopes = match c.get(&self.scopes_claim) {
             None => Vec::new(),
             Some(Value::String(s)) => s
@@ -436,7 +411,7 @@ impl JwtAuthn {
                 own_limit: None,
             }),
             jti: jti.map(Arc::from),
-            client,
+            valid_until,
         })
     }
 
