@@ -28,7 +28,36 @@ pub struct IdentityToken {
     pub header: HeaderName,
     pub ttl: i64,
     pub audience: String,
-    cache: DashMap<String, (HeaderValue, i64)>,
+    /// By [`cache_key`]; foldhash (randomly seeded) instead of SipHash: the keys are identities
+    /// the chain proved, and the lookup is on every request of the route.
+    cache: DashMap<Box<[u8]>, (HeaderValue, i64), foldhash::fast::RandomState>,
+}
+
+/// The cache key of an assertion: the signing key and every identity field the claims carry,
+/// each length-prefixed (no two identities share a key, whatever bytes their fields hold),
+/// written into `out`.
+fn cache_key(out: &mut Vec<u8>, kid: &str, id: &Identity) {
+    fn field(out: &mut Vec<u8>, b: &[u8]) {
+        out.extend_from_slice(&(b.len() as u32).to_le_bytes());
+        out.extend_from_slice(b);
+    }
+    fn opt(out: &mut Vec<u8>, b: Option<&str>) {
+        match b {
+            Some(s) => field(out, s.as_bytes()),
+            // absent differs from empty
+            None => out.extend_from_slice(&u32::MAX.to_le_bytes()),
+        }
+    }
+    out.clear();
+    field(out, kid.as_bytes());
+    field(out, id.method.as_str().as_bytes());
+    opt(out, id.subject.as_deref());
+    opt(out, id.key_id.as_deref());
+    opt(out, id.issuer.as_deref());
+    out.extend_from_slice(&(id.scopes.len() as u32).to_le_bytes());
+    for s in id.scopes.iter() {
+        field(out, s.as_bytes());
+    }
 }
 
 impl IdentityToken {
@@ -80,7 +109,7 @@ impl IdentityToken {
             header: header?,
             ttl,
             audience,
-            cache: DashMap::new(),
+            cache: DashMap::default(),
         })
     }
 
@@ -93,21 +122,21 @@ impl IdentityToken {
         issuer: &str,
         now: i64,
     ) -> Option<HeaderValue> {
-        let scopes = id.scopes.join(" ");
-        let key = format!(
-            "{}|{}|{}|{}|{}|{}",
-            signer.kid,
-            id.method.as_str(),
-            id.subject.as_deref().unwrap_or(""),
-            id.key_id.as_deref().unwrap_or(""),
-            id.issuer.as_deref().unwrap_or(""),
-            scopes
-        );
-        if let Some(hit) = self.cache.get(&key) {
-            if hit.1 > now {
-                return Some(hit.0.clone());
-            }
+        thread_local! {
+            static KEY: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
         }
+        // The key is built in a buffer of this thread: a hit allocates nothing.
+        let hit = KEY.with_borrow_mut(|key| {
+            cache_key(key, &signer.kid, id);
+            self.cache
+                .get(key.as_slice())
+                .filter(|hit| hit.1 > now)
+                .map(|hit| hit.0.clone())
+        });
+        if hit.is_some() {
+            return hit;
+        }
+        let scopes = id.scopes.join(" ");
         let mut claims = serde_json::json!({
             "iss": issuer,
             "aud": self.audience,
@@ -135,8 +164,55 @@ impl IdentityToken {
         if self.cache.len() >= MAX_CACHED {
             self.cache.clear();
         }
-        self.cache
-            .insert(key, (value.clone(), now + (self.ttl / 4).max(1)));
+        let mut key = Vec::new();
+        cache_key(&mut key, &signer.kid, id);
+        self.cache.insert(
+            key.into_boxed_slice(),
+            (value.clone(), now + (self.ttl / 4).max(1)),
+        );
         Some(value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(subject: Option<&str>, key_id: Option<&str>, scopes: &[&str]) -> Identity {
+        let mut i = Identity::anonymous();
+        i.subject = subject.map(Into::into);
+        i.key_id = key_id.map(Into::into);
+        i.scopes = scopes
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect::<Vec<_>>()
+            .into();
+        i
+    }
+
+    fn key(i: &Identity) -> Vec<u8> {
+        let mut k = Vec::new();
+        cache_key(&mut k, "kid-1", i);
+        k
+    }
+
+    #[test]
+    fn no_two_identities_share_a_cache_key() {
+        let cases = [
+            id(Some("a|b"), Some("c"), &[]),
+            id(Some("a"), Some("b|c"), &[]),
+            id(Some(""), None, &[]),
+            id(None, Some(""), &[]),
+            id(None, None, &[]),
+            id(Some("x"), None, &["read write"]),
+            id(Some("x"), None, &["read", "write"]),
+            id(Some("x"), None, &["readwrite"]),
+        ];
+        for (i, a) in cases.iter().enumerate() {
+            for b in &cases[i + 1..] {
+                assert_ne!(key(a), key(b), "{a:?} and {b:?}");
+            }
+        }
+        assert_eq!(key(&cases[0]), key(&id(Some("a|b"), Some("c"), &[])));
     }
 }

@@ -14,6 +14,8 @@ pub enum GwBody {
     Stream(Incoming),
     /// From a pooled plain-HTTP/1 upstream connection.
     Pooled(crate::upstream::pool::PooledBody),
+    /// An upstream answer of a `least_requests` target, counted as in flight until it ends.
+    Counted(Box<GwBody>, crate::upstream::target::InFlight),
 }
 
 impl GwBody {
@@ -41,6 +43,7 @@ impl Body for GwBody {
             ),
             GwBody::Stream(s) => Pin::new(s).poll_frame(cx),
             GwBody::Pooled(s) => Pin::new(s).poll_frame(cx),
+            GwBody::Counted(b, _) => Pin::new(b.as_mut()).poll_frame(cx),
         }
     }
 
@@ -49,6 +52,7 @@ impl Body for GwBody {
             GwBody::Full(b) => b.as_ref().is_none_or(|b| b.is_empty()),
             GwBody::Stream(s) => s.is_end_stream(),
             GwBody::Pooled(s) => s.is_end_stream(),
+            GwBody::Counted(b, _) => b.is_end_stream(),
         }
     }
 
@@ -57,6 +61,7 @@ impl Body for GwBody {
             GwBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
             GwBody::Stream(s) => s.size_hint(),
             GwBody::Pooled(s) => s.size_hint(),
+            GwBody::Counted(b, _) => b.size_hint(),
         }
     }
 }

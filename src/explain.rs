@@ -143,10 +143,22 @@ pub async fn explain(snap: &Snapshot, input: &ExplainInput) -> Result<(String, b
     let upstream_path = rewritten.as_deref().unwrap_or(&routed.path);
     let target = match &route.upstream.kind {
         UpstreamKind::Echo => "built-in echo".to_owned(),
-        UpstreamKind::Http(u) => format!(
-            "{}://{}{}{}",
-            u.scheme, u.authority, u.base_path, upstream_path
-        ),
+        UpstreamKind::Http(u) => {
+            let each: Vec<String> = u
+                .targets
+                .iter()
+                .map(|t| {
+                    format!(
+                        "{}://{}{}{}",
+                        t.scheme, t.authority, t.base_path, upstream_path
+                    )
+                })
+                .collect();
+            match each.as_slice() {
+                [one] => one.clone(),
+                _ => format!("{}: {}", balance_name(u.balance), each.join(", ")),
+            }
+        }
     };
     let _ = writeln!(
         out,
@@ -231,7 +243,20 @@ pub async fn explain(snap: &Snapshot, input: &ExplainInput) -> Result<(String, b
             upgrade: None,
         },
     );
+    route.host.apply(&mut headers, routed.host.as_deref());
+    if let Some(t) = &route.identity_token {
+        let what = format!(
+            "<a signed portcullis-assertion+jwt of this identity, audience {}, valid {}s>",
+            t.audience, t.ttl
+        );
+        if let Ok(v) = HeaderValue::from_str(&what) {
+            headers.insert(t.header.clone(), v);
+        }
+    }
     let _ = writeln!(out, "decision: ALLOW");
+    if route.host == crate::route::HostMode::Upstream {
+        let _ = writeln!(out, "host: each target's own authority (host: upstream)");
+    }
     let _ = writeln!(out, "headers to the upstream:");
     let mut names: Vec<_> = headers.iter().collect();
     names.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
@@ -244,4 +269,11 @@ pub async fn explain(snap: &Snapshot, input: &ExplainInput) -> Result<(String, b
         let _ = writeln!(out, "  {k}: {shown}");
     }
     Ok((out, true))
+}
+
+fn balance_name(b: crate::config::raw::Balance) -> &'static str {
+    match b {
+        crate::config::raw::Balance::RoundRobin => "round_robin",
+        crate::config::raw::Balance::LeastRequests => "least_requests",
+    }
 }

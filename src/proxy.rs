@@ -20,7 +20,7 @@ use crate::gateway::Gateway;
 use crate::headers::{self, ForwardCtx, X_REQUEST_ID};
 use crate::oauth::signing::Signer;
 use crate::oauth_server;
-use crate::route::{resolve, HostMode, Route, Routed};
+use crate::route::{resolve, Route, Routed};
 use crate::telemetry::{log_request, Decision, RequestLog};
 use crate::upstream::{Exchange, Outbound};
 use http::header::{self, HeaderValue};
@@ -347,26 +347,7 @@ fn outbound(
     let query = req.uri().query().map(str::to_owned);
     let (mut parts, body) = req.into_parts();
     headers::upstream_request_headers(&mut parts.headers, &ctx);
-    match &route.host {
-        HostMode::Preserve => {
-            if let Some(h) = &host {
-                // Keep the client's Host for name-based upstreams; an h2 request carried it as
-                // :authority.
-                if !parts.headers.contains_key(header::HOST) {
-                    if let Ok(v) = HeaderValue::from_str(h) {
-                        parts.headers.insert(header::HOST, v);
-                    }
-                }
-            }
-        }
-        // the upstream's own authority, which `Upstream::send` sets when none is given
-        HostMode::Upstream => {
-            parts.headers.remove(header::HOST);
-        }
-        HostMode::Literal(v) => {
-            parts.headers.insert(header::HOST, v.clone());
-        }
-    }
+    route.host.apply(&mut parts.headers, host.as_deref());
     if let Some(t) = &route.identity_token {
         let value = assertion(snap, t, identity).ok_or_else(|| {
             Reject::new(

@@ -151,6 +151,29 @@ pub enum HostMode {
 }
 
 impl HostMode {
+    /// Sets the `Host` of a request on its way upstream: the client's (`client_host`, which an
+    /// h2 request carried as :authority), none (each target then sets its own authority), or
+    /// the configured name.
+    pub fn apply(&self, headers: &mut http::HeaderMap, client_host: Option<&str>) {
+        match self {
+            HostMode::Preserve => {
+                if let Some(h) = client_host {
+                    if !headers.contains_key(http::header::HOST) {
+                        if let Ok(v) = http::HeaderValue::from_str(h) {
+                            headers.insert(http::header::HOST, v);
+                        }
+                    }
+                }
+            }
+            HostMode::Upstream => {
+                headers.remove(http::header::HOST);
+            }
+            HostMode::Literal(v) => {
+                headers.insert(http::header::HOST, v.clone());
+            }
+        }
+    }
+
     fn compile(
         r: &RawRoute,
         upstream: Option<&Upstream>,
@@ -183,7 +206,7 @@ impl HostMode {
         };
         let plain = upstream.is_some_and(|u| {
             matches!(&u.kind, crate::upstream::UpstreamKind::Http(h)
-                if matches!(h.transport, crate::upstream::Transport::Pool { .. }))
+                if h.targets.iter().all(|t| matches!(t.transport, crate::upstream::Transport::Pool { .. })))
         });
         if mode != HostMode::Preserve && upstream.is_some() && !plain {
             issues.add(

@@ -375,17 +375,8 @@ async fn hit(c: &reqwest::Client, gw: &Gw, client: &str) -> reqwest::Response {
         .unwrap()
 }
 
-async fn metric(c: &reqwest::Client, gw: &Gw, name: &str) -> Option<String> {
-    let text = c
-        .get(format!("{}/metrics", gw.admin()))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    check_exposition(&text);
+async fn metric(_c: &reqwest::Client, gw: &Gw, name: &str) -> Option<String> {
+    let text = metrics_text(gw).await;
     text.lines()
         .find(|l| l.starts_with(name))
         .map(|l| l.rsplit(' ').next().unwrap_or("").to_owned())

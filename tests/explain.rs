@@ -228,3 +228,31 @@ fn explain_answers_a_cors_preflight_as_the_gateway_does() {
         "{text}"
     );
 }
+
+#[test]
+fn explain_shows_the_targets_the_host_and_the_identity_assertion() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("gw.yaml"),
+        "listeners: [{ name: p, bind: 127.0.0.1:0 }]\nupstreams: { pool: { targets: [\"http://127.0.0.1:9/a\", \"http://127.0.0.1:10\"], balance: least_requests } }\nroutes:\n  - { name: lit, match: { path_prefix: /lit }, upstream: pool, host: internal.example:8080, identity_token: { header: X-Auth-Assertion, ttl: 60s, audience: files }, auth: none }\n  - { name: own, match: { path_prefix: /own }, upstream: pool, host: upstream, auth: none }\n",
+    )
+    .unwrap();
+    let (code, text) = run(dir.path(), &["--url", "http://api.test/lit/x"]);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("(least_requests: http://127.0.0.1:9/a/lit/x, http://127.0.0.1:10/lit/x)"),
+        "{text}"
+    );
+    assert!(text.contains("  host: internal.example:8080"), "{text}");
+    assert!(
+        text.contains("  x-auth-assertion: <a signed portcullis-assertion+jwt of this identity, audience files, valid 60s>"),
+        "{text}"
+    );
+    let (code, text) = run(dir.path(), &["--url", "http://api.test/own/x"]);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("host: each target's own authority (host: upstream)"),
+        "{text}"
+    );
+    assert!(!text.contains("  host: api.test"), "{text}");
+}

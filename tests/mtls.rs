@@ -288,3 +288,21 @@ async fn a_trusted_proxys_forwarded_client_cert_does_not_pass() {
         assert_eq!(up.last().header("x-forwarded-client-cert"), None, "{path}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_with_control_characters_in_its_subject_is_refused() {
+    let s = Setup::new().await;
+    // its CN starts like the listed `reporting`, then a header line: refused before any
+    // authenticator looks at it, on a route with an allow-list and on one without, and the
+    // upstream never hears of it
+    for path in ["/reports/1", "/xfcc/1", "/anything"] {
+        assert_eq!(
+            s.get("control-client", path).await,
+            (403, Some("client_certificate_invalid".into()), false),
+            "{path}"
+        );
+    }
+    // the listed certificate it imitates still passes
+    assert_eq!(s.get("reporting-client", "/reports/1").await.0, 200);
+    assert_eq!(s.up.last().header("x-auth-subject"), Some("reporting"));
+}

@@ -93,7 +93,80 @@ pub fn render_metrics(gw: &Gateway) -> String {
         let _ = writeln!(extra, "# HELP portcullis_store_changes_applied The last change number this replica applied from the store.\n# TYPE portcullis_store_changes_applied gauge\nportcullis_store_changes_applied {}", f.applied.load(Ordering::Relaxed));
     }
     let _ = writeln!(extra, "# HELP portcullis_audit_dropped_total Audit lines dropped (the writer fell behind) or lost to failed writes.\n# TYPE portcullis_audit_dropped_total counter\nportcullis_audit_dropped_total {}", crate::telemetry::audit::DROPPED.load(Ordering::Relaxed));
+    upstream_metrics(&mut extra, &snap.upstreams);
     gw.metrics.render(&extra)
+}
+
+/// Per-target families of the http upstreams: requests, failures, ejections, whether each is in
+/// the rotation, health checks, and requests sent again to another target.
+fn upstream_metrics(
+    out: &mut String,
+    upstreams: &std::collections::BTreeMap<String, Arc<crate::upstream::Upstream>>,
+) {
+    use crate::upstream::target::TargetStats;
+    use crate::upstream::UpstreamKind;
+    use std::fmt::Write as _;
+    let http: Vec<(String, &crate::upstream::HttpUpstream)> = upstreams
+        .values()
+        .filter_map(|u| match &u.kind {
+            UpstreamKind::Http(h) => Some((u.name.replace(['"', '\\', '\n'], "_"), &**h)),
+            UpstreamKind::Echo => None,
+        })
+        .collect();
+    type Sample = fn(&TargetStats) -> u64;
+    let families: [(&str, &str, &str, Sample); 4] = [
+        ("portcullis_upstream_target_requests_total", "counter", "Requests sent to each upstream target (retries included).", |s| s.requests.load(Ordering::Relaxed)),
+        ("portcullis_upstream_target_failures_total", "counter", "Connect failures, resets, timeouts and 5xx answers of each upstream target.", |s| s.failures.load(Ordering::Relaxed)),
+        ("portcullis_upstream_target_ejections_total", "counter", "Times each upstream target was taken out of the rotation after consecutive failures.", |s| s.ejections.load(Ordering::Relaxed)),
+        ("portcullis_upstream_target_healthy", "gauge", "1 while the upstream target is in the rotation (neither ejected nor failing its health checks).", |s| u64::from(s.in_rotation())),
+    ];
+    for (name, kind, help, sample) in families {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (up, h) in &http {
+            for t in h.targets.iter() {
+                let _ = writeln!(
+                    out,
+                    "{name}{{upstream=\"{up}\",target=\"{}\"}} {}",
+                    t.label,
+                    sample(&t.stats)
+                );
+            }
+        }
+    }
+    let _ = writeln!(out, "# HELP portcullis_upstream_target_in_flight Requests on each target of a least_requests upstream whose answer has not ended.\n# TYPE portcullis_upstream_target_in_flight gauge");
+    for (up, h) in &http {
+        if h.balance == crate::config::raw::Balance::LeastRequests {
+            for t in h.targets.iter() {
+                let _ = writeln!(
+                    out,
+                    "portcullis_upstream_target_in_flight{{upstream=\"{up}\",target=\"{}\"}} {}",
+                    t.label,
+                    t.stats.in_flight.load(Ordering::Relaxed)
+                );
+            }
+        }
+    }
+    let _ = writeln!(out, "# HELP portcullis_upstream_health_checks_total Active health checks of each upstream target, by result.\n# TYPE portcullis_upstream_health_checks_total counter");
+    for (up, h) in &http {
+        if h.health.is_some() {
+            for t in h.targets.iter() {
+                for (result, n) in [
+                    ("ok", &t.stats.checks_ok),
+                    ("failed", &t.stats.checks_failed),
+                ] {
+                    let _ = writeln!(out, "portcullis_upstream_health_checks_total{{upstream=\"{up}\",target=\"{}\",result=\"{result}\"}} {}", t.label, n.load(Ordering::Relaxed));
+                }
+            }
+        }
+    }
+    let _ = writeln!(out, "# HELP portcullis_upstream_retries_total Requests sent again to another target after a failure, by upstream.\n# TYPE portcullis_upstream_retries_total counter");
+    for (up, h) in &http {
+        let _ = writeln!(
+            out,
+            "portcullis_upstream_retries_total{{upstream=\"{up}\"}} {}",
+            h.retried.load(Ordering::Relaxed)
+        );
+    }
 }
 
 /// `GET /readyz`: 200 when ready, else 503, with the document either way.

@@ -185,29 +185,40 @@ pub fn check_upstream_loops(
     issues: &mut Issues,
 ) {
     for (name, u) in upstreams {
-        let Some(target) = u.url.as_ref().and_then(|url| own_socket(url.as_str())) else {
-            continue;
+        let urls: Vec<(String, &str)> = match (&u.url, &u.targets) {
+            (Some(url), _) => vec![(format!("upstreams.{name}.url"), url.as_str())],
+            (None, Some(t)) => t
+                .iter()
+                .enumerate()
+                .map(|(i, url)| (format!("upstreams.{name}.targets[{i}]"), url.as_str()))
+                .collect(),
+            (None, None) => Vec::new(),
         };
-        let hits = |bind: SocketAddr| {
-            bind.port() == target.port()
-                && bind.port() != 0
-                && (bind.ip() == target.ip()
-                    || (bind.ip().is_unspecified() && target.ip().is_loopback()))
-        };
-        if hits(admin.bind) {
-            issues.add(
-                format!("upstreams.{name}.url"),
-                format!("`{}` is this gateway's admin listener", target),
-            );
-        }
-        if let Some(l) = listeners.iter().find(|l| hits(l.bind)) {
-            issues.add(
-                format!("upstreams.{name}.url"),
-                format!(
-                    "`{target}` is this gateway's listener `{}`: requests would loop",
-                    l.name
-                ),
-            );
+        for (at, url) in urls {
+            let Some(target) = own_socket(url) else {
+                continue;
+            };
+            let hits = |bind: SocketAddr| {
+                bind.port() == target.port()
+                    && bind.port() != 0
+                    && (bind.ip() == target.ip()
+                        || (bind.ip().is_unspecified() && target.ip().is_loopback()))
+            };
+            if hits(admin.bind) {
+                issues.add(
+                    &at,
+                    format!("`{}` is this gateway's admin listener", target),
+                );
+            }
+            if let Some(l) = listeners.iter().find(|l| hits(l.bind)) {
+                issues.add(
+                    &at,
+                    format!(
+                        "`{target}` is this gateway's listener `{}`: requests would loop",
+                        l.name
+                    ),
+                );
+            }
         }
     }
 }

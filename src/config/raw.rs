@@ -306,6 +306,57 @@ pub struct RawUpstream {
     pub ca: Option<S>,
     /// Speak HTTP/2 with prior knowledge (h2c) to a plain-http upstream.
     pub http2: Option<bool>,
+    /// Several addresses of one service, instead of `url`.
+    pub targets: Option<Vec<S>>,
+    /// How a request picks among `targets`.
+    pub balance: Option<Balance>,
+    /// Active health checks of each target.
+    pub health: Option<RawHealth>,
+    /// Passive health: when a target is taken out of the rotation and for how long.
+    pub eject: Option<RawEject>,
+    /// How many other targets an idempotent request may be retried on after a connect failure
+    /// (or a reset before any answer, for one without a body). Default 2.
+    pub retries: Option<Num>,
+    /// Whether an idempotent request without a body goes to another target after the connection
+    /// failed once it was sent (default false: at most once; costs a copy of each such
+    /// request's head).
+    pub retry_on_reset: Option<bool>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Balance {
+    #[default]
+    RoundRobin,
+    LeastRequests,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a health check: a mapping such as `{ path: /healthz, interval: 5s, timeout: 1s }`"
+)]
+pub struct RawHealth {
+    pub path: S,
+    pub interval: Option<Dur>,
+    pub timeout: Option<Dur>,
+    /// Failed checks in a row that take a target out (default 2).
+    pub unhealthy_threshold: Option<Num>,
+    /// Passed checks in a row that bring it back (default 1).
+    pub healthy_threshold: Option<Num>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "passive ejection: a mapping such as `{ after: 5, backoff: 10s, max_backoff: 5m }`"
+)]
+pub struct RawEject {
+    /// Consecutive failures (connect failures, resets, timeouts, 5xx answers) that eject a target.
+    pub after: Option<Num>,
+    /// How long the first ejection lasts; each further one in a row doubles it.
+    pub backoff: Option<Dur>,
+    pub max_backoff: Option<Dur>,
 }
 
 #[derive(Serialize, Deserialize, Debug)]

@@ -45,10 +45,13 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// Starts background work of this snapshot (JWKS refreshers); needs a tokio runtime.
+    /// Starts background work of this snapshot (JWKS refreshers, upstream health checks); needs a tokio runtime.
     pub fn start_background(&self) {
         for j in &self.remote_jwks {
             j.start();
+        }
+        for u in self.upstreams.values() {
+            u.start();
         }
     }
 

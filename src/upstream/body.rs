@@ -41,7 +41,8 @@ pub struct ClientBodyError(#[source] hyper::Error);
 ///   trailers as they are, where HTTP/1.1 ones never get undeclared trailers).
 #[derive(Debug)]
 pub struct LimitedBody {
-    inner: Incoming,
+    /// None: a body known to be empty, rebuilt for a request sent again to another target.
+    inner: Option<Incoming>,
     seen: u64,
     limit: u64,
     idle: Duration,
@@ -51,10 +52,21 @@ pub struct LimitedBody {
 impl LimitedBody {
     pub fn new(inner: Incoming, limit: u64, idle: Duration) -> LimitedBody {
         LimitedBody {
-            inner,
+            inner: Some(inner),
             seen: 0,
             limit,
             idle,
+            timer: None,
+        }
+    }
+
+    /// An empty body (what an empty client body is sent again as).
+    pub fn empty() -> LimitedBody {
+        LimitedBody {
+            inner: None,
+            seen: 0,
+            limit: 0,
+            idle: Duration::ZERO,
             timer: None,
         }
     }
@@ -69,7 +81,10 @@ impl Body for LimitedBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
-        let frame = match Pin::new(&mut this.inner).poll_frame(cx) {
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let frame = match Pin::new(inner).poll_frame(cx) {
             Poll::Ready(f) => f,
             Poll::Pending => {
                 let idle = this.idle;
@@ -107,11 +122,13 @@ impl Body for LimitedBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.inner.as_ref().is_none_or(Body::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        self.inner
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), Body::size_hint)
     }
 }
 

@@ -51,6 +51,14 @@ pub enum PoolError {
     Http(#[from] hyper::Error),
 }
 
+/// A request the pool could not get an answer to.
+#[derive(Debug)]
+pub struct SendError {
+    pub error: PoolError,
+    /// The request, when it never reached the upstream.
+    pub unsent: Option<Request<LimitedBody>>,
+}
+
 impl PoolError {
     pub fn is_connect(&self) -> bool {
         !matches!(self, PoolError::Http(_))
@@ -68,11 +76,13 @@ impl H1Pool {
     }
 
     /// Sends `req` on a pooled connection (or a new one) and returns the response, whose body
-    /// hands the connection back when it has been read to the end.
+    /// hands the connection back when it has been read to the end. A request that never left
+    /// (the connection could not be made, or closed before it was written) comes back in the
+    /// error, whole, to be sent elsewhere.
     pub async fn send(
         self: &Arc<Self>,
         req: Request<LimitedBody>,
-    ) -> Result<Response<PooledBody>, PoolError> {
+    ) -> Result<Response<PooledBody>, SendError> {
         let mut req = req;
         // A pooled connection can have been closed by the upstream just as we took it; a request
         // hyper reports as never written is retried once on a fresh connection.
@@ -81,16 +91,37 @@ impl H1Pool {
                 Ok(resp) => return Ok(self.wrap(resp, tx)),
                 Err(mut e) => match e.take_message() {
                     Some(back) => req = back,
-                    None => return Err(PoolError::Http(e.into_error())),
+                    None => {
+                        return Err(SendError {
+                            error: PoolError::Http(e.into_error()),
+                            unsent: None,
+                        })
+                    }
                 },
             }
         }
         // Boxed: connecting and the handshake are the cold path, and inline they would make
         // every request's future (moved into the upstream timeout and polled on each wake)
         // as large as theirs.
-        let mut tx = Box::pin(self.connect()).await?;
-        let resp = tx.send_request(req).await?;
-        Ok(self.wrap(resp, tx))
+        let mut tx = match Box::pin(self.connect()).await {
+            Ok(tx) => tx,
+            Err(error) => {
+                return Err(SendError {
+                    error,
+                    unsent: Some(req),
+                })
+            }
+        };
+        match tx.try_send_request(req).await {
+            Ok(resp) => Ok(self.wrap(resp, tx)),
+            Err(mut e) => {
+                let unsent = e.take_message();
+                Err(SendError {
+                    error: PoolError::Http(e.into_error()),
+                    unsent,
+                })
+            }
+        }
     }
 
     fn wrap(

@@ -43,7 +43,8 @@ impl Pki {
     /// server2.crt/key (a second server certificate for reload tests), and for the mtls
     /// identities: spiffe-client (URI SAN spiffe://corp/billing, no CN), dns-client (CN=svc-a, DNS
     /// a.svc.corp.example and other.example), apex-client (CN=svc-apex, DNS svc.corp.example),
-    /// reporting-client (CN=reporting, no SAN).
+    /// reporting-client (CN=reporting, no SAN), control-client (CN=`reporting` followed by CR LF,
+    /// a header line and BEL).
     pub fn new() -> Pki {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
@@ -128,6 +129,12 @@ impl Pki {
             ),
             ("apex-client", Some("svc-apex"), &["svc.corp.example"][..]),
             ("reporting-client", Some("reporting"), &[][..]),
+            // a header split attempt in a CN that starts like a listed one
+            (
+                "control-client",
+                Some("reporting\r\nX-Auth-Scopes: admin\u{7}"),
+                &[][..],
+            ),
         ] {
             let (c, k) = svc(cn, sans, &issuer);
             write(d, &format!("{name}.crt"), &c);
@@ -1002,8 +1009,21 @@ pub struct PyHttpServer {
 
 impl PyHttpServer {
     pub fn start(dir: &Path) -> PyHttpServer {
+        Self::start_on(dir, 0)
+    }
+
+    /// On `port` (0: an ephemeral one); the server sets SO_REUSEADDR, so a killed server's port
+    /// can be taken again at once.
+    pub fn start_on(dir: &Path, port: u16) -> PyHttpServer {
         let mut child = Command::new("python3")
-            .args(["-u", "-m", "http.server", "0", "--bind", "127.0.0.1"])
+            .args([
+                "-u",
+                "-m",
+                "http.server",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+            ])
             .current_dir(dir)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -1024,9 +1044,40 @@ impl PyHttpServer {
     }
 }
 
+impl PyHttpServer {
+    /// SIGKILL, by PID: connections in progress are reset, new ones refused.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Drop for PyHttpServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The gateway's `/metrics` text, checked as a valid exposition.
+pub async fn metrics_text(gw: &Gw) -> String {
+    let text = plain_client()
+        .get(format!("{}/metrics", gw.admin()))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    check_exposition(&text);
+    text
+}
+
+/// The value of the first sample in `text` whose name and labels start with `prefix`.
+pub fn sample(text: &str, prefix: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
 }

@@ -9,6 +9,11 @@
 #   CG_SCENARIO=jwt-rs256 .../cg.sh       the same route behind a JWT authenticator (static JWKS,
 #                                         verified-token cache on, one token reused as in the load
 #                                         benchmark; fixtures from ../gen_fixtures.py)
+#   CG_TARGETS=3 .../cg.sh                the upstream as three round-robin targets (the same nginx
+#                                         on three ports) instead of one url; CG_RETRY_ON_RESET=true
+#                                         sets the upstream's retry_on_reset
+#   CG_ASSERTION=1 .../cg.sh              the route sends a signed identity assertion
+#                                         (identity_token, ttl 60s) to the upstream
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$here/../../.." && pwd)"
@@ -17,6 +22,12 @@ BIN="${BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/portcullis}"
 SCENARIO="${CG_SCENARIO:-plain}"
 mkdir -p "$CG_DIR"
 for f in nginx-up.conf gw.yaml; do sed "s#\${CG_DIR}#$CG_DIR#g" "$here/$f" > "$CG_DIR/$f"; done
+if [[ "${CG_TARGETS:-1}" == 3 ]]; then
+  sed -i 's#up: { url: "http://127.0.0.1:18080" }#up: { targets: ["http://127.0.0.1:18080", "http://127.0.0.1:18082", "http://127.0.0.1:18083"], retry_on_reset: '"${CG_RETRY_ON_RESET:-false}"' }#' "$CG_DIR/gw.yaml"
+fi
+if [[ "${CG_ASSERTION:-0}" == 1 ]]; then
+  sed -i 's#auth: none }#auth: none, identity_token: { header: X-Auth-Assertion, ttl: 60s, audience: bench } }#' "$CG_DIR/gw.yaml"
+fi
 hdr=()
 case "$SCENARIO" in
   plain) ;;

@@ -1,0 +1,191 @@
+//! Active health checks (`upstreams.NAME.health`): every `interval`, a `GET path` to each target
+//! (its own connection pool, `User-Agent: portcullis-health-check`); a 2xx or 3xx answer within
+//! `timeout` passes. `unhealthy_threshold` failures in a row take a target out of the rotation,
+//! `healthy_threshold` passes in a row bring it back. Targets start in the rotation and are
+//! checked at once. The task ends when the upstream is no longer served (it holds a weak
+//! reference only).
+
+use super::compile::health_path;
+use super::{Upstream, UpstreamKind};
+use crate::config::issues::Issues;
+use crate::config::raw::RawHealth;
+use crate::tls::HttpsClientOptions;
+use bytes::Bytes;
+use http::uri::PathAndQuery;
+use http::{Request, Uri};
+use http_body_util::Empty;
+use rustls::pki_types::CertificateDer;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+#[derive(Debug)]
+pub struct HealthCheck {
+    pub path: PathAndQuery,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub unhealthy_threshold: u32,
+    pub healthy_threshold: u32,
+    /// The upstream's transport settings, which the checks share.
+    pub(super) http2_only: bool,
+    pub(super) ca: Vec<CertificateDer<'static>>,
+    pub(super) connect_timeout: Duration,
+}
+
+impl HealthCheck {
+    pub(super) fn compile(at: &str, raw: &RawHealth, issues: &mut Issues) -> Option<HealthCheck> {
+        let before = issues.len();
+        let path = health_path(raw.path.as_str())
+            .map_err(|e| issues.add(format!("{at}.path"), e))
+            .ok();
+        let interval = raw.interval.map_or(Duration::from_secs(5), |d| d.0);
+        let timeout = raw.timeout.map_or(Duration::from_secs(1), |d| d.0);
+        if interval < Duration::from_millis(100) {
+            issues.add(format!("{at}.interval"), "at least 100ms");
+        }
+        if timeout.is_zero() || timeout > interval {
+            issues.add(
+                format!("{at}.timeout"),
+                format!("more than 0 and at most the interval ({interval:?})"),
+            );
+        }
+        let threshold = |v: Option<crate::values::Num>, field: &str, issues: &mut Issues| {
+            let n = v.map_or(0, |n| n.0);
+            if v.is_some() && !(1..=100).contains(&n) {
+                issues.add(format!("{at}.{field}"), "between 1 and 100");
+            }
+            n as u32
+        };
+        let unhealthy = threshold(raw.unhealthy_threshold, "unhealthy_threshold", issues);
+        let healthy = threshold(raw.healthy_threshold, "healthy_threshold", issues);
+        if issues.len() > before {
+            return None;
+        }
+        Some(HealthCheck {
+            path: path?,
+            interval,
+            timeout,
+            unhealthy_threshold: if unhealthy == 0 { 2 } else { unhealthy },
+            healthy_threshold: healthy.max(1),
+            http2_only: false,
+            ca: Vec::new(),
+            connect_timeout: Duration::from_secs(5),
+        })
+    }
+}
+
+/// Starts the checks of `up`, if it has any. Called once per upstream.
+pub(super) fn start(up: &Arc<Upstream>) {
+    let UpstreamKind::Http(h) = &up.kind else {
+        return;
+    };
+    let Some(check) = &h.health else { return };
+    let client = match crate::tls::https_client::<Empty<Bytes>>(&HttpsClientOptions {
+        ca: &check.ca,
+        connect_timeout: check.connect_timeout.min(check.timeout),
+        idle_timeout: check.interval * 2,
+        http2: true,
+        http2_only: check.http2_only,
+    }) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(upstream = %up.name, error = %e, "health checks cannot start");
+            return;
+        }
+    };
+    let uris: Vec<Uri> = h
+        .targets
+        .iter()
+        .filter_map(|t| {
+            Uri::builder()
+                .scheme(t.scheme.clone())
+                .authority(t.authority.clone())
+                .path_and_query(check.path.clone())
+                .build()
+                .ok()
+        })
+        .collect();
+    let weak: Weak<Upstream> = Arc::downgrade(up);
+    let name = up.name.clone();
+    tokio::spawn(async move {
+        // [passes in a row, failures in a row] per target
+        let mut runs = vec![(0u32, 0u32); uris.len()];
+        loop {
+            let (interval, timeout) = {
+                let Some(up) = weak.upgrade() else { return };
+                let UpstreamKind::Http(h) = &up.kind else {
+                    return;
+                };
+                let Some(c) = &h.health else { return };
+                (c.interval, c.timeout)
+            };
+            let mut set = tokio::task::JoinSet::new();
+            for (i, uri) in uris.iter().enumerate() {
+                let client = client.clone();
+                let uri = uri.clone();
+                set.spawn(async move { (i, probe(&client, uri, timeout).await) });
+            }
+            let results = set.join_all().await;
+            let Some(up) = weak.upgrade() else { return };
+            let UpstreamKind::Http(h) = &up.kind else {
+                return;
+            };
+            let Some(check) = &h.health else { return };
+            for (i, result) in results {
+                let (Some(t), Some(run)) = (h.targets.get(i), runs.get_mut(i)) else {
+                    continue;
+                };
+                let s = &t.stats;
+                match result {
+                    Ok(()) => {
+                        s.checks_ok.fetch_add(1, Relaxed);
+                        *run = (run.0.saturating_add(1), 0);
+                        if s.is_down() && run.0 >= check.healthy_threshold {
+                            s.set_down(false);
+                            tracing::info!(upstream = %name, target = %t.label, "upstream target passes its health checks again: back in the rotation");
+                        }
+                    }
+                    Err(why) => {
+                        s.checks_failed.fetch_add(1, Relaxed);
+                        *run = (0, run.1.saturating_add(1));
+                        if !s.is_down() && run.1 >= check.unhealthy_threshold {
+                            s.set_down(true);
+                            tracing::warn!(upstream = %name, target = %t.label, failed = run.1, reason = %why, "upstream target fails its health checks: out of the rotation");
+                        }
+                    }
+                }
+            }
+            drop(up);
+            tokio::time::sleep(interval).await;
+        }
+    });
+}
+
+/// One check: `Ok` for a 2xx or 3xx answer within `timeout`, else why not.
+async fn probe(
+    client: &crate::tls::HttpsClient<Empty<Bytes>>,
+    uri: Uri,
+    timeout: Duration,
+) -> Result<(), String> {
+    let req = Request::get(uri)
+        .header(http::header::USER_AGENT, "portcullis-health-check")
+        .body(Empty::new())
+        .map_err(|e| e.to_string())?;
+    match tokio::time::timeout(timeout, client.request(req)).await {
+        Err(_) => Err(format!("no answer within {timeout:?}")),
+        Ok(Err(e)) => Err(if e.is_connect() {
+            "connect failed".to_owned()
+        } else {
+            "connection failed".to_owned()
+        }),
+        Ok(Ok(resp)) => {
+            let status = resp.status();
+            // the body is not read: dropping it closes the connection if it was not empty
+            if status.is_success() || status.is_redirection() {
+                Ok(())
+            } else {
+                Err(format!("answered {}", status.as_u16()))
+            }
+        }
+    }
+}
