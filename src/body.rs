@@ -15,7 +15,7 @@ pub enum GwBody {
     /// From a pooled plain-HTTP/1 upstream connection.
     Pooled(crate::upstream::pool::PooledBody),
     /// An upstream answer of a `least_requests` target, counted as in flight until it ends.
-    Counted(Box<GwBody>, crate::upstream::target::InFlight),
+    Counted(Box<GwBody>, crate::upstream::stats::InFlight),
 }
 
 impl GwBody {

@@ -254,7 +254,21 @@ pub async fn explain(snap: &Snapshot, input: &ExplainInput) -> Result<(String, b
         }
     }
     let _ = writeln!(out, "decision: ALLOW");
-    if route.host == crate::route::HostMode::Upstream {
+    let own_authority = match &route.upstream.kind {
+        UpstreamKind::Http(u) => u
+            .targets
+            .iter()
+            .any(|t| matches!(t.transport, crate::upstream::Transport::Client(_))),
+        UpstreamKind::Echo => false,
+    };
+    if own_authority {
+        // as Upstream::send does: TLS names and HTTP/2's :authority must name the target
+        headers.remove(http::header::HOST);
+        let _ = writeln!(
+            out,
+            "host: each target's own authority (https and h2c upstreams)"
+        );
+    } else if route.host == crate::route::HostMode::Upstream {
         let _ = writeln!(out, "host: each target's own authority (host: upstream)");
     }
     let _ = writeln!(out, "headers to the upstream:");

@@ -127,6 +127,62 @@ async fn resetter() -> (String, Arc<AtomicUsize>) {
     (format!("http://{addr}"), taken)
 }
 
+/// A Python HTTP/1.0 server in a process of its own (so it can be killed by PID), answering
+/// every GET with `hello`, head and body in one write: a kill lands before its answer or after
+/// the whole of it, never between the head and the body (a 200 cut short could not be sent
+/// again, and is not what this file tests).
+const ONE_WRITE_SERVER: &str = r#"
+import sys, http.server
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.wfile.write(b"HTTP/1.0 200 OK\r\nContent-Length: 5\r\n\r\nhello")
+    def log_message(self, *a):
+        pass
+class S(http.server.ThreadingHTTPServer):
+    allow_reuse_address = True
+    request_queue_size = 128
+s = S(("127.0.0.1", int(sys.argv[1])), H)
+print(s.server_address[1], flush=True)
+s.serve_forever()
+"#;
+
+struct Killable {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Killable {
+    fn start(port: u16) -> Killable {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new("python3")
+            .args(["-c", ONE_WRITE_SERVER, &port.to_string()])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("no port: {line:?}"));
+        Killable { child, port }
+    }
+
+    /// SIGKILL, by PID: connections in progress are reset, new ones refused.
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Killable {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 /// A loopback address nothing listens on (bound, then released).
 async fn dead_url() -> String {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -342,6 +398,26 @@ async fn a_request_that_never_left_is_sent_to_another_target_whatever_its_method
         Some(4.0)
     );
     assert_eq!(live.count(), 4);
+
+    // with `host: upstream` the request sent again names the target it went to
+    let gw = Gw::start(&format!(
+        "listeners: [{{ name: plain, bind: 127.0.0.1:0 }}]\nupstreams:\n  pool: {{ targets: [\"{dead}\", \"{}\"], eject: {{ after: 1000 }} }}\nroutes:\n  - {{ name: all, match: {{ path_prefix: / }}, upstream: pool, host: upstream, auth: none }}\n",
+        live.url()
+    ))
+    .await;
+    for _ in 0..2 {
+        let r = plain_client()
+            .post(format!("{}/upload", gw.http("plain")))
+            .body("x")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(
+            live.last().header("host"),
+            Some(live.addr.to_string().as_str())
+        );
+    }
 }
 
 #[tokio::test]
@@ -427,6 +503,25 @@ async fn consecutive_5xx_answers_eject_a_target_and_are_passed_on() {
     assert_eq!(target_metric(&text, "ejections_total", &bad.url()), 1.0);
     assert_eq!(target_metric(&text, "healthy", &bad.url()), 0.0);
     assert_eq!(target_metric(&text, "failures_total", &bad.url()), 2.0);
+
+    // a 500 is the application's answer (a client may provoke it), not the target failing:
+    // never counted, never ejecting
+    let app = Controlled::start("app").await;
+    app.status.store(500, Ordering::SeqCst);
+    let other = Controlled::start("other").await;
+    let gw = Gw::start(&one_route(&format!(
+        "{{ targets: [\"{}\", \"{}\"], eject: {{ after: 2, backoff: 60s }} }}",
+        app.url(),
+        other.url()
+    )))
+    .await;
+    for _ in 0..10 {
+        get(&gw, "/x").await;
+    }
+    assert_eq!((app.hits(), other.hits()), (5, 5));
+    let text = metrics_text(&gw).await;
+    assert_eq!(target_metric(&text, "failures_total", &app.url()), 0.0);
+    assert_eq!(target_metric(&text, "healthy", &app.url()), 1.0);
 }
 
 #[tokio::test]
@@ -533,9 +628,7 @@ async fn https_targets_are_balanced_and_health_checked_over_tls() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_target_killed_mid_load_fails_no_idempotent_request_and_its_return_shows() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("x.txt"), "hello").unwrap();
-    let mut servers: Vec<PyHttpServer> = (0..3).map(|_| PyHttpServer::start(dir.path())).collect();
+    let mut servers: Vec<Killable> = (0..3).map(|_| Killable::start(0)).collect();
     let urls: Vec<String> = servers
         .iter()
         .map(|s| format!("http://127.0.0.1:{}", s.port))
@@ -594,7 +687,7 @@ async fn a_target_killed_mid_load_fails_no_idempotent_request_and_its_return_sho
         "{text}"
     );
     // back on its port: after the backoff it takes requests again
-    servers[1] = PyHttpServer::start_on(dir.path(), port);
+    servers[1] = Killable::start(port);
     let served_before = target_metric(&text, "requests_total", &victim);
     let text = wait_metrics(&gw, "the restarted target to take requests", |t| {
         target_metric(t, "requests_total", &victim) > served_before + 20.0
@@ -630,14 +723,18 @@ fn check_refuses_what_targets_cannot_mean() {
     let l = "listeners: [{ name: plain, bind: 127.0.0.1:0 }]\nroutes:\n  - { name: all, match: { path_prefix: / }, upstream: a, auth: none }\n";
     assert_check_fails_with(
         &format!(
-            "{l}upstreams:\n  a: {{ url: http://127.0.0.1:1, targets: [http://127.0.0.1:2] }}\n  b: {{ url: http://127.0.0.1:1, balance: least_requests }}\n  c: {{ targets: [] }}\n  d: {{ targets: [http://127.0.0.1:1, https://127.0.0.1:2] }}\n  e: {{ targets: [http://127.0.0.1:1, http://127.0.0.1:1] }}\n  f: {{ echo: true, targets: [http://127.0.0.1:1] }}\n  g: {{ targets: [http://127.0.0.1:1], health: {{ path: healthz, interval: 1s, timeout: 2s }} }}\n  h: {{ targets: [http://127.0.0.1:1], eject: {{ after: 0, backoff: 10s, max_backoff: 5s }} }}\n  i: {{ targets: [\"http://u:p@127.0.0.1:1\"] }}\n"
+            "{l}upstreams:\n  a: {{ url: http://127.0.0.1:1, targets: [http://127.0.0.1:2] }}\n  b: {{ url: http://127.0.0.1:1, balance: least_requests, health: {{ path: /h }}, eject: {{ after: 2 }}, retries: 1, retry_on_reset: true }}\n  c: {{ targets: [] }}\n  d: {{ targets: [http://127.0.0.1:1, https://127.0.0.1:2] }}\n  e: {{ targets: [http://127.0.0.1:1/a, http://127.0.0.1:1/b] }}\n  f: {{ echo: true, targets: [http://127.0.0.1:1] }}\n  g: {{ targets: [http://127.0.0.1:1, http://127.0.0.1:2], health: {{ path: healthz, interval: 1s, timeout: 2s }} }}\n  h: {{ targets: [http://127.0.0.1:1, http://127.0.0.1:2], eject: {{ after: 0, backoff: 10s, max_backoff: 5s }} }}\n  i: {{ targets: [\"http://u:p@127.0.0.1:1\"] }}\n  j: {{ targets: [http://127.0.0.1:1], retries: 1 }}\n  k: {{ targets: [http://127.0.0.1:1, http://127.0.0.1:2], eject: {{ backoff: 2h }}, retries: 11 }}\n"
         ),
         &[
             "upstreams.a: give either `url` (one address) or `targets` (several), not both",
             "upstreams.b.balance: chooses among `targets`",
+            "upstreams.b.health: chooses among `targets`",
+            "upstreams.b.eject: chooses among `targets`",
+            "upstreams.b.retries: chooses among `targets`",
+            "upstreams.b.retry_on_reset: chooses among `targets`",
             "upstreams.c.targets: needs at least one URL",
             "upstreams.d.targets[1]: the targets of one upstream share one scheme",
-            "upstreams.e.targets[1]: `http://127.0.0.1:1` is listed twice",
+            "upstreams.e.targets[1]: `http://127.0.0.1:1/b`: `http://127.0.0.1:1` is listed twice",
             "upstreams.f: the built-in echo upstream takes none of `targets`",
             "upstreams.g.health.path",
             "upstreams.g.health.timeout: more than 0 and at most the interval",
@@ -645,6 +742,9 @@ fn check_refuses_what_targets_cannot_mean() {
             "upstreams.h.eject.max_backoff: shorter than `backoff`",
             "upstreams.i.targets[0]",
             "user information",
+            "upstreams.j.retries: chooses among `targets`",
+            "upstreams.k.eject.backoff: between 100ms and 1h",
+            "upstreams.k.retries: at most 10",
         ],
     );
     assert_check_fails_with(

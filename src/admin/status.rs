@@ -103,13 +103,13 @@ fn upstream_metrics(
     out: &mut String,
     upstreams: &std::collections::BTreeMap<String, Arc<crate::upstream::Upstream>>,
 ) {
-    use crate::upstream::target::TargetStats;
+    use crate::upstream::stats::TargetStats;
     use crate::upstream::UpstreamKind;
     use std::fmt::Write as _;
     let http: Vec<(String, &crate::upstream::HttpUpstream)> = upstreams
         .values()
         .filter_map(|u| match &u.kind {
-            UpstreamKind::Http(h) => Some((u.name.replace(['"', '\\', '\n'], "_"), &**h)),
+            UpstreamKind::Http(h) => Some((crate::telemetry::metrics::esc(&u.name), &**h)),
             UpstreamKind::Echo => None,
         })
         .collect();

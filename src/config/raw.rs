@@ -314,8 +314,9 @@ pub struct RawUpstream {
     pub health: Option<RawHealth>,
     /// Passive health: when a target is taken out of the rotation and for how long.
     pub eject: Option<RawEject>,
-    /// How many other targets an idempotent request may be retried on after a connect failure
-    /// (or a reset before any answer, for one without a body). Default 2.
+    /// How many other targets a request that never left (a connect failure) may go to; with
+    /// `retry_on_reset`, also an idempotent one without a body after a reset. Default 2, at
+    /// most the number of targets less one.
     pub retries: Option<Num>,
     /// Whether an idempotent request without a body goes to another target after the connection
     /// failed once it was sent (default false: at most once; costs a copy of each such
@@ -352,7 +353,8 @@ pub struct RawHealth {
     expecting = "passive ejection: a mapping such as `{ after: 5, backoff: 10s, max_backoff: 5m }`"
 )]
 pub struct RawEject {
-    /// Consecutive failures (connect failures, resets, timeouts, 5xx answers) that eject a target.
+    /// Consecutive failures (connect failures, resets, timeouts, 502/503/504 answers) that eject
+    /// a target.
     pub after: Option<Num>,
     /// How long the first ejection lasts; each further one in a row doubles it.
     pub backoff: Option<Dur>,

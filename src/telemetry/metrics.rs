@@ -108,7 +108,8 @@ fn observe(m: &DashMap<Arc<str>, Histogram>, k: &Arc<str>, us: u64) {
     m.entry(k.clone()).or_default().observe(us);
 }
 
-fn esc(s: &str) -> String {
+/// A Prometheus label value, escaped (`\\`, `"`, newline).
+pub fn esc(s: &str) -> String {
     s.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")

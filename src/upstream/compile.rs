@@ -2,17 +2,18 @@
 //! their balancing, passive ejection, active health checks and retries. Every problem is
 //! reported at its own field; nothing is opened or connected here.
 
-use super::forward::Retries;
+use super::body::LimitedBody;
 use super::health::HealthCheck;
 use super::pool::H1Pool;
-use super::target::{Eject, Target, TargetStats};
-use super::{HttpUpstream, Transport, UpstreamKind};
+use super::stats::{Eject, Retries, TargetStats};
+use super::target::{Target, Transport};
+use super::{ca_digest, HttpUpstream, Upstream, UpstreamKind};
 use crate::config::issues::Issues;
 use crate::config::raw::RawUpstream;
-use crate::tls::HttpsClientOptions;
+use crate::tls::{HttpsClient, HttpsClientOptions};
 use crate::values::resolve;
 use http::header::HeaderValue;
-use http::uri::{Authority, PathAndQuery, Scheme};
+use http::uri::{Authority, Scheme};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,7 +21,26 @@ use std::time::Duration;
 /// Most targets of one upstream (a request's tried targets are a 64-bit set).
 pub const MAX_TARGETS: usize = 64;
 
-pub(super) fn compile_kind(
+impl Upstream {
+    /// `upstreams.NAME`.
+    pub fn compile(
+        name: &str,
+        raw: &RawUpstream,
+        base: &Path,
+        issues: &mut Issues,
+    ) -> Option<Upstream> {
+        let at = format!("upstreams.{name}");
+        let kind = compile_kind(&at, raw, base, issues)?;
+        Some(Upstream {
+            raw: raw.clone(),
+            ca: ca_digest(raw, base),
+            name: name.to_owned(),
+            kind,
+        })
+    }
+}
+
+fn compile_kind(
     at: &str,
     raw: &RawUpstream,
     base: &Path,
@@ -28,69 +48,9 @@ pub(super) fn compile_kind(
 ) -> Option<UpstreamKind> {
     let before = issues.len();
     if raw.echo == Some(true) {
-        let extra: Vec<&str> = [
-            ("url", raw.url.is_some()),
-            ("targets", raw.targets.is_some()),
-            ("ca", raw.ca.is_some()),
-            ("http2", raw.http2.is_some()),
-            ("balance", raw.balance.is_some()),
-            ("health", raw.health.is_some()),
-            ("eject", raw.eject.is_some()),
-            ("retries", raw.retries.is_some()),
-            ("retry_on_reset", raw.retry_on_reset.is_some()),
-        ]
-        .into_iter()
-        .filter_map(|(f, set)| set.then_some(f))
-        .collect();
-        if !extra.is_empty() {
-            issues.add(
-                at,
-                format!(
-                    "the built-in echo upstream takes none of `{}`",
-                    extra.join("`, `")
-                ),
-            );
-            return None;
-        }
-        return Some(UpstreamKind::Echo);
+        return compile_echo(at, raw, issues);
     }
-    let urls: Vec<(String, &str)> = match (&raw.url, &raw.targets) {
-        (Some(_), Some(_)) => {
-            issues.add(
-                at,
-                "give either `url` (one address) or `targets` (several), not both",
-            );
-            return None;
-        }
-        (None, None) => {
-            issues.add(at, "needs `url`, `targets` or `echo: true`");
-            return None;
-        }
-        (Some(u), None) => vec![(format!("{at}.url"), u.as_str())],
-        (None, Some(t)) => {
-            if t.is_empty() {
-                issues.add(format!("{at}.targets"), "needs at least one URL");
-                return None;
-            }
-            if t.len() > MAX_TARGETS {
-                issues.add(
-                    format!("{at}.targets"),
-                    format!("at most {MAX_TARGETS} targets, not {}", t.len()),
-                );
-                return None;
-            }
-            t.iter()
-                .enumerate()
-                .map(|(i, u)| (format!("{at}.targets[{i}]"), u.as_str()))
-                .collect()
-        }
-    };
-    if raw.balance.is_some() && raw.targets.is_none() {
-        issues.add(
-            format!("{at}.balance"),
-            "chooses among `targets`; with one `url` there is nothing to balance",
-        );
-    }
+    let urls = target_urls(at, raw, issues)?;
     let http2 = raw.http2.unwrap_or(false);
     let connect_timeout = raw.connect_timeout.map_or(Duration::from_secs(5), |d| d.0);
     let ca = match &raw.ca {
@@ -103,27 +63,7 @@ pub(super) fn compile_kind(
         },
         None => Vec::new(),
     };
-    let mut parsed = Vec::with_capacity(urls.len());
-    for (field, url) in &urls {
-        match parse_url(url) {
-            Ok(p) => {
-                if parsed
-                    .iter()
-                    .any(|q: &Parsed| q.label == p.label && q.path == p.path)
-                {
-                    issues.add(field, format!("`{url}` is listed twice"));
-                } else if parsed
-                    .first()
-                    .is_some_and(|q: &Parsed| q.scheme != p.scheme)
-                {
-                    issues.add(field, "the targets of one upstream share one scheme (http or https): they get the same TLS and protocol settings");
-                } else {
-                    parsed.push(p);
-                }
-            }
-            Err(msg) => issues.add(field, msg),
-        }
-    }
+    let parsed = parse_targets(&urls, issues);
     let https = parsed.first().is_some_and(|p| p.scheme == Scheme::HTTPS);
     if http2 && https {
         issues.add(
@@ -167,32 +107,8 @@ pub(super) fn compile_kind(
     };
     let targets = parsed
         .into_iter()
-        .map(|p| {
-            let transport = match &client {
-                Some(c) => Transport::Client(Box::new(c.clone())),
-                None => {
-                    // `host()` keeps an IPv6 literal's brackets, as `connect` wants them.
-                    let port = p.authority.port_u16().unwrap_or(80);
-                    Transport::Pool {
-                        pool: Arc::new(H1Pool::new(
-                            format!("{}:{port}", p.authority.host()),
-                            connect_timeout,
-                            Duration::from_secs(90),
-                        )),
-                        host: p.host,
-                    }
-                }
-            };
-            Target {
-                label: p.label.into(),
-                scheme: p.scheme,
-                authority: p.authority,
-                base_path: p.path,
-                transport,
-                stats: Arc::new(TargetStats::default()),
-            }
-        })
-        .collect();
+        .map(|p| p.into_target(client.as_ref(), connect_timeout))
+        .collect::<Vec<Target>>();
     let health = health.map(|mut h| {
         h.http2_only = http2;
         h.ca = ca;
@@ -212,6 +128,118 @@ pub(super) fn compile_kind(
     ))))
 }
 
+/// `echo: true`, which takes no other field.
+fn compile_echo(at: &str, raw: &RawUpstream, issues: &mut Issues) -> Option<UpstreamKind> {
+    let extra: Vec<&str> = [
+        ("url", raw.url.is_some()),
+        ("targets", raw.targets.is_some()),
+        ("ca", raw.ca.is_some()),
+        ("http2", raw.http2.is_some()),
+        ("balance", raw.balance.is_some()),
+        ("health", raw.health.is_some()),
+        ("eject", raw.eject.is_some()),
+        ("retries", raw.retries.is_some()),
+        ("retry_on_reset", raw.retry_on_reset.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(f, set)| set.then_some(f))
+    .collect();
+    if !extra.is_empty() {
+        issues.add(
+            at,
+            format!(
+                "the built-in echo upstream takes none of `{}`",
+                extra.join("`, `")
+            ),
+        );
+        return None;
+    }
+    Some(UpstreamKind::Echo)
+}
+
+/// The target URLs with the field each came from: `url`, or `targets[i]`. With one address, the
+/// options that only choosing among targets gives meaning to are refused.
+fn target_urls<'r>(
+    at: &str,
+    raw: &'r RawUpstream,
+    issues: &mut Issues,
+) -> Option<Vec<(String, &'r str)>> {
+    let urls: Vec<(String, &str)> = match (&raw.url, &raw.targets) {
+        (Some(_), Some(_)) => {
+            issues.add(
+                at,
+                "give either `url` (one address) or `targets` (several), not both",
+            );
+            return None;
+        }
+        (None, None) => {
+            issues.add(at, "needs `url`, `targets` or `echo: true`");
+            return None;
+        }
+        (Some(u), None) => vec![(format!("{at}.url"), u.as_str())],
+        (None, Some(t)) => {
+            if t.is_empty() {
+                issues.add(format!("{at}.targets"), "needs at least one URL");
+                return None;
+            }
+            if t.len() > MAX_TARGETS {
+                issues.add(
+                    format!("{at}.targets"),
+                    format!("at most {MAX_TARGETS} targets, not {}", t.len()),
+                );
+                return None;
+            }
+            t.iter()
+                .enumerate()
+                .map(|(i, u)| (format!("{at}.targets[{i}]"), u.as_str()))
+                .collect()
+        }
+    };
+    if urls.len() < 2 {
+        for (field, set) in [
+            ("balance", raw.balance.is_some()),
+            ("health", raw.health.is_some()),
+            ("eject", raw.eject.is_some()),
+            ("retries", raw.retries.is_some()),
+            ("retry_on_reset", raw.retry_on_reset.is_some()),
+        ] {
+            if set {
+                issues.add(
+                    format!("{at}.{field}"),
+                    "chooses among `targets`: with one address every request goes to it whatever this says; list two or more `targets`",
+                );
+            }
+        }
+    }
+    Some(urls)
+}
+
+/// Each URL parsed; every address once, all of one scheme.
+fn parse_targets(urls: &[(String, &str)], issues: &mut Issues) -> Vec<Parsed> {
+    let mut parsed: Vec<Parsed> = Vec::with_capacity(urls.len());
+    for (field, url) in urls {
+        match parse_url(url) {
+            Ok(p) => {
+                if parsed.iter().any(|q| q.label == p.label) {
+                    issues.add(
+                        field,
+                        format!(
+                            "`{url}`: `{}` is listed twice (targets are told apart by address)",
+                            p.label
+                        ),
+                    );
+                } else if parsed.first().is_some_and(|q| q.scheme != p.scheme) {
+                    issues.add(field, "the targets of one upstream share one scheme (http or https): they get the same TLS and protocol settings");
+                } else {
+                    parsed.push(p);
+                }
+            }
+            Err(msg) => issues.add(field, msg),
+        }
+    }
+    parsed
+}
+
 struct Parsed {
     scheme: Scheme,
     authority: Authority,
@@ -220,6 +248,35 @@ struct Parsed {
     /// `scheme://authority`.
     label: String,
     host: HeaderValue,
+}
+
+impl Parsed {
+    /// The target, reached by `client` (https, h2c) or a keep-alive pool of its own.
+    fn into_target(self, client: Option<&HttpsClient<LimitedBody>>, connect: Duration) -> Target {
+        let transport = match client {
+            Some(c) => Transport::Client(Box::new(c.clone())),
+            None => {
+                // `host()` keeps an IPv6 literal's brackets, as `connect` wants them.
+                let port = self.authority.port_u16().unwrap_or(80);
+                Transport::Pool {
+                    pool: Arc::new(H1Pool::new(
+                        format!("{}:{port}", self.authority.host()),
+                        connect,
+                        Duration::from_secs(90),
+                    )),
+                    host: self.host,
+                }
+            }
+        };
+        Target {
+            label: self.label.into(),
+            scheme: self.scheme,
+            authority: self.authority,
+            base_path: self.path,
+            transport,
+            stats: Arc::new(TargetStats::default()),
+        }
+    }
 }
 
 fn parse_url(url: &str) -> Result<Parsed, String> {
@@ -261,13 +318,17 @@ fn compile_eject(at: &str, raw: &RawUpstream, issues: &mut Issues) -> Eject {
         }
         e.after = n.0.clamp(1, 1000) as u32;
     }
+    let hour = Duration::from_secs(3600);
     if let Some(d) = r.backoff {
-        if d.0 < Duration::from_millis(100) {
-            issues.add(format!("{at}.eject.backoff"), "at least 100ms");
+        if d.0 < Duration::from_millis(100) || d.0 > hour {
+            issues.add(format!("{at}.eject.backoff"), "between 100ms and 1h");
         }
         e.backoff = d.0;
     }
     if let Some(d) = r.max_backoff {
+        if d.0 > hour {
+            issues.add(format!("{at}.eject.max_backoff"), "at most 1h");
+        }
         e.max_backoff = d.0;
     }
     if e.max_backoff < e.backoff {
@@ -280,13 +341,4 @@ fn compile_eject(at: &str, raw: &RawUpstream, issues: &mut Issues) -> Eject {
         );
     }
     e
-}
-
-/// The health check's path, as a request target.
-pub(super) fn health_path(path: &str) -> Result<PathAndQuery, String> {
-    if !path.starts_with('/') {
-        return Err(format!("`{path}`: a path starting with /"));
-    }
-    path.parse::<PathAndQuery>()
-        .map_err(|e| format!("`{path}` is not a request path: {e}"))
 }

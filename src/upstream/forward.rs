@@ -11,8 +11,9 @@
 //! A single target (`url:`) goes straight to it: no copy of the request is kept.
 
 use super::body::{body_fault, BodyFault, LimitedBody};
-use super::target::{Eject, InFlight, Target};
-use super::{Exchange, HttpUpstream, Transport};
+use super::stats::{Eject, InFlight, Retries};
+use super::target::{Target, Transport};
+use super::{Exchange, HttpUpstream};
 use crate::body::GwBody;
 use crate::config::raw::Balance;
 use crate::error::{Reason, Reject};
@@ -34,17 +35,6 @@ enum Failure {
     BadTarget,
 }
 
-/// When a request goes to another target.
-#[derive(Debug, Clone, Copy)]
-pub struct Retries {
-    /// How many other targets a request may be sent to after the first failed.
-    pub max: u32,
-    /// Also an idempotent request without a body after a reset (the copy of its head this
-    /// needs costs about 1 700 instructions a request: benches/load/callgrind `CG_TARGETS=3
-    /// CG_RETRY_ON_RESET=true`). Off by default.
-    pub on_reset: bool,
-}
-
 /// What is kept of a request without a body to send it again.
 struct Head {
     method: Method,
@@ -54,7 +44,7 @@ struct Head {
 
 impl HttpUpstream {
     pub(super) fn new(
-        targets: Box<[Target]>,
+        targets: Vec<Target>,
         balance: Balance,
         timeout: Duration,
         eject: Eject,
@@ -69,7 +59,7 @@ impl HttpUpstream {
             consumes_unsent: targets
                 .iter()
                 .any(|t| matches!(t.transport, Transport::Client(_))),
-            targets,
+            targets: targets.into(),
             balance,
             next: AtomicUsize::new(0),
             timeout,
@@ -150,7 +140,10 @@ impl HttpUpstream {
                 (self.balance == Balance::LeastRequests).then(|| InFlight::new(&t.stats));
             let (failure, unsent) = match t.send(req, target, target_host, deadline).await {
                 Ok(resp) => {
-                    if resp.status().is_server_error() {
+                    // 502/503/504: the target says it cannot serve. Not any 5xx: a client
+                    // that can make the application fail (500) must not be able to eject
+                    // targets one by one and steer the load.
+                    if matches!(resp.status().as_u16(), 502..=504) {
                         self.failed(upstream, t);
                     } else {
                         t.stats.succeeded();

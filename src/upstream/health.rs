@@ -1,12 +1,12 @@
 //! Active health checks (`upstreams.NAME.health`): every `interval`, a `GET path` to each target
-//! (its own connection pool, `User-Agent: portcullis-health-check`); a 2xx or 3xx answer within
+//! (from its host's root: a target URL's path prefix is not added; its own connection pool,
+//! `User-Agent: portcullis-health-check`); a 2xx or 3xx answer within
 //! `timeout` passes. `unhealthy_threshold` failures in a row take a target out of the rotation,
 //! `healthy_threshold` passes in a row bring it back. Targets start in the rotation and are
 //! checked at once. The task ends when the upstream is no longer served (it holds a weak
 //! reference only).
 
-use super::compile::health_path;
-use super::{Upstream, UpstreamKind};
+use super::target::Target;
 use crate::config::issues::Issues;
 use crate::config::raw::RawHealth;
 use crate::tls::HttpsClientOptions;
@@ -74,12 +74,9 @@ impl HealthCheck {
     }
 }
 
-/// Starts the checks of `up`, if it has any. Called once per upstream.
-pub(super) fn start(up: &Arc<Upstream>) {
-    let UpstreamKind::Http(h) = &up.kind else {
-        return;
-    };
-    let Some(check) = &h.health else { return };
+/// Starts the checks of the `targets` of upstream `name`. Called once per upstream; the task
+/// holds the targets weakly and ends when the upstream is no longer served.
+pub(super) fn start(name: &str, targets: &Arc<[Target]>, check: &HealthCheck) {
     let client = match crate::tls::https_client::<Empty<Bytes>>(&HttpsClientOptions {
         ca: &check.ca,
         connect_timeout: check.connect_timeout.min(check.timeout),
@@ -89,50 +86,46 @@ pub(super) fn start(up: &Arc<Upstream>) {
     }) {
         Ok(c) => c,
         Err(e) => {
-            tracing::error!(upstream = %up.name, error = %e, "health checks cannot start");
+            tracing::error!(upstream = %name, error = %e, "health checks cannot start");
             return;
         }
     };
-    let uris: Vec<Uri> = h
-        .targets
+    // (target index, what to GET): the path from the host's root, the target's own path
+    // prefix not added
+    let uris: Vec<(usize, Uri)> = targets
         .iter()
-        .filter_map(|t| {
+        .enumerate()
+        .filter_map(|(i, t)| {
             Uri::builder()
                 .scheme(t.scheme.clone())
                 .authority(t.authority.clone())
                 .path_and_query(check.path.clone())
                 .build()
                 .ok()
+                .map(|u| (i, u))
         })
         .collect();
-    let weak: Weak<Upstream> = Arc::downgrade(up);
-    let name = up.name.clone();
+    let weak: Weak<[Target]> = Arc::downgrade(targets);
+    let name = name.to_owned();
+    let (interval, timeout) = (check.interval, check.timeout);
+    let (unhealthy, healthy) = (check.unhealthy_threshold, check.healthy_threshold);
+    let mut runs = vec![(0u32, 0u32); targets.len()];
     tokio::spawn(async move {
-        // [passes in a row, failures in a row] per target
-        let mut runs = vec![(0u32, 0u32); uris.len()];
         loop {
-            let (interval, timeout) = {
-                let Some(up) = weak.upgrade() else { return };
-                let UpstreamKind::Http(h) = &up.kind else {
-                    return;
-                };
-                let Some(c) = &h.health else { return };
-                (c.interval, c.timeout)
-            };
+            if weak.strong_count() == 0 {
+                return;
+            }
             let mut set = tokio::task::JoinSet::new();
-            for (i, uri) in uris.iter().enumerate() {
-                let client = client.clone();
-                let uri = uri.clone();
+            for (i, uri) in &uris {
+                let (i, client, uri) = (*i, client.clone(), uri.clone());
                 set.spawn(async move { (i, probe(&client, uri, timeout).await) });
             }
             let results = set.join_all().await;
-            let Some(up) = weak.upgrade() else { return };
-            let UpstreamKind::Http(h) = &up.kind else {
+            let Some(targets) = weak.upgrade() else {
                 return;
             };
-            let Some(check) = &h.health else { return };
             for (i, result) in results {
-                let (Some(t), Some(run)) = (h.targets.get(i), runs.get_mut(i)) else {
+                let (Some(t), Some(run)) = (targets.get(i), runs.get_mut(i)) else {
                     continue;
                 };
                 let s = &t.stats;
@@ -140,7 +133,7 @@ pub(super) fn start(up: &Arc<Upstream>) {
                     Ok(()) => {
                         s.checks_ok.fetch_add(1, Relaxed);
                         *run = (run.0.saturating_add(1), 0);
-                        if s.is_down() && run.0 >= check.healthy_threshold {
+                        if s.is_down() && run.0 >= healthy {
                             s.set_down(false);
                             tracing::info!(upstream = %name, target = %t.label, "upstream target passes its health checks again: back in the rotation");
                         }
@@ -148,14 +141,14 @@ pub(super) fn start(up: &Arc<Upstream>) {
                     Err(why) => {
                         s.checks_failed.fetch_add(1, Relaxed);
                         *run = (0, run.1.saturating_add(1));
-                        if !s.is_down() && run.1 >= check.unhealthy_threshold {
+                        if !s.is_down() && run.1 >= unhealthy {
                             s.set_down(true);
                             tracing::warn!(upstream = %name, target = %t.label, failed = run.1, reason = %why, "upstream target fails its health checks: out of the rotation");
                         }
                     }
                 }
             }
-            drop(up);
+            drop(targets);
             tokio::time::sleep(interval).await;
         }
     });
@@ -188,4 +181,13 @@ async fn probe(
             }
         }
     }
+}
+
+/// The health check's path, as a request target.
+fn health_path(path: &str) -> Result<PathAndQuery, String> {
+    if !path.starts_with('/') {
+        return Err(format!("`{path}`: a path starting with /"));
+    }
+    path.parse::<PathAndQuery>()
+        .map_err(|e| format!("`{path}` is not a request path: {e}"))
 }

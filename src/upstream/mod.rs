@@ -15,20 +15,20 @@ pub mod echo;
 pub mod forward;
 pub mod health;
 pub mod pool;
+pub mod stats;
 pub mod target;
 pub mod tunnel;
 
+pub use self::target::Transport;
+
 use self::body::{body_fault, LimitedBody};
-use self::pool::H1Pool;
-use self::target::{Eject, Target};
+use self::stats::{Eject, Retries};
+use self::target::Target;
 use crate::body::GwBody;
-use crate::config::issues::Issues;
 use crate::config::raw::{Balance, RawUpstream};
 use crate::conn::ConnInfo;
 use crate::error::{Reason, Reject};
-use crate::tls::HttpsClient;
 use crate::values::resolve;
-use http::header::HeaderValue;
 use http::{Response, StatusCode};
 use hyper::body::Incoming;
 use std::path::Path;
@@ -38,9 +38,9 @@ use std::time::Duration;
 
 #[derive(Debug)]
 pub struct Upstream {
-    raw: RawUpstream,
+    pub(super) raw: RawUpstream,
     /// SHA-256 of the `ca` file as it was read.
-    ca: Option<[u8; 32]>,
+    pub(super) ca: Option<[u8; 32]>,
     pub name: String,
     pub kind: UpstreamKind,
 }
@@ -55,13 +55,14 @@ pub enum UpstreamKind {
 /// An `http://` or `https://` upstream: one target (`url`) or several (`targets`).
 #[derive(Debug)]
 pub struct HttpUpstream {
-    pub targets: Box<[Target]>,
+    /// Shared with the health checks, which hold it weakly (they end with the upstream).
+    pub targets: Arc<[Target]>,
     pub balance: Balance,
     /// Where round robin (and least-requests' tie-break) goes next.
     next: AtomicUsize,
     pub timeout: Duration,
     pub eject: Eject,
-    pub retries: forward::Retries,
+    pub retries: Retries,
     /// hyper-util's client (https, h2c) consumes a request it could not send: a copy is kept
     /// to send one again even after a connect failure.
     consumes_unsent: bool,
@@ -69,20 +70,6 @@ pub struct HttpUpstream {
     pub health: Option<health::HealthCheck>,
     /// Whether the active health checks run (started once, by the first snapshot holding it).
     started: AtomicBool,
-}
-
-/// How requests reach an upstream. Either way `X-Forwarded-Host` carries the client's host.
-#[derive(Debug)]
-pub enum Transport {
-    /// Plain HTTP/1.1: the gateway's own keep-alive pool ([`pool`]). The upstream gets the
-    /// client's `Host`, or `host` (its own authority) when the client sent none.
-    Pool {
-        pool: Arc<H1Pool>,
-        host: HeaderValue,
-    },
-    /// https (HTTP/1.1 or h2 by ALPN) and h2c: hyper-util's client. `Host` / `:authority` name
-    /// the upstream itself (TLS names and HTTP/2's `:authority` must).
-    Client(Box<HttpsClient<LimitedBody>>),
 }
 
 /// A request on its way to the upstream: the head as rewritten at the trust boundary, the
@@ -118,29 +105,14 @@ impl Upstream {
         self.raw == *raw && self.ca == ca_digest(raw, base)
     }
 
-    /// `upstreams.NAME`.
-    pub fn compile(
-        name: &str,
-        raw: &RawUpstream,
-        base: &Path,
-        issues: &mut Issues,
-    ) -> Option<Upstream> {
-        let at = format!("upstreams.{name}");
-        let kind = compile::compile_kind(&at, raw, base, issues)?;
-        Some(Upstream {
-            raw: raw.clone(),
-            ca: ca_digest(raw, base),
-            name: name.to_owned(),
-            kind,
-        })
-    }
-
     /// Starts the upstream's active health checks, if it has any (once: a reload keeping the
     /// upstream keeps its checks).
     pub fn start(self: &Arc<Self>) {
         if let UpstreamKind::Http(h) = &self.kind {
-            if h.health.is_some() && h.start_once() {
-                health::start(self);
+            if let Some(check) = &h.health {
+                if h.start_once() {
+                    health::start(&self.name, &h.targets, check);
+                }
             }
         }
     }
@@ -197,7 +169,7 @@ impl Upstream {
     }
 }
 
-fn ca_digest(raw: &RawUpstream, base: &Path) -> Option<[u8; 32]> {
+pub(super) fn ca_digest(raw: &RawUpstream, base: &Path) -> Option<[u8; 32]> {
     let file = resolve(base, raw.ca.as_ref()?.as_str());
     std::fs::read(file).ok().map(|b| crate::digest::sha256(&b))
 }
