@@ -103,6 +103,31 @@ enum TokensCmd {
 }
 
 #[derive(Subcommand)]
+enum UsersCmd {
+    /// Add a local user; the password is read from standard input (a prompt without echo on a
+    /// terminal).
+    Add {
+        /// The username (the user's `sub`): 1-64 of A-Z a-z 0-9 . _ @ -.
+        name: String,
+        /// Scopes the user may grant, separated by spaces or commas.
+        #[arg(long)]
+        scopes: Option<String>,
+    },
+    /// List users (never a password or hash).
+    List,
+    /// Set a user's password (read from standard input, as for `add`).
+    Passwd {
+        /// The username.
+        name: String,
+    },
+    /// Remove a user.
+    Remove {
+        /// The username.
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum ClientsCmd {
     /// Register a client of the built-in authorization server; prints `client_id: ...` and,
     /// for a client with a secret, `client_secret: pcs_...` (shown once).
@@ -237,6 +262,13 @@ enum Cmd {
         #[command(subcommand)]
         cmd: ClientsCmd,
     },
+    /// Manage the built-in authorization server's local users through the admin API.
+    Users {
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[command(subcommand)]
+        cmd: UsersCmd,
+    },
     /// The built-in authorization server, through the admin API.
     Oauth {
         #[command(flatten)]
@@ -272,11 +304,15 @@ fn main() -> ExitCode {
     };
     let admin_command = matches!(
         cli.cmd,
-        Cmd::Keys { .. } | Cmd::Tokens { .. } | Cmd::Clients { .. } | Cmd::Oauth { .. }
+        Cmd::Keys { .. }
+            | Cmd::Tokens { .. }
+            | Cmd::Clients { .. }
+            | Cmd::Users { .. }
+            | Cmd::Oauth { .. }
     );
     if (top.0.is_some() || top.1) && !admin_command {
         eprintln!(
-            "portcullis: --admin and --json go with the admin commands (keys, tokens, clients, oauth)"
+            "portcullis: --admin and --json go with the admin commands (keys, tokens, clients, users, oauth)"
         );
         return ExitCode::from(1);
     }
@@ -284,6 +320,7 @@ fn main() -> ExitCode {
         Cmd::Keys { admin, cmd } => admin_cmd(&merged(admin), Admin::Keys(cmd)),
         Cmd::Tokens { admin, cmd } => admin_cmd(&merged(admin), Admin::Tokens(cmd)),
         Cmd::Clients { admin, cmd } => admin_cmd(&merged(admin), Admin::Clients(cmd)),
+        Cmd::Users { admin, cmd } => admin_cmd(&merged(admin), Admin::Users(cmd)),
         Cmd::Oauth {
             admin,
             cmd: OauthCmd::Keys { cmd },
@@ -430,6 +467,7 @@ enum Admin {
     Keys(KeysCmd),
     Tokens(TokensCmd),
     Clients(ClientsCmd),
+    Users(UsersCmd),
     OauthKeys(OauthKeysCmd),
 }
 
@@ -528,6 +566,7 @@ fn request_of(cmd: &Admin) -> Result<Call, (u8, String)> {
             (Method::DELETE, format!("/admin/revocations/{jti}"), None)
         }
         Admin::Clients(c) => client_request(c)?,
+        Admin::Users(c) => user_request(c)?,
         Admin::OauthKeys(OauthKeysCmd::List) => (Method::GET, "/admin/oauth/keys".into(), None),
         Admin::OauthKeys(OauthKeysCmd::Rotate) => {
             (Method::POST, "/admin/oauth/keys/rotate".into(), None)
@@ -588,6 +627,47 @@ fn client_request(cmd: &ClientsCmd) -> Result<Call, (u8, String)> {
         ),
         ClientsCmd::Delete { id } => (Method::DELETE, format!("/admin/clients/{id}"), None),
     })
+}
+
+/// The request a `users` command makes.
+fn user_request(c: &UsersCmd) -> Result<Call, (u8, String)> {
+    use http::Method;
+    use serde_json::json as j;
+    Ok(match c {
+        UsersCmd::Add { name, scopes } => {
+            let mut b = j!({"username": name, "password": read_password()?});
+            if let Some(s) = scopes {
+                b["scopes"] = j!(portcullis::admin_client::scopes(s));
+            }
+            (Method::POST, "/admin/users".into(), Some(b))
+        }
+        UsersCmd::List => (Method::GET, "/admin/users".into(), None),
+        UsersCmd::Passwd { name } => (
+            Method::PATCH,
+            format!("/admin/users/{name}"),
+            Some(j!({"password": read_password()?})),
+        ),
+        UsersCmd::Remove { name } => (Method::DELETE, format!("/admin/users/{name}"), None),
+    })
+}
+
+/// A password from standard input: prompted for twice without echo on a terminal, else the
+/// first line (without its line end).
+fn read_password() -> Result<String, (u8, String)> {
+    use std::io::IsTerminal;
+    let fail = |e: std::io::Error| (1, format!("reading the password: {e}"));
+    if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password("password: ").map_err(fail)?;
+        let again = rpassword::prompt_password("again: ").map_err(fail)?;
+        if first != again {
+            return Err((1, "the passwords differ".into()));
+        }
+        return Ok(first);
+    }
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).map_err(fail)?;
+    let pw = line.strip_suffix('\n').unwrap_or(&line);
+    Ok(pw.strip_suffix('\r').unwrap_or(pw).to_owned())
 }
 
 async fn admin_cmd_async(base: &str, json: bool, cmd: Admin) -> Result<String, (u8, String)> {
@@ -683,6 +763,22 @@ async fn admin_cmd_async(base: &str, json: bool, cmd: Admin) -> Result<String, (
             table(&rows, &[("jti", "JTI"), ("until", "UNTIL")])
         }
         Admin::Tokens(TokensCmd::Unrevoke { jti }) => format!("lifted the revocation of {jti}\n"),
+        Admin::Users(UsersCmd::Add { .. } | UsersCmd::Passwd { .. }) => {
+            fields(&a.body, &["username", "scopes", "created_at", "updated_at"])
+        }
+        Admin::Users(UsersCmd::List) => {
+            let rows = a.body["users"].as_array().cloned().unwrap_or_default();
+            table(
+                &rows,
+                &[
+                    ("username", "USERNAME"),
+                    ("scopes", "SCOPES"),
+                    ("created_at", "CREATED"),
+                    ("updated_at", "UPDATED"),
+                ],
+            )
+        }
+        Admin::Users(UsersCmd::Remove { name }) => format!("removed {name}\n"),
         Admin::Clients(c) => portcullis::admin_client::client_output(
             match c {
                 ClientsCmd::Create { .. } => "create",

@@ -43,7 +43,7 @@ fn not_found() -> ApiError {
     err(StatusCode::NOT_FOUND, "not_found", "no such client")
 }
 
-fn no_server(gw: &Gateway) -> Result<(), ApiError> {
+pub(super) fn no_server(gw: &Gateway) -> Result<(), ApiError> {
     if gw.snapshot().oauth.is_none() {
         return Err(err(
             StatusCode::NOT_FOUND,
@@ -73,7 +73,7 @@ fn check_audiences(a: &[String]) -> Result<(), ApiError> {
 }
 
 /// RFC 6749 scope tokens: `%x21 / %x23-5B / %x5D-7E`.
-fn check_scope_tokens(scopes: &[String]) -> Result<(), ApiError> {
+pub(super) fn check_scope_tokens(scopes: &[String]) -> Result<(), ApiError> {
     check_scopes(scopes)?;
     for s in scopes {
         if s.bytes()

@@ -6,6 +6,7 @@ pub mod api;
 pub mod clients;
 pub mod keys;
 pub mod status;
+pub mod users;
 
 use crate::body::GwBody;
 use crate::clock::{parse_rfc3339, rfc3339};
@@ -230,6 +231,13 @@ async fn route(gw: Arc<Gateway>, req: Request<Incoming>) -> Result<Response<GwBo
         (Method::POST, ["admin", "clients", id, "rotate"]) => {
             clients::rotate_secret(&gw, id, &body, now, actor).await
         }
+        (Method::POST, ["admin", "users"]) => users::create(&gw, &body, now, actor).await,
+        (Method::GET, ["admin", "users"]) => users::list(&gw).await,
+        (Method::GET, ["admin", "users", name]) => users::show(&gw, name).await,
+        (Method::PATCH, ["admin", "users", name]) => {
+            users::patch(&gw, name, &body, now, actor).await
+        }
+        (Method::DELETE, ["admin", "users", name]) => users::delete(&gw, name, actor).await,
         (Method::GET, ["admin", "oauth", "keys"]) => clients::list_keys(&gw, now),
         (Method::POST, ["admin", "oauth", "keys", "rotate"]) => {
             clients::rotate_keys(&gw, now, actor).await
@@ -246,6 +254,8 @@ async fn route(gw: Arc<Gateway>, req: Request<Incoming>) -> Result<Response<GwBo
             | ["admin", "clients"]
             | ["admin", "clients", _]
             | ["admin", "clients", _, "rotate"]
+            | ["admin", "users"]
+            | ["admin", "users", _]
             | ["admin", "oauth", "keys"]
             | ["admin", "oauth", "keys", "rotate"],
         ) => Err(err(

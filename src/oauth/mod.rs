@@ -6,6 +6,7 @@
 
 pub mod clients;
 pub mod signing;
+pub mod users;
 
 use clients::ClientRing;
 use dashmap::DashMap;

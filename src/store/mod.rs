@@ -10,6 +10,7 @@ pub mod sqlite;
 use crate::keys::{Hash, KeyRow};
 use crate::oauth::clients::{ClientAuth, ClientRow, Grant};
 use crate::oauth::signing::SigningKeyRow;
+use crate::oauth::users::UserRow;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -69,6 +70,15 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         row: &SigningKeyRow,
         unless_activating_after: i64,
     ) -> StoreResult<bool>;
+    /// Local users, by username.
+    fn list_users(&self) -> StoreResult<Vec<UserRow>>;
+    fn get_user(&self, username: &str) -> StoreResult<Option<UserRow>>;
+    /// A new user; an existing username is a `Conflict`.
+    fn insert_user(&self, row: &UserRow) -> StoreResult<()>;
+    /// Replaces a user's password hash, scopes and `updated_at`; `NotFound` when there is none.
+    fn update_user(&self, row: &UserRow) -> StoreResult<()>;
+    /// Whether there was such a user.
+    fn delete_user(&self, username: &str) -> StoreResult<bool>;
     fn setting(&self, name: &str) -> StoreResult<Option<String>>;
     fn set_setting(&self, name: &str, value: &str) -> StoreResult<()>;
     /// False while the store cannot be reached (reported by `/readyz` and `/metrics`).
@@ -309,7 +319,50 @@ pub fn conformance(s: &dyn Store) {
     s.audit("admin-token", "create_key", "key_1", "conformance")
         .unwrap();
     conformance_oauth(s);
+    conformance_users(s);
     assert!(s.is_up());
+}
+
+/// Local users: insert, conflict, read, update, delete. Uses usernames starting `conf-`, which
+/// it removes again.
+#[allow(clippy::unwrap_used)]
+fn conformance_users(s: &dyn Store) {
+    for u in s.list_users().unwrap() {
+        if u.username.starts_with("conf-") {
+            s.delete_user(&u.username).unwrap();
+        }
+    }
+    let mut row = UserRow {
+        username: "conf-alice".into(),
+        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+        scopes: vec!["read:profile".into(), "openid".into()],
+        created_at: 100,
+        updated_at: 100,
+    };
+    s.insert_user(&row).unwrap();
+    assert!(
+        matches!(s.insert_user(&row), Err(StoreError::Conflict(m)) if m.contains("conf-alice"))
+    );
+    assert_eq!(s.get_user("conf-alice").unwrap().as_ref(), Some(&row));
+    assert_eq!(s.get_user("conf-bob").unwrap(), None);
+    row.password_hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdDI$aGFzaDI".into();
+    row.scopes = Vec::new();
+    row.updated_at = 200;
+    s.update_user(&row).unwrap();
+    assert_eq!(s.get_user("conf-alice").unwrap().as_ref(), Some(&row));
+    let ghost = UserRow {
+        username: "conf-ghost".into(),
+        ..row.clone()
+    };
+    assert!(matches!(s.update_user(&ghost), Err(StoreError::NotFound)));
+    assert!(s
+        .list_users()
+        .unwrap()
+        .iter()
+        .any(|u| u.username == "conf-alice"));
+    assert!(s.delete_user("conf-alice").unwrap());
+    assert!(!s.delete_user("conf-alice").unwrap());
+    assert_eq!(s.get_user("conf-alice").unwrap(), None);
 }
 
 #[allow(clippy::unwrap_used)]

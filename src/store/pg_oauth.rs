@@ -1,13 +1,15 @@
 //! The authorization server's tables in PostgreSQL (cluster mode): clients with their secrets,
-//! and signing keys. Each row carries the change number of its last write, so the change feed
+//! signing keys, and local users (read where needed, not through the change feed). Each row carries the change number of its last write, so the change feed
 //! ([`super::pg_feed::Feed`]) brings every replica each new client, edit, rotation, deletion and
 //! signing key, in order.
 
 use super::{
-    attach_secrets, client_row, pg_err as db_err, to_hash, ClientText, StoreError, StoreResult,
+    attach_secrets, client_row, parse_scopes, pg_err as db_err, to_hash, ClientText, StoreError,
+    StoreResult,
 };
 use crate::oauth::clients::ClientRow;
 use crate::oauth::signing::{SigAlg, SigningKeyRow};
+use crate::oauth::users::UserRow;
 use postgres::GenericClient;
 
 pub const SCHEMA: &str = "
@@ -36,6 +38,13 @@ CREATE TABLE IF NOT EXISTS portcullis_oauth_client_secrets (
 );
 CREATE INDEX IF NOT EXISTS portcullis_oauth_client_secrets_by_client
     ON portcullis_oauth_client_secrets(client_id);
+CREATE TABLE IF NOT EXISTS portcullis_oauth_users (
+    username TEXT PRIMARY KEY,
+    password_hash TEXT NOT NULL,
+    scopes TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS portcullis_oauth_signing_keys (
     kid TEXT PRIMARY KEY,
     alg TEXT NOT NULL,
@@ -255,4 +264,84 @@ pub fn insert_signing_key(
     )
     .map_err(db_err)?;
     Ok(true)
+}
+
+const USER_COLUMNS: &str = "username, password_hash, scopes, created_at, updated_at";
+
+fn user_row(r: &postgres::Row) -> StoreResult<UserRow> {
+    Ok(UserRow {
+        username: r.try_get(0).map_err(db_err)?,
+        password_hash: r.try_get(1).map_err(db_err)?,
+        scopes: parse_scopes(r.try_get(2).map_err(db_err)?),
+        created_at: r.try_get(3).map_err(db_err)?,
+        updated_at: r.try_get(4).map_err(db_err)?,
+    })
+}
+
+pub fn list_users(c: &mut impl GenericClient) -> StoreResult<Vec<UserRow>> {
+    c.query(
+        &format!("SELECT {USER_COLUMNS} FROM portcullis_oauth_users ORDER BY username"),
+        &[],
+    )
+    .map_err(db_err)?
+    .iter()
+    .map(user_row)
+    .collect()
+}
+
+pub fn get_user(c: &mut impl GenericClient, username: &str) -> StoreResult<Option<UserRow>> {
+    c.query_opt(
+        &format!("SELECT {USER_COLUMNS} FROM portcullis_oauth_users WHERE username = $1"),
+        &[&username],
+    )
+    .map_err(db_err)?
+    .as_ref()
+    .map(user_row)
+    .transpose()
+}
+
+pub fn insert_user(c: &mut impl GenericClient, r: &UserRow) -> StoreResult<()> {
+    let scopes = serde_json::to_string(&r.scopes).unwrap_or_else(|_| "[]".into());
+    c.execute(
+        &format!("INSERT INTO portcullis_oauth_users ({USER_COLUMNS}) VALUES ($1, $2, $3, $4, $5)"),
+        &[
+            &r.username,
+            &r.password_hash,
+            &scopes,
+            &r.created_at,
+            &r.updated_at,
+        ],
+    )
+    .map_err(|e| match db_err(e) {
+        StoreError::Conflict(_) => {
+            StoreError::Conflict(format!("user `{}` already exists", r.username))
+        }
+        other => other,
+    })?;
+    Ok(())
+}
+
+pub fn update_user(c: &mut impl GenericClient, r: &UserRow) -> StoreResult<()> {
+    let scopes = serde_json::to_string(&r.scopes).unwrap_or_else(|_| "[]".into());
+    let n = c
+        .execute(
+            "UPDATE portcullis_oauth_users SET password_hash = $2, scopes = $3, updated_at = $4 \
+             WHERE username = $1",
+            &[&r.username, &r.password_hash, &scopes, &r.updated_at],
+        )
+        .map_err(db_err)?;
+    if n == 0 {
+        return Err(StoreError::NotFound);
+    }
+    Ok(())
+}
+
+pub fn delete_user(c: &mut impl GenericClient, username: &str) -> StoreResult<bool> {
+    let n = c
+        .execute(
+            "DELETE FROM portcullis_oauth_users WHERE username = $1",
+            &[&username],
+        )
+        .map_err(db_err)?;
+    Ok(n > 0)
 }

@@ -19,6 +19,7 @@ use super::{pg_err as db_err, pg_oauth};
 use crate::keys::{Env, Hash, KeyRow};
 use crate::oauth::clients::ClientRow;
 use crate::oauth::signing::SigningKeyRow;
+use crate::oauth::users::UserRow;
 use postgres::{Client, NoTls};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
@@ -527,6 +528,26 @@ impl Store for Postgres {
         unless_activating_after: i64,
     ) -> StoreResult<bool> {
         self.write(|tx| pg_oauth::insert_signing_key(tx, row, unless_activating_after))
+    }
+
+    fn list_users(&self) -> StoreResult<Vec<UserRow>> {
+        self.with(pg_oauth::list_users)
+    }
+
+    fn get_user(&self, username: &str) -> StoreResult<Option<UserRow>> {
+        self.with(|c| pg_oauth::get_user(c, username))
+    }
+
+    fn insert_user(&self, row: &UserRow) -> StoreResult<()> {
+        self.with(|c| pg_oauth::insert_user(c, row))
+    }
+
+    fn update_user(&self, row: &UserRow) -> StoreResult<()> {
+        self.with(|c| pg_oauth::update_user(c, row))
+    }
+
+    fn delete_user(&self, username: &str) -> StoreResult<bool> {
+        self.with(|c| pg_oauth::delete_user(c, username))
     }
 
     fn setting(&self, name: &str) -> StoreResult<Option<String>> {

@@ -8,6 +8,7 @@ use super::{
 use crate::keys::{Env, Hash, KeyRow};
 use crate::oauth::clients::ClientRow;
 use crate::oauth::signing::{SigAlg, SigningKeyRow};
+use crate::oauth::users::UserRow;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::Path;
 use std::sync::Mutex;
@@ -69,6 +70,13 @@ CREATE TABLE IF NOT EXISTS oauth_client_secrets (
     valid_until INTEGER          -- NULL: the current secret
 );
 CREATE INDEX IF NOT EXISTS oauth_client_secrets_by_client ON oauth_client_secrets(client_id);
+CREATE TABLE IF NOT EXISTS oauth_users (
+    username TEXT PRIMARY KEY,
+    password_hash TEXT NOT NULL,
+    scopes TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS oauth_signing_keys (
     kid TEXT PRIMARY KEY,
     alg TEXT NOT NULL,
@@ -525,6 +533,83 @@ impl Store for Sqlite {
         Ok(true)
     }
 
+    fn list_users(&self) -> StoreResult<Vec<UserRow>> {
+        let conn = self.conn();
+        let mut st = conn
+            .prepare(&format!(
+                "SELECT {USER_COLUMNS} FROM oauth_users ORDER BY username"
+            ))
+            .map_err(unavailable)?;
+        let rows = st
+            .query_map([], user_row)
+            .map_err(unavailable)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(unavailable)?;
+        Ok(rows)
+    }
+
+    fn get_user(&self, username: &str) -> StoreResult<Option<UserRow>> {
+        self.conn()
+            .query_row(
+                &format!("SELECT {USER_COLUMNS} FROM oauth_users WHERE username = ?1"),
+                params![username],
+                user_row,
+            )
+            .optional()
+            .map_err(unavailable)
+    }
+
+    fn insert_user(&self, row: &UserRow) -> StoreResult<()> {
+        self.conn()
+            .execute(
+                &format!("INSERT INTO oauth_users ({USER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5)"),
+                params![
+                    row.username,
+                    row.password_hash,
+                    scopes_json(&row.scopes),
+                    row.created_at,
+                    row.updated_at
+                ],
+            )
+            .map_err(|e| match unavailable(e) {
+                StoreError::Conflict(_) => {
+                    StoreError::Conflict(format!("user `{}` already exists", row.username))
+                }
+                other => other,
+            })?;
+        Ok(())
+    }
+
+    fn update_user(&self, row: &UserRow) -> StoreResult<()> {
+        let n = self
+            .conn()
+            .execute(
+                "UPDATE oauth_users SET password_hash = ?2, scopes = ?3, updated_at = ?4 WHERE username = ?1",
+                params![
+                    row.username,
+                    row.password_hash,
+                    scopes_json(&row.scopes),
+                    row.updated_at
+                ],
+            )
+            .map_err(unavailable)?;
+        if n == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    fn delete_user(&self, username: &str) -> StoreResult<bool> {
+        let n = self
+            .conn()
+            .execute(
+                "DELETE FROM oauth_users WHERE username = ?1",
+                params![username],
+            )
+            .map_err(unavailable)?;
+        Ok(n > 0)
+    }
+
     fn setting(&self, name: &str) -> StoreResult<Option<String>> {
         self.conn()
             .query_row(
@@ -545,6 +630,22 @@ impl Store for Sqlite {
             .map_err(unavailable)?;
         Ok(())
     }
+}
+
+const USER_COLUMNS: &str = "username, password_hash, scopes, created_at, updated_at";
+
+fn scopes_json(s: &[String]) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| "[]".into())
+}
+
+fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<UserRow> {
+    Ok(UserRow {
+        username: r.get(0)?,
+        password_hash: r.get(1)?,
+        scopes: parse_scopes(&r.get::<_, String>(2)?),
+        created_at: r.get(3)?,
+        updated_at: r.get(4)?,
+    })
 }
 
 #[cfg(test)]
