@@ -32,6 +32,7 @@ pub mod normalize;
 pub mod oauth;
 pub mod oauth_server;
 pub mod proxy;
+pub mod return_target;
 pub mod route;
 pub mod router;
 pub mod server;

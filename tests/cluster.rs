@@ -885,3 +885,40 @@ async fn two_replicas_rotating_at_once_end_with_one_active_key() {
         assert_eq!(ka.len(), first.len() + round + 1, "{ka:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_sign_ins_are_counted_exactly_across_replicas() {
+    let db = Db::new("throttle");
+    let url = db.url.clone();
+    tokio::task::spawn_blocking(move || {
+        use portcullis::oauth::users::Throttle;
+        use portcullis::store::Store;
+        let tls = portcullis::store::pg_tls::parse(&url, std::path::Path::new(".")).unwrap();
+        let a =
+            std::sync::Arc::new(portcullis::store::postgres::Postgres::open(&url, &tls).unwrap());
+        let b =
+            std::sync::Arc::new(portcullis::store::postgres::Postgres::open(&url, &tls).unwrap());
+        // never locking here: every failure must be counted, none lost to a race
+        let t = Throttle {
+            after: 1_000,
+            ..Throttle::default()
+        };
+        let threads: Vec<_> = (0..8)
+            .map(|i| {
+                let s = if i % 2 == 0 { a.clone() } else { b.clone() };
+                std::thread::spawn(move || {
+                    for _ in 0..10 {
+                        s.record_login_failure("mallory", 1_000, &t).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for th in threads {
+            th.join().unwrap();
+        }
+        assert_eq!(a.login_failures("mallory").unwrap().unwrap().count, 80);
+        assert_eq!(b.login_failures("mallory").unwrap().unwrap().count, 80);
+    })
+    .await
+    .unwrap();
+}

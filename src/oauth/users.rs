@@ -81,6 +81,76 @@ pub fn check_password(p: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// Sign-in throttling per username (OWASP's account lockout with backoff, NIST SP 800-63B
+/// 5.2.2): after `after` failures in a row (none more than `window` after the previous one or the
+/// end of its lock) the username is
+/// locked for `first_lock` seconds, doubling with each further failure up to `max_lock`; never
+/// for good, and a success clears it. The lock is checked before the password is hashed, so a
+/// locked account refuses the right password too. Unknown usernames are throttled alike (a
+/// refusal must not tell whether the user exists).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Throttle {
+    pub after: u32,
+    pub window: i64,
+    pub first_lock: i64,
+    pub max_lock: i64,
+}
+
+impl Default for Throttle {
+    fn default() -> Self {
+        Throttle {
+            after: 5,
+            window: 900,
+            first_lock: 60,
+            max_lock: 900,
+        }
+    }
+}
+
+/// A username's failed sign-ins as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Failures {
+    /// Failures in a row.
+    pub count: u32,
+    /// Unix seconds of the last one.
+    pub last_at: i64,
+    /// Unix seconds until which sign-in is refused (0: not locked).
+    pub locked_until: i64,
+}
+
+impl Throttle {
+    /// Until when `f` keeps the username locked at `now`, if it does.
+    pub fn locked(&self, f: Option<&Failures>, now: i64) -> Option<i64> {
+        f.map(|f| f.locked_until).filter(|u| *u > now)
+    }
+
+    /// The record after one more failure at `now` (failures while locked are not counted: the
+    /// password was not even checked).
+    pub fn failed(&self, prev: Option<Failures>, now: i64) -> Failures {
+        let mut f = match prev {
+            Some(p) if p.locked_until > now => return p,
+            // a quiet spell of `window` after the last failure (or the end of its lock)
+            Some(p) if now - p.last_at.max(p.locked_until) < self.window => p,
+            _ => Failures {
+                count: 0,
+                last_at: now,
+                locked_until: 0,
+            },
+        };
+        f.count = f.count.saturating_add(1);
+        f.last_at = now;
+        if f.count >= self.after {
+            let doublings = (f.count - self.after).min(30);
+            let lock = self
+                .first_lock
+                .saturating_mul(1 << doublings)
+                .min(self.max_lock);
+            f.locked_until = now + lock;
+        }
+        f
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,5 +179,34 @@ mod tests {
         assert!(check_password("1234567").is_err());
         assert!(check_password("12345678\n").is_err());
         assert!(check_password(&"x".repeat(1025)).is_err());
+    }
+
+    #[test]
+    fn failures_lock_with_a_doubling_backoff_and_start_again_after_the_window() {
+        let t = Throttle::default();
+        let mut f = None;
+        let mut now = 1_000;
+        for _ in 0..4 {
+            f = Some(t.failed(f, now));
+            assert_eq!(t.locked(f.as_ref(), now), None);
+            now += 10;
+        }
+        f = Some(t.failed(f, now));
+        assert_eq!(t.locked(f.as_ref(), now), Some(now + 60));
+        // while locked nothing is counted
+        assert_eq!(t.failed(f, now + 30), f.unwrap());
+        // after the lock: each failure doubles it, up to 15 minutes
+        let mut expect = 120;
+        for _ in 0..5 {
+            now = f.unwrap().locked_until;
+            f = Some(t.failed(f, now));
+            assert_eq!(t.locked(f.as_ref(), now), Some(now + expect.min(900)));
+            expect *= 2;
+        }
+        // a long quiet spell starts the count again
+        now = f.unwrap().locked_until + 900;
+        f = Some(t.failed(f, now));
+        assert_eq!(f.unwrap().count, 1);
+        assert_eq!(t.locked(f.as_ref(), now), None);
     }
 }

@@ -10,7 +10,7 @@ pub mod sqlite;
 use crate::keys::{Hash, KeyRow};
 use crate::oauth::clients::{ClientAuth, ClientRow, Grant};
 use crate::oauth::signing::SigningKeyRow;
-use crate::oauth::users::UserRow;
+use crate::oauth::users::{Failures, Throttle, UserRow};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -79,6 +79,20 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn update_user(&self, row: &UserRow) -> StoreResult<()>;
     /// Whether there was such a user.
     fn delete_user(&self, username: &str) -> StoreResult<bool>;
+    /// A username's failed sign-ins (`None`: none counted).
+    fn login_failures(&self, username: &str) -> StoreResult<Option<Failures>>;
+    /// Counts one more failed sign-in at `now` under `throttle`, atomically across replicas,
+    /// and returns the record as it became.
+    fn record_login_failure(
+        &self,
+        username: &str,
+        now: i64,
+        throttle: &Throttle,
+    ) -> StoreResult<Failures>;
+    /// A successful sign-in: the count starts again.
+    fn clear_login_failures(&self, username: &str) -> StoreResult<()>;
+    /// Drops the records quiet (last failure and lock over) since before `quiet_since`; how many.
+    fn purge_login_failures(&self, quiet_since: i64) -> StoreResult<usize>;
     fn setting(&self, name: &str) -> StoreResult<Option<String>>;
     fn set_setting(&self, name: &str, value: &str) -> StoreResult<()>;
     /// False while the store cannot be reached (reported by `/readyz` and `/metrics`).
@@ -363,6 +377,33 @@ fn conformance_users(s: &dyn Store) {
     assert!(s.delete_user("conf-alice").unwrap());
     assert!(!s.delete_user("conf-alice").unwrap());
     assert_eq!(s.get_user("conf-alice").unwrap(), None);
+
+    // sign-in throttling: counted across calls, locked at the fifth, cleared by a success,
+    // purged when quiet
+    let t = Throttle::default();
+    s.clear_login_failures("conf-mallory").unwrap();
+    assert_eq!(s.login_failures("conf-mallory").unwrap(), None);
+    let mut last = None;
+    for i in 0..5 {
+        last = Some(
+            s.record_login_failure("conf-mallory", 1_000 + i, &t)
+                .unwrap(),
+        );
+    }
+    let f = last.unwrap();
+    assert_eq!((f.count, f.last_at, f.locked_until), (5, 1_004, 1_064));
+    assert_eq!(s.login_failures("conf-mallory").unwrap(), Some(f));
+    // while locked nothing changes
+    assert_eq!(
+        s.record_login_failure("conf-mallory", 1_010, &t).unwrap(),
+        f
+    );
+    s.record_login_failure("conf-other", 1_000, &t).unwrap();
+    s.clear_login_failures("conf-other").unwrap();
+    assert_eq!(s.login_failures("conf-other").unwrap(), None);
+    assert_eq!(s.purge_login_failures(1_064).unwrap(), 0);
+    assert_eq!(s.purge_login_failures(1_065).unwrap(), 1);
+    assert_eq!(s.login_failures("conf-mallory").unwrap(), None);
 }
 
 #[allow(clippy::unwrap_used)]

@@ -9,7 +9,7 @@ use super::{
 };
 use crate::oauth::clients::ClientRow;
 use crate::oauth::signing::{SigAlg, SigningKeyRow};
-use crate::oauth::users::UserRow;
+use crate::oauth::users::{Failures, Throttle, UserRow};
 use postgres::GenericClient;
 
 pub const SCHEMA: &str = "
@@ -44,6 +44,12 @@ CREATE TABLE IF NOT EXISTS portcullis_oauth_users (
     scopes TEXT NOT NULL,
     created_at BIGINT NOT NULL,
     updated_at BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS portcullis_oauth_login_failures (
+    username TEXT PRIMARY KEY,
+    count BIGINT NOT NULL,
+    last_at BIGINT NOT NULL,
+    locked_until BIGINT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS portcullis_oauth_signing_keys (
     kid TEXT PRIMARY KEY,
@@ -344,4 +350,79 @@ pub fn delete_user(c: &mut impl GenericClient, username: &str) -> StoreResult<bo
         )
         .map_err(db_err)?;
     Ok(n > 0)
+}
+
+fn read_failures(
+    c: &mut impl GenericClient,
+    username: &str,
+    lock: &str,
+) -> StoreResult<Option<Failures>> {
+    let row = c
+        .query_opt(
+            &format!(
+                "SELECT count, last_at, locked_until FROM portcullis_oauth_login_failures \
+                 WHERE username = $1{lock}"
+            ),
+            &[&username],
+        )
+        .map_err(db_err)?;
+    row.map(|r| {
+        Ok(Failures {
+            count: u32::try_from(r.try_get::<_, i64>(0).map_err(db_err)?).unwrap_or(u32::MAX),
+            last_at: r.try_get(1).map_err(db_err)?,
+            locked_until: r.try_get(2).map_err(db_err)?,
+        })
+    })
+    .transpose()
+    // the placeholder row of a first failure (count 0) is no record yet
+    .map(|f| f.filter(|f: &Failures| f.count > 0))
+}
+
+pub fn login_failures(c: &mut impl GenericClient, username: &str) -> StoreResult<Option<Failures>> {
+    read_failures(c, username, "")
+}
+
+/// One transaction: a placeholder row so there is a row to lock even for a first failure, the
+/// row locked (`FOR UPDATE`: a failure on another replica waits for this one), then the update.
+pub fn record_login_failure(
+    c: &mut postgres::Client,
+    username: &str,
+    now: i64,
+    throttle: &Throttle,
+) -> StoreResult<Failures> {
+    let mut tx = c.transaction().map_err(db_err)?;
+    tx.execute(
+        "INSERT INTO portcullis_oauth_login_failures (username, count, last_at, locked_until) \
+         VALUES ($1, 0, 0, 0) ON CONFLICT (username) DO NOTHING",
+        &[&username],
+    )
+    .map_err(db_err)?;
+    let prev = read_failures(&mut tx, username, " FOR UPDATE")?;
+    let f = throttle.failed(prev, now);
+    tx.execute(
+        "UPDATE portcullis_oauth_login_failures SET count = $2, last_at = $3, locked_until = $4 \
+         WHERE username = $1",
+        &[&username, &i64::from(f.count), &f.last_at, &f.locked_until],
+    )
+    .map_err(db_err)?;
+    tx.commit().map_err(db_err)?;
+    Ok(f)
+}
+
+pub fn clear_login_failures(c: &mut impl GenericClient, username: &str) -> StoreResult<()> {
+    c.execute(
+        "DELETE FROM portcullis_oauth_login_failures WHERE username = $1",
+        &[&username],
+    )
+    .map_err(db_err)?;
+    Ok(())
+}
+
+pub fn purge_login_failures(c: &mut impl GenericClient, quiet_since: i64) -> StoreResult<usize> {
+    c.execute(
+        "DELETE FROM portcullis_oauth_login_failures WHERE GREATEST(last_at, locked_until) < $1",
+        &[&quiet_since],
+    )
+    .map(|n| n as usize)
+    .map_err(db_err)
 }

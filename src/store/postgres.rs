@@ -19,7 +19,7 @@ use super::{pg_err as db_err, pg_oauth};
 use crate::keys::{Env, Hash, KeyRow};
 use crate::oauth::clients::ClientRow;
 use crate::oauth::signing::SigningKeyRow;
-use crate::oauth::users::UserRow;
+use crate::oauth::users::{Failures, Throttle, UserRow};
 use postgres::{Client, NoTls};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
@@ -548,6 +548,27 @@ impl Store for Postgres {
 
     fn delete_user(&self, username: &str) -> StoreResult<bool> {
         self.with(|c| pg_oauth::delete_user(c, username))
+    }
+
+    fn login_failures(&self, username: &str) -> StoreResult<Option<Failures>> {
+        self.with(|c| pg_oauth::login_failures(c, username))
+    }
+
+    fn record_login_failure(
+        &self,
+        username: &str,
+        now: i64,
+        throttle: &Throttle,
+    ) -> StoreResult<Failures> {
+        self.with(|c| pg_oauth::record_login_failure(c, username, now, throttle))
+    }
+
+    fn clear_login_failures(&self, username: &str) -> StoreResult<()> {
+        self.with(|c| pg_oauth::clear_login_failures(c, username))
+    }
+
+    fn purge_login_failures(&self, quiet_since: i64) -> StoreResult<usize> {
+        self.with(|c| pg_oauth::purge_login_failures(c, quiet_since))
     }
 
     fn setting(&self, name: &str) -> StoreResult<Option<String>> {

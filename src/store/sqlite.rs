@@ -8,7 +8,7 @@ use super::{
 use crate::keys::{Env, Hash, KeyRow};
 use crate::oauth::clients::ClientRow;
 use crate::oauth::signing::{SigAlg, SigningKeyRow};
-use crate::oauth::users::UserRow;
+use crate::oauth::users::{Failures, Throttle, UserRow};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::Path;
 use std::sync::Mutex;
@@ -76,6 +76,12 @@ CREATE TABLE IF NOT EXISTS oauth_users (
     scopes TEXT NOT NULL,
     created_at INTEGER NOT NULL,
     updated_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS oauth_login_failures (
+    username TEXT PRIMARY KEY,
+    count INTEGER NOT NULL,
+    last_at INTEGER NOT NULL,
+    locked_until INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS oauth_signing_keys (
     kid TEXT PRIMARY KEY,
@@ -610,6 +616,52 @@ impl Store for Sqlite {
         Ok(n > 0)
     }
 
+    fn login_failures(&self, username: &str) -> StoreResult<Option<Failures>> {
+        read_failures(&self.conn(), username)
+    }
+
+    fn record_login_failure(
+        &self,
+        username: &str,
+        now: i64,
+        throttle: &Throttle,
+    ) -> StoreResult<Failures> {
+        let mut conn = self.conn();
+        // IMMEDIATE: the read and the write under one lock, for every process on the file
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(unavailable)?;
+        let f = throttle.failed(read_failures(&tx, username)?, now);
+        tx.execute(
+            "INSERT INTO oauth_login_failures (username, count, last_at, locked_until) VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT(username) DO UPDATE SET count = excluded.count, last_at = excluded.last_at, \
+             locked_until = excluded.locked_until",
+            params![username, f.count, f.last_at, f.locked_until],
+        )
+        .map_err(unavailable)?;
+        tx.commit().map_err(unavailable)?;
+        Ok(f)
+    }
+
+    fn clear_login_failures(&self, username: &str) -> StoreResult<()> {
+        self.conn()
+            .execute(
+                "DELETE FROM oauth_login_failures WHERE username = ?1",
+                params![username],
+            )
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    fn purge_login_failures(&self, quiet_since: i64) -> StoreResult<usize> {
+        self.conn()
+            .execute(
+                "DELETE FROM oauth_login_failures WHERE max(last_at, locked_until) < ?1",
+                params![quiet_since],
+            )
+            .map_err(unavailable)
+    }
+
     fn setting(&self, name: &str) -> StoreResult<Option<String>> {
         self.conn()
             .query_row(
@@ -630,6 +682,22 @@ impl Store for Sqlite {
             .map_err(unavailable)?;
         Ok(())
     }
+}
+
+fn read_failures(c: &Connection, username: &str) -> StoreResult<Option<Failures>> {
+    c.query_row(
+        "SELECT count, last_at, locked_until FROM oauth_login_failures WHERE username = ?1",
+        params![username],
+        |r| {
+            Ok(Failures {
+                count: r.get(0)?,
+                last_at: r.get(1)?,
+                locked_until: r.get(2)?,
+            })
+        },
+    )
+    .optional()
+    .map_err(unavailable)
 }
 
 const USER_COLUMNS: &str = "username, password_hash, scopes, created_at, updated_at";

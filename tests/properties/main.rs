@@ -17,6 +17,7 @@
 //!   rules) and the whole verify path (`auth::evaluate`) on arbitrary and mutated tokens, HMAC and
 //!   RSA;
 //! - [`small_parsers`]: durations, rates, rate-limit quotas, RFC 3339, `sha256:` hashes, JWK Sets,
+//!   sign-in return targets (against the WHATWG URL parser),
 //!   client certificates;
 //! - [`config_compile`]: config parse + compile (what `portcullis check` runs) on arbitrary YAML,
 //!   mutated copies of the shipped `gateway.yaml` and grammar-generated configs (no panic);

@@ -152,3 +152,31 @@ fn client_cert_info_survives_mutated_certificates() {
         )
         .unwrap();
 }
+
+proptest! {
+    #![proptest_config(cfg(2048))]
+
+    /// A return target the sign-in pages accept stays on this host under the WHATWG URL parser
+    /// browsers use (reqwest's `Url`), and its path never becomes scheme-relative.
+    #[test]
+    fn accepted_return_targets_stay_on_the_host(s in prop_oneof![
+        "[/\\\\.%2eE:a\t\n ?#]{0,12}",
+        "/[a-z0-9/.%?=&#\\\\]{0,16}",
+        "\\PC{0,16}",
+    ]) {
+        if let Some(t) = portcullis::return_target::safe_return(&s) {
+            let base = reqwest::Url::parse("https://gw.invalid/app/").unwrap();
+            let u = base.join(t).unwrap();
+            prop_assert_eq!(u.host_str(), Some("gw.invalid"), "{:?}", s);
+            prop_assert!(!u.path().starts_with("//"), "{:?} -> {}", s, u);
+            prop_assert!(!u.path().split('/').any(|seg| seg == ".."), "{:?} -> {}", s, u);
+        }
+    }
+
+    /// Plain paths pass as they are.
+    #[test]
+    fn plain_return_paths_pass(segs in proptest::collection::vec("[a-z0-9_-]{1,8}", 0..5), q in "(\\?[a-z]=[a-z0-9/]{0,6})?") {
+        let t = format!("/{}{q}", segs.join("/"));
+        prop_assert_eq!(portcullis::return_target::safe_return(&t), Some(t.as_str()));
+    }
+}
