@@ -247,6 +247,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "config/issues.rs",
             "config/locate.rs",
             "devpki.rs",
+            "return_target.rs",
         ],
     ),
     ("connections and TLS", &["conn.rs", "tls.rs"]),

@@ -6,6 +6,7 @@ pub mod pg_oauth;
 pub mod pg_tls;
 pub mod postgres;
 pub mod sqlite;
+pub mod sqlite_users;
 
 use crate::keys::{Hash, KeyRow};
 use crate::oauth::clients::{ClientAuth, ClientRow, Grant};
@@ -33,6 +34,19 @@ pub(crate) fn pg_err(e: ::postgres::Error) -> StoreError {
         }
     }
     StoreError::Unavailable(e.to_string())
+}
+
+/// A SQLite error as a store error: a constraint violation is a `Conflict`, the rest
+/// `Unavailable`.
+pub(crate) fn sqlite_err(e: rusqlite::Error) -> StoreError {
+    match &e {
+        rusqlite::Error::SqliteFailure(f, msg)
+            if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
+            StoreError::Conflict(msg.clone().unwrap_or_else(|| "constraint".into()))
+        }
+        _ => StoreError::Unavailable(e.to_string()),
+    }
 }
 
 pub trait Store: Send + Sync + std::fmt::Debug {

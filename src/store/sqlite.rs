@@ -1,6 +1,8 @@
 //! The embedded store: SQLite (bundled), WAL, `synchronous=FULL` (an answered admin write
 //! survives a crash), created on first start.
 
+use super::sqlite_err as unavailable;
+use super::sqlite_users;
 use super::{
     attach_secrets, client_row, parse_scopes, to_hash, ClientText, KeyGrouper, Store, StoreError,
     StoreResult,
@@ -141,17 +143,6 @@ fn put_client_secrets(tx: &rusqlite::Transaction<'_>, r: &ClientRow) -> StoreRes
             .map_err(conflict)?;
     }
     Ok(())
-}
-
-fn unavailable(e: rusqlite::Error) -> StoreError {
-    match &e {
-        rusqlite::Error::SqliteFailure(f, msg)
-            if f.code == rusqlite::ErrorCode::ConstraintViolation =>
-        {
-            StoreError::Conflict(msg.clone().unwrap_or_else(|| "constraint".into()))
-        }
-        _ => StoreError::Unavailable(e.to_string()),
-    }
 }
 
 impl Sqlite {
@@ -540,84 +531,27 @@ impl Store for Sqlite {
     }
 
     fn list_users(&self) -> StoreResult<Vec<UserRow>> {
-        let conn = self.conn();
-        let mut st = conn
-            .prepare(&format!(
-                "SELECT {USER_COLUMNS} FROM oauth_users ORDER BY username"
-            ))
-            .map_err(unavailable)?;
-        let rows = st
-            .query_map([], user_row)
-            .map_err(unavailable)?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(unavailable)?;
-        Ok(rows)
+        sqlite_users::list_users(&self.conn())
     }
 
     fn get_user(&self, username: &str) -> StoreResult<Option<UserRow>> {
-        self.conn()
-            .query_row(
-                &format!("SELECT {USER_COLUMNS} FROM oauth_users WHERE username = ?1"),
-                params![username],
-                user_row,
-            )
-            .optional()
-            .map_err(unavailable)
+        sqlite_users::get_user(&self.conn(), username)
     }
 
     fn insert_user(&self, row: &UserRow) -> StoreResult<()> {
-        self.conn()
-            .execute(
-                &format!("INSERT INTO oauth_users ({USER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5)"),
-                params![
-                    row.username,
-                    row.password_hash,
-                    scopes_json(&row.scopes),
-                    row.created_at,
-                    row.updated_at
-                ],
-            )
-            .map_err(|e| match unavailable(e) {
-                StoreError::Conflict(_) => {
-                    StoreError::Conflict(format!("user `{}` already exists", row.username))
-                }
-                other => other,
-            })?;
-        Ok(())
+        sqlite_users::insert_user(&self.conn(), row)
     }
 
     fn update_user(&self, row: &UserRow) -> StoreResult<()> {
-        let n = self
-            .conn()
-            .execute(
-                "UPDATE oauth_users SET password_hash = ?2, scopes = ?3, updated_at = ?4 WHERE username = ?1",
-                params![
-                    row.username,
-                    row.password_hash,
-                    scopes_json(&row.scopes),
-                    row.updated_at
-                ],
-            )
-            .map_err(unavailable)?;
-        if n == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
+        sqlite_users::update_user(&self.conn(), row)
     }
 
     fn delete_user(&self, username: &str) -> StoreResult<bool> {
-        let n = self
-            .conn()
-            .execute(
-                "DELETE FROM oauth_users WHERE username = ?1",
-                params![username],
-            )
-            .map_err(unavailable)?;
-        Ok(n > 0)
+        sqlite_users::delete_user(&self.conn(), username)
     }
 
     fn login_failures(&self, username: &str) -> StoreResult<Option<Failures>> {
-        read_failures(&self.conn(), username)
+        sqlite_users::read_failures(&self.conn(), username)
     }
 
     fn record_login_failure(
@@ -626,40 +560,15 @@ impl Store for Sqlite {
         now: i64,
         throttle: &Throttle,
     ) -> StoreResult<Failures> {
-        let mut conn = self.conn();
-        // IMMEDIATE: the read and the write under one lock, for every process on the file
-        let tx = conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(unavailable)?;
-        let f = throttle.failed(read_failures(&tx, username)?, now);
-        tx.execute(
-            "INSERT INTO oauth_login_failures (username, count, last_at, locked_until) VALUES (?1, ?2, ?3, ?4) \
-             ON CONFLICT(username) DO UPDATE SET count = excluded.count, last_at = excluded.last_at, \
-             locked_until = excluded.locked_until",
-            params![username, f.count, f.last_at, f.locked_until],
-        )
-        .map_err(unavailable)?;
-        tx.commit().map_err(unavailable)?;
-        Ok(f)
+        sqlite_users::record_login_failure(&mut self.conn(), username, now, throttle)
     }
 
     fn clear_login_failures(&self, username: &str) -> StoreResult<()> {
-        self.conn()
-            .execute(
-                "DELETE FROM oauth_login_failures WHERE username = ?1",
-                params![username],
-            )
-            .map_err(unavailable)?;
-        Ok(())
+        sqlite_users::clear_login_failures(&self.conn(), username)
     }
 
     fn purge_login_failures(&self, quiet_since: i64) -> StoreResult<usize> {
-        self.conn()
-            .execute(
-                "DELETE FROM oauth_login_failures WHERE max(last_at, locked_until) < ?1",
-                params![quiet_since],
-            )
-            .map_err(unavailable)
+        sqlite_users::purge_login_failures(&self.conn(), quiet_since)
     }
 
     fn setting(&self, name: &str) -> StoreResult<Option<String>> {
@@ -682,38 +591,6 @@ impl Store for Sqlite {
             .map_err(unavailable)?;
         Ok(())
     }
-}
-
-fn read_failures(c: &Connection, username: &str) -> StoreResult<Option<Failures>> {
-    c.query_row(
-        "SELECT count, last_at, locked_until FROM oauth_login_failures WHERE username = ?1",
-        params![username],
-        |r| {
-            Ok(Failures {
-                count: r.get(0)?,
-                last_at: r.get(1)?,
-                locked_until: r.get(2)?,
-            })
-        },
-    )
-    .optional()
-    .map_err(unavailable)
-}
-
-const USER_COLUMNS: &str = "username, password_hash, scopes, created_at, updated_at";
-
-fn scopes_json(s: &[String]) -> String {
-    serde_json::to_string(s).unwrap_or_else(|_| "[]".into())
-}
-
-fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<UserRow> {
-    Ok(UserRow {
-        username: r.get(0)?,
-        password_hash: r.get(1)?,
-        scopes: parse_scopes(&r.get::<_, String>(2)?),
-        created_at: r.get(3)?,
-        updated_at: r.get(4)?,
-    })
 }
 
 #[cfg(test)]
