@@ -10,6 +10,7 @@ pub mod client_auth;
 mod endpoints;
 pub mod form;
 pub mod lifecycle;
+pub mod pages;
 
 use crate::auth::identity::{no_scopes, AuthMethod, Identity};
 use crate::body::GwBody;
