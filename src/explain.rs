@@ -156,7 +156,7 @@ pub async fn explain(snap: &Snapshot, input: &ExplainInput) -> Result<(String, b
                 .collect();
             match each.as_slice() {
                 [one] => one.clone(),
-                _ => format!("{}: {}", balance_name(u.balance), each.join(", ")),
+                _ => format!("{}: {}", u.balance.as_str(), each.join(", ")),
             }
         }
     };
@@ -254,13 +254,7 @@ pub async fn explain(snap: &Snapshot, input: &ExplainInput) -> Result<(String, b
         }
     }
     let _ = writeln!(out, "decision: ALLOW");
-    let own_authority = match &route.upstream.kind {
-        UpstreamKind::Http(u) => u
-            .targets
-            .iter()
-            .any(|t| matches!(t.transport, crate::upstream::Transport::Client(_))),
-        UpstreamKind::Echo => false,
-    };
+    let own_authority = matches!(&route.upstream.kind, UpstreamKind::Http(u) if u.own_authority());
     if own_authority {
         // as Upstream::send does: TLS names and HTTP/2's :authority must name the target
         headers.remove(http::header::HOST);
@@ -283,11 +277,4 @@ pub async fn explain(snap: &Snapshot, input: &ExplainInput) -> Result<(String, b
         let _ = writeln!(out, "  {k}: {shown}");
     }
     Ok((out, true))
-}
-
-fn balance_name(b: crate::config::raw::Balance) -> &'static str {
-    match b {
-        crate::config::raw::Balance::RoundRobin => "round_robin",
-        crate::config::raw::Balance::LeastRequests => "least_requests",
-    }
 }

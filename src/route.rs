@@ -204,10 +204,9 @@ impl HostMode {
                 }
             }
         };
-        let plain = upstream.is_some_and(|u| {
-            matches!(&u.kind, crate::upstream::UpstreamKind::Http(h)
-                if h.targets.iter().all(|t| matches!(t.transport, crate::upstream::Transport::Pool { .. })))
-        });
+        let plain = upstream.is_some_and(
+            |u| matches!(&u.kind, crate::upstream::UpstreamKind::Http(h) if !h.own_authority()),
+        );
         if mode != HostMode::Preserve && upstream.is_some() && !plain {
             issues.add(
                 format!("{at}.host"),

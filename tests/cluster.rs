@@ -375,7 +375,7 @@ async fn hit(c: &reqwest::Client, gw: &Gw, client: &str) -> reqwest::Response {
         .unwrap()
 }
 
-async fn metric(_c: &reqwest::Client, gw: &Gw, name: &str) -> Option<String> {
+async fn metric(gw: &Gw, name: &str) -> Option<String> {
     let text = metrics_text(gw).await;
     text.lines()
         .find(|l| l.starts_with(name))
@@ -414,7 +414,7 @@ async fn a_shared_limit_admits_its_burst_across_replicas_not_per_replica() {
     // Another client has its own bucket.
     assert_eq!(hit(&http, &b, "client-2").await.status(), 200);
     assert_eq!(
-        metric(&http, &a, "portcullis_redis_fallback_total")
+        metric(&a, "portcullis_redis_fallback_total")
             .await
             .as_deref(),
         Some("0")
@@ -460,14 +460,14 @@ async fn redis_outage_falls_back_as_configured_and_recovers() {
     for _ in 0..7 {
         assert_eq!(hit(&http, &allow, "c").await.status(), 200);
     }
-    let fallbacks: u64 = metric(&http, &local, "portcullis_redis_fallback_total")
+    let fallbacks: u64 = metric(&local, "portcullis_redis_fallback_total")
         .await
         .unwrap()
         .parse()
         .unwrap();
     assert!(fallbacks >= 7, "fallbacks {fallbacks}");
     assert_eq!(
-        metric(&http, &local, "portcullis_store_up{backend=\"redis\"}")
+        metric(&local, "portcullis_store_up{backend=\"redis\"}")
             .await
             .as_deref(),
         Some("0")
@@ -495,7 +495,7 @@ async fn redis_outage_falls_back_as_configured_and_recovers() {
     let t0 = Instant::now();
     loop {
         let _ = hit(&http, &local, "probe").await;
-        let up = metric(&http, &local, "portcullis_store_up{backend=\"redis\"}").await;
+        let up = metric(&local, "portcullis_store_up{backend=\"redis\"}").await;
         if up.as_deref() == Some("1") {
             break;
         }

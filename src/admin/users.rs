@@ -26,7 +26,7 @@ fn not_found() -> ApiError {
     err(StatusCode::NOT_FOUND, "not_found", "no such user")
 }
 
-/// Hashes off the async workers (Argon2id takes tens of milliseconds).
+/// Hashes off the async workers (Argon2id is made to be slow and memory-hard).
 async fn hashed(password: String) -> Result<String, ApiError> {
     check_password(&password).map_err(bad)?;
     tokio::task::spawn_blocking(move || hash_password(&password))

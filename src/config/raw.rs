@@ -332,6 +332,16 @@ pub enum Balance {
     LeastRequests,
 }
 
+impl Balance {
+    /// The config's name for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Balance::RoundRobin => "round_robin",
+            Balance::LeastRequests => "least_requests",
+        }
+    }
+}
+
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 #[serde(
     deny_unknown_fields,

@@ -18,8 +18,8 @@ pub struct UserRow {
     pub updated_at: i64,
 }
 
-/// OWASP's first Argon2id setting (19 MiB, 2 passes, 1 lane): about 30 ms a hash on this
-/// machine's cores, paid at sign-in and when a password is set.
+/// OWASP's first Argon2id setting (19 MiB, 2 passes, 1 lane), paid at sign-in and when a
+/// password is set.
 fn hasher() -> Argon2<'static> {
     let params = Params::new(19 * 1024, 2, 1, None).unwrap_or_default();
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)

@@ -3,8 +3,8 @@
 //! hash in the `Content-Security-Policy` the pages are sent with, so a value that slipped past
 //! escaping still could not run or load anything. Every value from a client registration, a
 //! request or a user (client names, scopes, usernames, messages) is HTML-escaped; forms post to
-//! a relative path only and carry the interaction's CSRF token. Usable without JavaScript, on a
-//! phone and with a screen reader (labels, one heading, native controls).
+//! a relative path only and carry the interaction's CSRF token. Plain forms with native controls,
+//! a label per field and one heading: they need no JavaScript.
 
 use http::header::{self, HeaderName, HeaderValue};
 use std::fmt::Write as _;

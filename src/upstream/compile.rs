@@ -3,7 +3,7 @@
 //! reported at its own field; nothing is opened or connected here.
 
 use super::body::LimitedBody;
-use super::health::HealthCheck;
+use super::health::{CheckTransport, HealthCheck};
 use super::pool::H1Pool;
 use super::stats::{Eject, Retries, TargetStats};
 use super::target::{Target, Transport};
@@ -72,10 +72,14 @@ fn compile_kind(
         );
     }
     let eject = compile_eject(at, raw, issues);
-    let health = raw
-        .health
-        .as_ref()
-        .and_then(|h| HealthCheck::compile(&format!("{at}.health"), h, issues));
+    let health = raw.health.as_ref().and_then(|h| {
+        let transport = CheckTransport {
+            http2_only: http2,
+            ca: ca.clone(),
+            connect_timeout,
+        };
+        HealthCheck::compile(&format!("{at}.health"), h, transport, issues)
+    });
     let retries = match raw.retries {
         Some(n) if n.0 > 10 => {
             issues.add(format!("{at}.retries"), "at most 10");
@@ -109,12 +113,6 @@ fn compile_kind(
         .into_iter()
         .map(|p| p.into_target(client.as_ref(), connect_timeout))
         .collect::<Vec<Target>>();
-    let health = health.map(|mut h| {
-        h.http2_only = http2;
-        h.ca = ca;
-        h.connect_timeout = connect_timeout;
-        h
-    });
     Some(UpstreamKind::Http(Box::new(HttpUpstream::new(
         targets,
         raw.balance.unwrap_or_default(),
@@ -128,6 +126,17 @@ fn compile_kind(
     ))))
 }
 
+/// The options that only choosing among several targets gives meaning to, by whether each is set.
+fn choice_options(raw: &RawUpstream) -> [(&'static str, bool); 5] {
+    [
+        ("balance", raw.balance.is_some()),
+        ("health", raw.health.is_some()),
+        ("eject", raw.eject.is_some()),
+        ("retries", raw.retries.is_some()),
+        ("retry_on_reset", raw.retry_on_reset.is_some()),
+    ]
+}
+
 /// `echo: true`, which takes no other field.
 fn compile_echo(at: &str, raw: &RawUpstream, issues: &mut Issues) -> Option<UpstreamKind> {
     let extra: Vec<&str> = [
@@ -135,13 +144,9 @@ fn compile_echo(at: &str, raw: &RawUpstream, issues: &mut Issues) -> Option<Upst
         ("targets", raw.targets.is_some()),
         ("ca", raw.ca.is_some()),
         ("http2", raw.http2.is_some()),
-        ("balance", raw.balance.is_some()),
-        ("health", raw.health.is_some()),
-        ("eject", raw.eject.is_some()),
-        ("retries", raw.retries.is_some()),
-        ("retry_on_reset", raw.retry_on_reset.is_some()),
     ]
     .into_iter()
+    .chain(choice_options(raw))
     .filter_map(|(f, set)| set.then_some(f))
     .collect();
     if !extra.is_empty() {
@@ -196,13 +201,7 @@ fn target_urls<'r>(
         }
     };
     if urls.len() < 2 {
-        for (field, set) in [
-            ("balance", raw.balance.is_some()),
-            ("health", raw.health.is_some()),
-            ("eject", raw.eject.is_some()),
-            ("retries", raw.retries.is_some()),
-            ("retry_on_reset", raw.retry_on_reset.is_some()),
-        ] {
+        for (field, set) in choice_options(raw) {
             if set {
                 issues.add(
                     format!("{at}.{field}"),

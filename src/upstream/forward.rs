@@ -56,7 +56,7 @@ impl HttpUpstream {
                 max: retries.max.min(targets.len().saturating_sub(1) as u32),
                 ..retries
             },
-            consumes_unsent: targets
+            own_authority: targets
                 .iter()
                 .any(|t| matches!(t.transport, Transport::Client(_))),
             targets: targets.into(),
@@ -128,7 +128,7 @@ impl HttpUpstream {
             // Only a request without a body can be sent again after it left; the pool gives
             // back one that never left, hyper-util's client does not.
             let head = (again
-                && (self.consumes_unsent || (self.retries.on_reset && idempotent))
+                && (self.own_authority || (self.retries.on_reset && idempotent))
                 && http_body::Body::is_end_stream(req.body()))
             .then(|| Head {
                 method: req.method().clone(),

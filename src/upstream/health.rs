@@ -27,13 +27,24 @@ pub struct HealthCheck {
     pub unhealthy_threshold: u32,
     pub healthy_threshold: u32,
     /// The upstream's transport settings, which the checks share.
-    pub(super) http2_only: bool,
-    pub(super) ca: Vec<CertificateDer<'static>>,
-    pub(super) connect_timeout: Duration,
+    transport: CheckTransport,
+}
+
+/// How the checks reach the targets: as the upstream's requests do.
+#[derive(Debug)]
+pub(super) struct CheckTransport {
+    pub http2_only: bool,
+    pub ca: Vec<CertificateDer<'static>>,
+    pub connect_timeout: Duration,
 }
 
 impl HealthCheck {
-    pub(super) fn compile(at: &str, raw: &RawHealth, issues: &mut Issues) -> Option<HealthCheck> {
+    pub(super) fn compile(
+        at: &str,
+        raw: &RawHealth,
+        transport: CheckTransport,
+        issues: &mut Issues,
+    ) -> Option<HealthCheck> {
         let before = issues.len();
         let path = health_path(raw.path.as_str())
             .map_err(|e| issues.add(format!("{at}.path"), e))
@@ -49,15 +60,16 @@ impl HealthCheck {
                 format!("more than 0 and at most the interval ({interval:?})"),
             );
         }
-        let threshold = |v: Option<crate::values::Num>, field: &str, issues: &mut Issues| {
-            let n = v.map_or(0, |n| n.0);
-            if v.is_some() && !(1..=100).contains(&n) {
-                issues.add(format!("{at}.{field}"), "between 1 and 100");
-            }
-            n as u32
-        };
-        let unhealthy = threshold(raw.unhealthy_threshold, "unhealthy_threshold", issues);
-        let healthy = threshold(raw.healthy_threshold, "healthy_threshold", issues);
+        let threshold =
+            |v: Option<crate::values::Num>, field: &str, default, issues: &mut Issues| {
+                let n = v.map_or(default, |n| n.0);
+                if !(1..=100).contains(&n) {
+                    issues.add(format!("{at}.{field}"), "between 1 and 100");
+                }
+                n as u32
+            };
+        let unhealthy = threshold(raw.unhealthy_threshold, "unhealthy_threshold", 2, issues);
+        let healthy = threshold(raw.healthy_threshold, "healthy_threshold", 1, issues);
         if issues.len() > before {
             return None;
         }
@@ -65,11 +77,9 @@ impl HealthCheck {
             path: path?,
             interval,
             timeout,
-            unhealthy_threshold: if unhealthy == 0 { 2 } else { unhealthy },
-            healthy_threshold: healthy.max(1),
-            http2_only: false,
-            ca: Vec::new(),
-            connect_timeout: Duration::from_secs(5),
+            unhealthy_threshold: unhealthy,
+            healthy_threshold: healthy,
+            transport,
         })
     }
 }
@@ -78,11 +88,11 @@ impl HealthCheck {
 /// holds the targets weakly and ends when the upstream is no longer served.
 pub(super) fn start(name: &str, targets: &Arc<[Target]>, check: &HealthCheck) {
     let client = match crate::tls::https_client::<Empty<Bytes>>(&HttpsClientOptions {
-        ca: &check.ca,
-        connect_timeout: check.connect_timeout.min(check.timeout),
+        ca: &check.transport.ca,
+        connect_timeout: check.transport.connect_timeout.min(check.timeout),
         idle_timeout: check.interval * 2,
         http2: true,
-        http2_only: check.http2_only,
+        http2_only: check.transport.http2_only,
     }) {
         Ok(c) => c,
         Err(e) => {

@@ -63,9 +63,10 @@ pub struct HttpUpstream {
     pub timeout: Duration,
     pub eject: Eject,
     pub retries: Retries,
-    /// hyper-util's client (https, h2c) consumes a request it could not send: a copy is kept
-    /// to send one again even after a connect failure.
-    consumes_unsent: bool,
+    /// The targets are reached by hyper-util's client (https, h2c), not the plain-HTTP/1 pool:
+    /// each sets its own authority as `Host`/`:authority`, and a request it could not send is
+    /// consumed (a copy is kept to send one again even after a connect failure).
+    own_authority: bool,
     pub retried: AtomicU64,
     pub health: Option<health::HealthCheck>,
     /// Whether the active health checks run (started once, by the first snapshot holding it).
@@ -96,6 +97,15 @@ pub struct Exchange<'a> {
     pub idle_timeout: Duration,
     /// The client connection, whose `max_connections` slot a tunnel holds until it closes.
     pub conn: &'a Arc<ConnInfo>,
+}
+
+impl HttpUpstream {
+    /// Whether the targets are https or h2c (hyper-util's client), which name themselves in
+    /// `Host`/`:authority`, rather than plain HTTP/1.1 (the gateway's pool), whose `Host` a
+    /// route may set.
+    pub fn own_authority(&self) -> bool {
+        self.own_authority
+    }
 }
 
 impl Upstream {
